@@ -1,0 +1,45 @@
+// Package testenv decides whether tests that need root, kernel features or
+// Debian tools may run. Outside CI such tests skip with a message; with
+// GLB_REQUIRE_ROOT_TESTS=1 (set by .ci/run) a missing capability fails the
+// run instead, so CI can never pass by skipping.
+package testenv
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+)
+
+// RequireEnv is the environment variable that turns skips into failures.
+const RequireEnv = "GLB_REQUIRE_ROOT_TESTS"
+
+// Required reports whether missing capabilities must fail the run.
+func Required() bool { return os.Getenv(RequireEnv) == "1" }
+
+// Unavailable skips the test, or fails it when capabilities are required.
+func Unavailable(tb testing.TB, format string, args ...any) {
+	tb.Helper()
+	if Required() {
+		tb.Fatalf("required capability missing ("+RequireEnv+"=1): "+format, args...)
+	}
+	tb.Skipf("skipping: "+format+" (set "+RequireEnv+"=1 to make this fail)", args...)
+}
+
+// RequireRoot skips or fails the test unless it runs as root.
+func RequireRoot(tb testing.TB) {
+	tb.Helper()
+	if os.Geteuid() != 0 {
+		Unavailable(tb, "test needs root (run sudo make test)")
+	}
+}
+
+// RequireBinary returns the path of an executable, or skips or fails the
+// test when it is not installed (make deps installs them all).
+func RequireBinary(tb testing.TB, name string) string {
+	tb.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		Unavailable(tb, "%s is not installed (run sudo make deps)", name)
+	}
+	return p
+}
