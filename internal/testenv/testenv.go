@@ -5,8 +5,10 @@
 package testenv
 
 import (
+	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 )
 
@@ -42,4 +44,42 @@ func RequireBinary(tb testing.TB, name string) string {
 		Unavailable(tb, "%s is not installed (run sudo make deps)", name)
 	}
 	return p
+}
+
+// BuildBinary compiles the main package at pkg (a path relative to the
+// module root, like "./cmd/glb-proxy") into a temporary directory that is
+// removed when the test ends, and returns the executable's path. The Go
+// build cache makes repeated builds cheap.
+func BuildBinary(tb testing.TB, pkg string) string {
+	tb.Helper()
+	root, err := ModuleRoot()
+	if err != nil {
+		tb.Fatalf("build %s: %v", pkg, err)
+	}
+	out := filepath.Join(tb.TempDir(), filepath.Base(pkg))
+	cmd := exec.Command("go", "build", "-o", out, pkg)
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("build %s: %v\n%s", pkg, err, b)
+	}
+	return out
+}
+
+// ModuleRoot returns the directory holding go.mod, searching upwards from
+// the working directory (a test's working directory is its package folder).
+func ModuleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the working directory")
+		}
+		dir = parent
+	}
 }
