@@ -6,7 +6,7 @@ set -euo pipefail
 
 packages=(
 	clang llvm libbpf-dev bpftool linux-libc-dev # make generate (BPF objects)
-	iproute2 ethtool                             # network namespaces, veth, routes
+	iproute2 iputils-ping ethtool                         # network namespaces, veth, routes
 	redis-server redis-tools                     # cache tests and the demo
 	git curl openssl ca-certificates gh          # real clients in the tests
 	tshark python3-scapy                         # packet captures in the tests
