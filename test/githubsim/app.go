@@ -2,12 +2,12 @@ package githubsim
 
 import (
 	"bytes"
-	"io"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"net/http"
 	"slices"

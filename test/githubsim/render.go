@@ -264,8 +264,8 @@ func (c *call) comment(r *repo, is *issue, cm *comment) map[string]any {
 	url := c.api("/repos/%s/issues/comments/%d", fn, cm.id)
 	return map[string]any{
 		"id": cm.id, "node_id": nodeID("IC", cm.id), "url": url,
-		"html_url":  c.web("/%s/%s/%d#issuecomment-%d", fn, kind, is.number, cm.id),
-		"body":      cm.body, "user": c.user(cm.user), "created_at": ts(cm.created), "updated_at": ts(cm.updated),
+		"html_url": c.web("/%s/%s/%d#issuecomment-%d", fn, kind, is.number, cm.id),
+		"body":     cm.body, "user": c.user(cm.user), "created_at": ts(cm.created), "updated_at": ts(cm.updated),
 		"issue_url": c.api("/repos/%s/issues/%d", fn, is.number), "author_association": authorAssociation(r, cm.user),
 		"reactions": reactions(url), "performed_via_github_app": nil,
 	}
