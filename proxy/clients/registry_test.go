@@ -1,0 +1,284 @@
+package clients
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/glb-project/glb/proxy/route"
+)
+
+func mustToken(t testing.TB) string {
+	t.Helper()
+	tok, err := NewToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func registryYAML(entries ...string) string {
+	return "version: 1\nclients:\n" + strings.Join(entries, "")
+}
+
+func clientYAML(name, token string, scopes ...string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "  - name: %s\n    token_sha256: %q\n    scopes:\n", name, HashToken(token))
+	for _, s := range scopes {
+		fmt.Fprintf(&b, "      - %s\n", s)
+	}
+	return b.String()
+}
+
+func TestAuthenticate(t *testing.T) {
+	a, b, stranger := mustToken(t), mustToken(t), mustToken(t)
+	set, err := Parse([]byte(registryYAML(
+		clientYAML("a", a, `{path: "/repos/acme/**"}`),
+		clientYAML("b", b, `{graphql: query}`),
+	)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r Registry
+	if _, ok := r.Authenticate(a); ok {
+		t.Fatal("empty registry authenticated a token")
+	}
+	r.Replace(set)
+	for tok, want := range map[string]string{a: "a", b: "b", stranger: ""} {
+		c, ok := r.Authenticate(tok)
+		switch {
+		case want == "" && ok:
+			t.Errorf("unknown token authenticated as %s", c.Name)
+		case want != "" && (!ok || c.Name != want):
+			t.Errorf("token of %s: got %v %v", want, c, ok)
+		}
+	}
+}
+
+func TestRotation(t *testing.T) {
+	old, neu := mustToken(t), mustToken(t)
+	doc := fmt.Sprintf("version: 1\nclients:\n  - name: ci\n    token_sha256: [%q, %q]\n    scopes: [{path: /**}]\n", HashToken(old), HashToken(neu))
+	set, err := Parse([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r Registry
+	r.Replace(set)
+	for _, tok := range []string{old, neu} {
+		if c, ok := r.Authenticate(tok); !ok || c.Name != "ci" {
+			t.Errorf("rotated token not accepted")
+		}
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	tok := mustToken(t)
+	h := HashToken(tok)
+	tests := []struct {
+		name, doc, want string
+	}{
+		{"empty", "", `version: 1`},
+		{"no version", "clients: []\n", "version: missing"},
+		{"version 2", "version: 2\n", "version: 2 is not supported"},
+		{"unknown field", "version: 1\nclient: []\n", "field client not found"},
+		{"unknown scope field", registryYAML(clientYAML("a", tok, `{path: /x, method: [GET]}`)), "field method not found"},
+		{"bad name", registryYAML(clientYAML("Deploy Bot", tok, `{path: /x}`)), `name "Deploy Bot"`},
+		{"duplicate name", registryYAML(clientYAML("a", tok, `{path: /x}`), clientYAML("a", mustToken(t), `{path: /x}`)), "names must be unique"},
+		{"same token twice", registryYAML(clientYAML("a", tok, `{path: /x}`), clientYAML("b", tok, `{path: /x}`)), "every client needs its own token"},
+		{"token instead of digest", "version: 1\nclients:\n  - name: a\n    token_sha256: " + tok + "\n    scopes: [{path: /x}]\n", "a token, not its sha256"},
+		{"upper-case digest", "version: 1\nclients:\n  - name: a\n    token_sha256: " + strings.ToUpper(h) + "\n    scopes: [{path: /x}]\n", "64 lower-case hex"},
+		{"no digest", "version: 1\nclients:\n  - name: a\n    scopes: [{path: /x}]\n", "token_sha256: missing"},
+		{"no scopes", "version: 1\nclients:\n  - name: a\n    token_sha256: " + h + "\n", "scopes: missing"},
+		{"relative path", registryYAML(clientYAML("a", tok, `{path: repos/x}`)), "must start with /"},
+		{"dot segment", registryYAML(clientYAML("a", tok, `{path: /repos/a/../b}`)), "dot segments"},
+		{"double slash", registryYAML(clientYAML("a", tok, `{path: //repos}`)), "empty segment"},
+		{"escape", registryYAML(clientYAML("a", tok, `{path: /repos/a%2Fb}`)), "decoded"},
+		{"inner **", registryYAML(clientYAML("a", tok, `{path: /repos/**/issues}`)), "last segment"},
+		{"upper-case owner", registryYAML(clientYAML("a", tok, `{path: /repos/Acme/*}`)), "lower case"},
+		{"upper-case owner under *", registryYAML(clientYAML("a", tok, `{path: /*/Acme/*}`)), "lower case"},
+		{"lower-case method", registryYAML(clientYAML("a", tok, `{path: /x, methods: [get]}`)), `methods: "get"`},
+		{"graphql value", registryYAML(clientYAML("a", tok, `{graphql: read}`)), `graphql "read"`},
+		{"graphql with path", registryYAML(clientYAML("a", tok, `{graphql: query, path: /x}`)), "takes no path"},
+		{"git value", registryYAML(clientYAML("a", tok, `{git: clone, path: /a/b}`)), `git "clone"`},
+		{"git with .git", registryYAML(clientYAML("a", tok, `{git: fetch, path: /a/b.git}`)), "leave .git off"},
+		{"git deep path", registryYAML(clientYAML("a", tok, `{git: fetch, path: /a/**}`)), "names owner and repository"},
+		{"max_age on write scope", registryYAML(clientYAML("a", tok, `{path: /x, methods: [POST], max_age: 1m}`)), "GET and HEAD only"},
+		{"negative max_age", registryYAML(clientYAML("a", tok, `{path: /x, max_age: -1s}`)), "negative"},
+		{"not yaml", "version: [1\n", "parse clients"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.doc))
+			if err == nil {
+				t.Fatalf("accepted:\n%s", tt.doc)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not say %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), tok) {
+				t.Errorf("error %q repeats a token", err)
+			}
+		})
+	}
+}
+
+func TestScopes(t *testing.T) {
+	tok := mustToken(t)
+	set, err := Parse([]byte(registryYAML(clientYAML("c", tok,
+		`{methods: [GET], path: "/repos/acme/*/**", max_age: 30s}`,
+		`{methods: [POST, PATCH], path: "/repos/acme/widgets/issues/**"}`,
+		`{path: "/repos/acme/svc-*/pulls"}`,
+		`{path: "/orgs/acme", stale_if_error: true}`,
+		`{graphql: query}`,
+		`{git: fetch, path: "/acme/*"}`,
+		`{git: push, path: "/acme/widgets"}`,
+	))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := set.Clients[0]
+	rest := []struct {
+		method, path string
+		want         bool
+		grant        Grant
+	}{
+		{"GET", "/repos/acme/widgets", true, Grant{MaxAge: 30 * time.Second}},
+		{"HEAD", "/repos/acme/widgets/issues", true, Grant{MaxAge: 30 * time.Second}},
+		{"GET", "/repos/ACME/Widgets/issues", true, Grant{MaxAge: 30 * time.Second}},
+		{"GET", "/api/v3/repos/acme/widgets/pulls/1", true, Grant{MaxAge: 30 * time.Second}},
+		{"GET", "/repos/acme", false, Grant{}},
+		{"GET", "/repos/acmex/widgets", false, Grant{}},
+		{"GET", "/repos/other/widgets", false, Grant{}},
+		{"POST", "/repos/acme/widgets", false, Grant{}},
+		{"POST", "/repos/acme/widgets/issues", true, Grant{}},
+		{"PATCH", "/repos/acme/widgets/issues/7", true, Grant{}},
+		{"DELETE", "/repos/acme/widgets/issues/7", false, Grant{}},
+		{"POST", "/repos/acme/gadgets/issues", false, Grant{}},
+		{"GET", "/orgs/ACME", true, Grant{StaleIfError: true}},
+		{"GET", "/orgs/acme/members", false, Grant{}},
+		{"GET", "/user", false, Grant{}},
+	}
+	for _, tt := range rest {
+		r, err := route.Parse(tt.method, tt.path, "")
+		if err != nil {
+			t.Fatalf("%s: %v", tt.path, err)
+		}
+		g, ok := c.AllowREST(tt.method, r.KeySegments)
+		if ok != tt.want || g != tt.grant {
+			t.Errorf("%s %s: got %v %+v, want %v %+v", tt.method, tt.path, ok, g, tt.want, tt.grant)
+		}
+	}
+	if !c.AllowGraphQL(route.Query) || c.AllowGraphQL(route.Mutation) {
+		t.Error("graphql: want query only")
+	}
+	git := []struct {
+		path string
+		push bool
+		want bool
+	}{
+		{"/acme/widgets.git/git-upload-pack", false, true},
+		{"/ACME/Gadgets.git/git-upload-pack", false, true},
+		{"/acme/widgets.git/git-receive-pack", true, true},
+		{"/acme/gadgets.git/git-receive-pack", true, false},
+		{"/other/widgets.git/git-upload-pack", false, false},
+	}
+	for _, tt := range git {
+		r, err := route.Parse("POST", tt.path, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.AllowGit(r.KeySegments, r.Git.Push); got != tt.want {
+			t.Errorf("git %s: got %v, want %v", tt.path, got, tt.want)
+		}
+	}
+}
+
+func TestMatchSegment(t *testing.T) {
+	for _, tt := range []struct {
+		p, s string
+		want bool
+	}{
+		{"*", "x", true}, {"svc-*", "svc-a", true}, {"svc-*", "svc-", true}, {"svc-*", "sv", false},
+		{"*-api", "x-api", true}, {"a*b*c", "abc", true}, {"a*b*c", "axxbyyc", true}, {"a*a", "a", false},
+		{"ab*ba", "aba", false}, {"x", "X", false},
+	} {
+		if got := matchSegment(tt.p, tt.s); got != tt.want {
+			t.Errorf("matchSegment(%q, %q) = %v", tt.p, tt.s, got)
+		}
+	}
+}
+
+func TestFileReload(t *testing.T) {
+	a, b := mustToken(t), mustToken(t)
+	path := filepath.Join(t.TempDir(), "clients.yaml")
+	write := func(doc string) {
+		t.Helper()
+		tmp := path + ".tmp"
+		if err := os.WriteFile(tmp, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, path); err != nil { // as GitOps tools do
+			t.Fatal(err)
+		}
+	}
+	write(registryYAML(clientYAML("a", a, `{path: /x}`)))
+	var reg Registry
+	loads := make(chan error, 16)
+	f := &File{Path: path, Registry: &reg, OnLoad: func(err error) { loads <- err }}
+	if err := f.Load(); err != nil {
+		t.Fatal(err)
+	}
+	<-loads
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { f.Watch(ctx, time.Millisecond); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	write(registryYAML(clientYAML("b", b, `{path: /x}`)))
+	if err := <-loads; err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	if _, ok := reg.Authenticate(b); !ok {
+		t.Fatal("new client not loaded")
+	}
+	if _, ok := reg.Authenticate(a); ok {
+		t.Fatal("removed client still accepted")
+	}
+
+	write("version: 1\nclients: [{name: BROKEN}]\n")
+	if err := <-loads; err == nil {
+		t.Fatal("broken file loaded without error")
+	}
+	if _, ok := reg.Authenticate(b); !ok {
+		t.Fatal("broken file dropped the last good registry")
+	}
+}
+
+// FuzzParse: any document either parses into a set whose clients all have
+// a name, a digest and a scope, or fails with an error that never repeats
+// a whole token.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(registryYAML(clientYAML("a", goldenToken, `{path: "/repos/acme/*/**", methods: [GET]}`, `{graphql: any}`, `{git: fetch, path: /a/*}`))))
+	f.Add([]byte("version: 1\nclients:\n  - name: a\n    token_sha256: [" + goldenSHA256 + "]\n    scopes: [{path: /x, max_age: 1m, stale_if_error: true}]\n"))
+	f.Add([]byte("version: 1\nclients: [{name: x, token_sha256: " + goldenToken + "}]"))
+	f.Add([]byte("version: 2"))
+	f.Add([]byte("{"))
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		s, err := Parse(doc)
+		if err != nil {
+			if strings.Contains(err.Error(), goldenToken) {
+				t.Fatalf("error repeats a token: %v", err)
+			}
+			return
+		}
+		for _, c := range s.Clients {
+			if c.Name == "" || len(c.hashes) == 0 || len(c.Scopes) == 0 {
+				t.Fatalf("incomplete client %+v", c)
+			}
+		}
+	})
+}

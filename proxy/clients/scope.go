@@ -1,0 +1,261 @@
+package clients
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/glb-project/glb/proxy/route"
+)
+
+// ScopeKind is what a scope grants.
+type ScopeKind int
+
+// Scope kinds.
+const (
+	RESTScope ScopeKind = iota
+	GraphQLScope
+	GitScope
+)
+
+// Scope is one grant of a client.
+type Scope struct {
+	Kind ScopeKind
+	// Path is the glob as written (REST and git scopes).
+	Path string
+	// Methods are the REST methods granted; GET implies HEAD.
+	Methods []string
+	// Query and Mutation are the GraphQL operations granted.
+	Query, Mutation bool
+	// Fetch and Push are the git operations granted.
+	Fetch, Push bool
+	// MaxAge is the freshness window: a cached response younger than this
+	// is served without asking upstream. Zero means always revalidate.
+	MaxAge time.Duration
+	// StaleIfError serves the cached copy, marked STALE, when upstream
+	// fails.
+	StaleIfError bool
+
+	pattern []string
+	methods map[string]bool
+}
+
+// Grant is what a matching REST scope allows beyond access.
+type Grant struct {
+	MaxAge       time.Duration
+	StaleIfError bool
+}
+
+var knownMethods = map[string]bool{
+	http.MethodGet: true, http.MethodHead: true, http.MethodPost: true, http.MethodPut: true,
+	http.MethodPatch: true, http.MethodDelete: true, http.MethodOptions: true,
+}
+
+func compileScope(sy scopeV1) (Scope, error) {
+	if sy.GraphQL != "" && sy.Git != "" {
+		return Scope{}, errors.New("graphql and git in one scope: write two scopes")
+	}
+	if sy.MaxAge < 0 {
+		return Scope{}, fmt.Errorf("max_age %v: must not be negative", sy.MaxAge)
+	}
+	switch {
+	case sy.GraphQL != "":
+		if sy.Path != "" || len(sy.Methods) > 0 || sy.MaxAge != 0 || sy.StaleIfError {
+			return Scope{}, errors.New("a graphql scope takes no path, methods, max_age or stale_if_error (GraphQL is never cached)")
+		}
+		sc := Scope{Kind: GraphQLScope}
+		switch sy.GraphQL {
+		case "query":
+			sc.Query = true
+		case "mutation":
+			sc.Mutation = true
+		case "any":
+			sc.Query, sc.Mutation = true, true
+		default:
+			return Scope{}, fmt.Errorf("graphql %q: want query, mutation or any", sy.GraphQL)
+		}
+		return sc, nil
+	case sy.Git != "":
+		if len(sy.Methods) > 0 || sy.MaxAge != 0 || sy.StaleIfError {
+			return Scope{}, errors.New("a git scope takes a path only (like \"/acme/*\"), no methods, max_age or stale_if_error")
+		}
+		sc := Scope{Kind: GitScope, Path: sy.Path}
+		switch sy.Git {
+		case "fetch":
+			sc.Fetch = true
+		case "push":
+			sc.Push = true
+		case "any":
+			sc.Fetch, sc.Push = true, true
+		default:
+			return Scope{}, fmt.Errorf("git %q: want fetch, push or any", sy.Git)
+		}
+		p, err := compileGlob(sy.Path, true)
+		if err != nil {
+			return Scope{}, err
+		}
+		sc.pattern = p
+		return sc, nil
+	}
+	sc := Scope{Kind: RESTScope, Path: sy.Path, MaxAge: sy.MaxAge, StaleIfError: sy.StaleIfError, methods: map[string]bool{}}
+	if sy.Path == "" {
+		return Scope{}, errors.New("path: missing: a REST scope needs a path like \"/repos/acme/*/**\" (or set graphql: or git:)")
+	}
+	p, err := compileGlob(sy.Path, false)
+	if err != nil {
+		return Scope{}, err
+	}
+	sc.pattern = p
+	methods := sy.Methods
+	if len(methods) == 0 {
+		methods = []string{http.MethodGet, http.MethodHead}
+	}
+	for _, m := range methods {
+		if !knownMethods[m] {
+			return Scope{}, fmt.Errorf("methods: %q: want upper-case GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS", m)
+		}
+		sc.methods[m] = true
+		sc.Methods = append(sc.Methods, m)
+	}
+	if sc.methods[http.MethodGet] {
+		sc.methods[http.MethodHead] = true
+	}
+	if (sc.MaxAge != 0 || sc.StaleIfError) && !sc.methods[http.MethodGet] {
+		return Scope{}, errors.New("max_age and stale_if_error apply to GET and HEAD only: add GET to methods or drop them")
+	}
+	return sc, nil
+}
+
+// compileGlob checks and splits a scope path. Literal segments are held to
+// the same rules as request paths (no dot segments, no escapes, nothing
+// empty), and names that GitHub compares case-insensitively must be lower
+// case, because they are matched against route.Request.Key.
+func compileGlob(p string, git bool) ([]string, error) {
+	if !strings.HasPrefix(p, "/") {
+		return nil, fmt.Errorf("path %q: must start with /", p)
+	}
+	if p == "/" {
+		return []string{}, nil
+	}
+	segs := strings.Split(p[1:], "/")
+	for i, s := range segs {
+		switch {
+		case s == "":
+			return nil, fmt.Errorf("path %q: empty segment (// or a trailing /)", p)
+		case s == "." || s == "..":
+			return nil, fmt.Errorf("path %q: dot segments are not allowed", p)
+		case s == "**" && i != len(segs)-1:
+			return nil, fmt.Errorf("path %q: ** may only be the last segment", p)
+		case strings.Contains(s, "**") && s != "**":
+			return nil, fmt.Errorf("path %q: ** must be a whole segment", p)
+		case strings.ContainsAny(s, "%\\?#[]") || strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+			return nil, fmt.Errorf("path %q: write paths decoded, without %%, \\, ?, #, [ or ]", p)
+		}
+	}
+	if git {
+		if len(segs) != 2 || segs[0] == "**" || segs[1] == "**" {
+			return nil, fmt.Errorf("path %q: a git scope names owner and repository, like \"/acme/*\"", p)
+		}
+		if strings.HasSuffix(strings.ToLower(segs[1]), ".git") {
+			return nil, fmt.Errorf("path %q: leave .git off the repository name", p)
+		}
+		for _, s := range segs {
+			if s != strings.ToLower(s) {
+				return nil, fmt.Errorf("path %q: owner and repository names must be lower case (GitHub compares them case-insensitively)", p)
+			}
+		}
+		return segs, nil
+	}
+	folded := len(segs) - 1
+	switch segs[0] {
+	case "repos":
+		folded = 2
+	case "users", "orgs":
+		folded = 1
+	case "*", "**":
+		// Could be /repos: hold positions 1 and 2 to lower case too.
+		folded = 2
+	default:
+		folded = 0
+	}
+	for i := 1; i <= folded && i < len(segs); i++ {
+		if segs[i] != strings.ToLower(segs[i]) {
+			return nil, fmt.Errorf("path %q: owner and repository names must be lower case (GitHub compares them case-insensitively)", p)
+		}
+	}
+	return segs, nil
+}
+
+// matchGlob matches decoded path segments against a compiled pattern.
+func matchGlob(pattern, segs []string) bool {
+	for i, p := range pattern {
+		if p == "**" {
+			return true
+		}
+		if i >= len(segs) || !matchSegment(p, segs[i]) {
+			return false
+		}
+	}
+	return len(segs) == len(pattern)
+}
+
+// matchSegment matches one segment; '*' matches any run of characters.
+func matchSegment(p, s string) bool {
+	if p == "*" {
+		return true
+	}
+	if !strings.Contains(p, "*") {
+		return p == s
+	}
+	parts := strings.Split(p, "*")
+	if !strings.HasPrefix(s, parts[0]) {
+		return false
+	}
+	s = s[len(parts[0]):]
+	last := parts[len(parts)-1]
+	for _, part := range parts[1 : len(parts)-1] {
+		i := strings.Index(s, part)
+		if i < 0 {
+			return false
+		}
+		s = s[i+len(part):]
+	}
+	return strings.HasSuffix(s, last) && len(s) >= len(last)
+}
+
+// AllowREST reports whether the client may send method to a REST path
+// (route.Request.KeySegments), and the grant of the first scope that
+// allows it.
+func (c *Client) AllowREST(method string, keySegs []string) (Grant, bool) {
+	for i := range c.Scopes {
+		sc := &c.Scopes[i]
+		if sc.Kind == RESTScope && sc.methods[method] && matchGlob(sc.pattern, keySegs) {
+			return Grant{MaxAge: sc.MaxAge, StaleIfError: sc.StaleIfError}, true
+		}
+	}
+	return Grant{}, false
+}
+
+// AllowGraphQL reports whether the client may execute a GraphQL operation
+// of this type.
+func (c *Client) AllowGraphQL(op route.Operation) bool {
+	for _, sc := range c.Scopes {
+		if sc.Kind == GraphQLScope && (op == route.Query && sc.Query || op == route.Mutation && sc.Mutation) {
+			return true
+		}
+	}
+	return false
+}
+
+// AllowGit reports whether the client may fetch from (or push to) the
+// repository named by keySegs (owner, repository; lower case).
+func (c *Client) AllowGit(keySegs []string, push bool) bool {
+	for _, sc := range c.Scopes {
+		if sc.Kind == GitScope && (push && sc.Push || !push && sc.Fetch) && matchGlob(sc.pattern, keySegs) {
+			return true
+		}
+	}
+	return false
+}
