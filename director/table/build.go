@@ -131,13 +131,14 @@ func Build(spec *Spec, health Health) *Table {
 	k1 := binary.LittleEndian.Uint64(spec.Seed[8:16])
 	w := t.Width
 
-	// best holds the w smallest sort keys of the class being scanned,
-	// ascending.
+	// best[c] holds the w smallest sort keys of class c, ascending; n[c]
+	// how many it holds.
 	type pick struct {
 		key   uint64
 		index uint16
 	}
-	var best [MaxHops]pick
+	var best [numClasses][MaxHops]pick
+	var n [numClasses]int
 	var state [4]uint64
 
 	for r := 0; r < NumRows; r++ {
@@ -158,11 +159,10 @@ func Build(spec *Spec, health Health) *Table {
 		v0 ^= rowSeed
 		state = [4]uint64{v0, v1, v2, v3}
 
-		row := t.idx[r*w : r*w+w]
-		k := 0 // hops filled so far
 		for c := range numClasses {
 			lo, hi := span[c][0], span[c][1]
-			if k == w || lo == hi {
+			n[c] = 0
+			if lo == hi {
 				continue
 			}
 			// GLB sorts on the hash's output bytes read big-endian: keys
@@ -170,31 +170,60 @@ func Build(spec *Spec, health Health) *Table {
 			end := lo + (hi-lo+sipLanes-1)/sipLanes*sipLanes
 			sipKeys(&state, tails[lo:end], keys[lo:end])
 
-			// Keep the (w-k) smallest keys of this class. Ties, never
-			// seen in practice, keep config order, so the result is
+			// Keep the w smallest keys of this class. Ties, never seen in
+			// practice, keep config order, so the result is
 			// deterministic.
-			need, m := w-k, 0
+			b, m := &best[c], 0
 			worst := ^uint64(0)
 			ks, ord := keys[lo:hi], order[lo:hi]
 			for i, key := range ks {
-				if m < need {
+				if m < w {
 					m++
 				} else if key >= worst {
 					continue
 				}
 				j := m - 1
-				for j > 0 && best[j-1].key > key {
-					best[j] = best[j-1]
+				for j > 0 && b[j-1].key > key {
+					b[j] = b[j-1]
 					j--
 				}
-				best[j] = pick{key, ord[i]}
-				if m == need {
-					worst = best[m-1].key
+				b[j] = pick{key, ord[i]}
+				if m == w {
+					worst = b[m-1].key
 				}
 			}
-			for i := range m {
-				row[k] = best[i].index
+			n[c] = m
+		}
+
+		// The primary is the first host of the best class present. Hosts
+		// of worse classes that rank ahead of it come next: they were
+		// this row's primary while they served, so they hold its
+		// existing flows and must stay reachable by second chance. Then
+		// the rest, partitioned by class.
+		first := classServing
+		for n[first] == 0 {
+			first++
+		}
+		primary := best[first][0].key
+		row := t.idx[r*w : r*w+w]
+		row[0] = best[first][0].index
+		k := 1
+		for c := first + 1; c < numClasses; c++ {
+			for i := 0; i < n[c] && k < w && best[c][i].key < primary; i++ {
+				row[k] = best[c][i].index
 				k++
+			}
+		}
+		for i := 1; i < n[first] && k < w; i++ {
+			row[k] = best[first][i].index
+			k++
+		}
+		for c := first + 1; c < numClasses; c++ {
+			for i := 0; i < n[c] && k < w; i++ {
+				if best[c][i].key > primary {
+					row[k] = best[c][i].index
+					k++
+				}
 			}
 		}
 	}

@@ -109,10 +109,24 @@ func referenceOrder(spec *Spec, health Health, row uint16) []netip.Addr {
 		}
 		return list[i].i < list[j].i
 	})
-	sort.SliceStable(list, func(i, j int) bool { return list[i].class < list[j].class })
+	if len(list) == 0 {
+		return nil
+	}
+	// The primary: the first host of the best class present.
+	p := 0
+	for i := range list {
+		if list[i].class < list[p].class {
+			p = i
+		}
+	}
+	ahead := slices.Clone(list[:p])
+	sort.SliceStable(ahead, func(i, j int) bool { return ahead[i].class < ahead[j].class })
+	rest := slices.Clone(list[p+1:])
+	sort.SliceStable(rest, func(i, j int) bool { return rest[i].class < rest[j].class })
+	order := append(append([]hb{list[p]}, ahead...), rest...)
 	var out []netip.Addr
-	for i := 0; i < len(list) && i < spec.HopCount(); i++ {
-		out = append(out, list[i].b.IP)
+	for i := 0; i < len(order) && i < spec.HopCount(); i++ {
+		out = append(out, order[i].b.IP)
 	}
 	return out
 }
