@@ -68,9 +68,9 @@ const (
 	numClasses
 )
 
-// Build computes every row of the table. It is a pure function of the spec
-// and the health: every director computes the same table from the same
-// inputs. Its cost is one SipHash per usable backend per row, and its
+// Build computes every row of the table, by the rules in the package
+// documentation. It is a pure function of the spec and the health: every
+// director computes the same table from the same inputs. Its cost is one SipHash per usable backend per row, and its
 // allocations do not depend on the number of rows.
 func Build(spec *Spec, health Health) *Table {
 	t := &Table{
