@@ -1,0 +1,427 @@
+//go:build ignore
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * redirect.c: glb's second chance on a proxy host (DESIGN.md §5).
+ *
+ * Attached with tcx to the ingress of the proxy host's uplink. For every
+ * IPv4/UDP packet to GUE_PORT addressed to this host it:
+ *
+ *   1. validates the GUE header and GLB's private data (drops and counts
+ *      anything malformed);
+ *   2. decides whether the inner packet is ours: a TCP SYN without ACK, a
+ *      packet of a local socket (established, request or TIME_WAIT, found
+ *      with bpf_skc_lookup_tcp; a bare listener does not count), an ACK
+ *      whose SYN cookie bpf_tcp_check_syncookie accepts, inner UDP, ICMP
+ *      other than frag-needed/packet-too-big, or the last hop;
+ *   3. if ours, strips outer IPv4 + UDP + GUE so the inner IPv4 or IPv6
+ *      packet goes up the stack as if it had arrived directly;
+ *   4. otherwise rewrites the outer header (src = this host, dst =
+ *      hops[next_hop]), increments next_hop, fixes the checksums and
+ *      redirects the packet toward the next hop.
+ *
+ * Everything else passes untouched. Every packet ends in exactly one
+ * enum outcome, counted per CPU.
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/udp.h>
+#include <linux/tcp.h>
+#include <linux/icmpv6.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "gue.h"
+#include "redirect_consts.h"
+#include "redirect_maps.h"
+
+char __license[] SEC("license") = "Dual BSD/GPL";
+
+/* This host's IPv4 address in network byte order, set by the loader.
+ * GUE to any other address passes untouched, forwarded packets leave with
+ * it as their source, and a next hop equal to it is taken locally. Zero
+ * means "the outer destination", as GLB's kernel module does. */
+volatile const __be32 cfg_self_ipv4 = 0;
+
+/* Puts enum outcome into the BTF, for bpf2go -type, and lets the
+ * loader check its label table against the object it loads. */
+volatile const enum outcome outcome_len = OUTCOME_LEN;
+
+/* tcx verdicts. TCX_NEXT (TC_ACT_UNSPEC) lets a later tcx program see the
+ * packet and otherwise means pass; Debian 12's headers predate the TCX_*
+ * names. */
+#define VERDICT_PASS TC_ACT_UNSPEC
+#define VERDICT_DROP TC_ACT_SHOT
+
+#define OUTER_IP_OFF ETH_HLEN
+#define OUTER_UDP_OFF (OUTER_IP_OFF + GLB_OUTER_IPV4_LEN)
+#define GUE_OFF (OUTER_UDP_OFF + GLB_OUTER_UDP_LEN)
+#define IP_CSUM_OFF (OUTER_IP_OFF + offsetof(struct iphdr, check))
+#define UDP_CSUM_OFF (OUTER_UDP_OFF + offsetof(struct udphdr, check))
+#define NEXT_HOP_WORD_OFF (GUE_OFF + sizeof(struct gue_base) + offsetof(struct glb_priv, next_hop))
+
+/* What the parser learnt about one GUE packet. */
+struct gue_pkt {
+	__u32 wire_len;	    /* skb->len on entry, for the byte counters */
+	__u32 strip;	    /* outer IPv4 + UDP + GUE + private data */
+	__be32 outer_daddr; /* the address the packet was sent to */
+	__be32 hop;	    /* hops[next_hop], valid when next_hop < hop_count */
+	__u16 outer_len;    /* outer IPv4 total length, host order */
+	__u8 next_hop;
+	__u8 hop_count;
+	__u8 inner_v6;
+};
+
+static __always_inline int count(enum outcome outcome, __u32 len, int verdict)
+{
+	__u32 key = outcome;
+	struct outcome_stat *s = bpf_map_lookup_elem(&redirect_stats, &key);
+
+	if (s) {
+		s->packets++;
+		s->bytes += len;
+	}
+	return verdict;
+}
+
+static __always_inline __be32 self_ipv4(const struct gue_pkt *g)
+{
+	return cfg_self_ipv4 ? cfg_self_ipv4 : g->outer_daddr;
+}
+
+/* Strips everything between the Ethernet header and the inner IP header.
+ * The DECAP_L3 flag makes the kernel set skb->protocol to the inner family
+ * (Linux 6.3+); the Ethernet type is ours to fix. bpf_skb_adjust_room also
+ * resets CHECKSUM_UNNECESSARY, so the stack verifies the inner checksum. */
+static __always_inline int decap(struct __sk_buff *skb, const struct gue_pkt *g, enum outcome outcome)
+{
+	__u64 flags = g->inner_v6 ? BPF_F_ADJ_ROOM_DECAP_L3_IPV6 : BPF_F_ADJ_ROOM_DECAP_L3_IPV4;
+
+	if (bpf_skb_adjust_room(skb, -(__s32)g->strip, BPF_ADJ_ROOM_MAC, flags))
+		return count(OUTCOME_DROPPED_DECAP_FAILED, g->wire_len, VERDICT_DROP);
+	if (g->inner_v6) {
+		__be16 proto = bpf_htons(ETH_P_IPV6);
+
+		if (bpf_skb_store_bytes(skb, offsetof(struct ethhdr, h_proto), &proto, sizeof(proto), 0))
+			return count(OUTCOME_DROPPED_DECAP_FAILED, g->wire_len, VERDICT_DROP);
+	}
+	return count(outcome, g->wire_len, VERDICT_PASS);
+}
+
+/* Sends the packet to hops[next_hop]: src = this host, dst = the hop,
+ * next_hop + 1, checksums fixed, out of the interface it came in on.
+ *
+ * bpf_redirect_neigh with no next-hop parameters does what the host's own
+ * output path would: a route lookup restricted to that interface (a hop
+ * without a route is taken to be on the link, as GLB's directors and proxy
+ * hosts share the uplink's network) and a neighbour lookup that resolves
+ * and queues when the neighbour is unknown. bpf_fib_lookup is no option:
+ * it refuses to work unless the interface forwards (net.ipv4.conf.*.
+ * forwarding), and a proxy host should not route. TTL is left alone, as
+ * GLB's module re-sends the packet as a local one. */
+static __always_inline int forward(struct __sk_buff *skb, const struct gue_pkt *g)
+{
+	__be32 self = self_ipv4(g);
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct iphdr *ip = data + OUTER_IP_OFF;
+	struct glb_gue_hdr *gue = data + GUE_OFF;
+	__be32 old_saddr, old_daddr;
+	__be16 old_word, new_word;
+
+	if ((void *)(gue + 1) > data_end)
+		return count(OUTCOME_MALFORMED_SHORT, g->wire_len, VERDICT_DROP);
+
+	old_saddr = ip->saddr;
+	old_daddr = ip->daddr;
+	old_word = *(__be16 *)&gue->priv.next_hop;
+	ip->saddr = self;
+	ip->daddr = g->hop;
+	gue->priv.next_hop = g->next_hop + 1;
+	new_word = *(__be16 *)&gue->priv.next_hop;
+
+	/* GLB's director sends UDP checksum 0; BPF_F_MARK_MANGLED_0 leaves a
+	 * zero checksum alone and writes 0xffff for a computed zero. */
+	bpf_l3_csum_replace(skb, IP_CSUM_OFF, old_saddr, self, sizeof(self));
+	bpf_l3_csum_replace(skb, IP_CSUM_OFF, old_daddr, g->hop, sizeof(self));
+	bpf_l4_csum_replace(skb, UDP_CSUM_OFF, old_saddr, self,
+			    BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0 | sizeof(self));
+	bpf_l4_csum_replace(skb, UDP_CSUM_OFF, old_daddr, g->hop,
+			    BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0 | sizeof(self));
+	bpf_l4_csum_replace(skb, UDP_CSUM_OFF, old_word, new_word, BPF_F_MARK_MANGLED_0 | sizeof(old_word));
+
+	return count(OUTCOME_FORWARDED_TO_ALTERNATE, g->wire_len, bpf_redirect_neigh(skb->ifindex, NULL, 0, 0));
+}
+
+/* The TCP path: the inner packet, or the flow an ICMP error is about
+ * (th == NULL), has the tuple given. iph/iph_len are the inner IP header,
+ * needed to check a SYN cookie. */
+static __always_inline int tcp_path(struct __sk_buff *skb, const struct gue_pkt *g, struct bpf_sock_tuple *tuple,
+				    __u32 tuple_len, void *iph, __u32 iph_len, struct tcphdr *th)
+{
+	struct bpf_sock *sk;
+
+	if (th && th->syn && !th->ack)
+		return decap(skb, g, OUTCOME_ACCEPTED_SYN);
+
+	sk = bpf_skc_lookup_tcp(skb, tuple, tuple_len, BPF_F_CURRENT_NETNS, 0);
+	if (sk) {
+		__u32 state = sk->state;
+		int cookie = 0;
+
+		if (state != BPF_TCP_LISTEN) {
+			bpf_sk_release(sk);
+			if (state == BPF_TCP_TIME_WAIT)
+				return decap(skb, g, OUTCOME_ACCEPTED_TIME_WAIT);
+			if (state == BPF_TCP_NEW_SYN_RECV)
+				return decap(skb, g, OUTCOME_ACCEPTED_SYN_RECV);
+			return decap(skb, g, OUTCOME_ACCEPTED_ESTABLISHED);
+		}
+		/* A bare listener does not make the packet ours, unless it is
+		 * the ACK that completes a handshake answered with a cookie. */
+		if (th && th->ack && !th->syn && !th->rst && !th->fin)
+			cookie = bpf_tcp_check_syncookie(sk, iph, iph_len, th, sizeof(*th)) == 0;
+		bpf_sk_release(sk);
+		if (cookie)
+			return decap(skb, g, OUTCOME_ACCEPTED_SYN_COOKIE);
+	}
+
+	/* Second chance. GLB's table puts the host that owned the flow
+	 * before a change in the next slot of the hop list. */
+	if (g->next_hop >= g->hop_count)
+		return decap(skb, g, OUTCOME_ACCEPTED_LAST_RESORT);
+	if (g->hop == self_ipv4(g) || g->hop == g->outer_daddr)
+		return decap(skb, g, OUTCOME_FORWARDED_TO_SELF);
+	return forward(skb, g);
+}
+
+static __always_inline int inner_ipv4(struct __sk_buff *skb, const struct gue_pkt *g, struct iphdr *iph,
+				      void *data_end)
+{
+	struct bpf_sock_tuple tuple = {};
+	__u32 ihl;
+
+	if ((void *)(iph + 1) > data_end)
+		return count(OUTCOME_MALFORMED_SHORT, g->wire_len, VERDICT_DROP);
+	if (iph->version != 4 || iph->ihl < 5)
+		return count(OUTCOME_MALFORMED_INNER, g->wire_len, VERDICT_DROP);
+	/* A later fragment has no transport header to look up; the stack
+	 * reassembles it with the fragments the director sent here too. */
+	if (iph->frag_off & bpf_htons(IP_OFFSET))
+		return decap(skb, g, OUTCOME_ACCEPTED_FRAGMENT);
+	ihl = iph->ihl * 4;
+
+	switch (iph->protocol) {
+	case IPPROTO_TCP: {
+		struct tcphdr *th = (void *)iph + ihl;
+
+		if ((void *)(th + 1) > data_end)
+			return count(OUTCOME_MALFORMED_SHORT, g->wire_len, VERDICT_DROP);
+		tuple.ipv4.saddr = iph->saddr;
+		tuple.ipv4.daddr = iph->daddr;
+		tuple.ipv4.sport = th->source;
+		tuple.ipv4.dport = th->dest;
+		return tcp_path(skb, g, &tuple, sizeof(tuple.ipv4), iph, sizeof(*iph), th);
+	}
+	case IPPROTO_UDP:
+		return decap(skb, g, OUTCOME_ACCEPTED_UDP);
+	case IPPROTO_ICMP: {
+		struct redirect_icmphdr *icmp = (void *)iph + ihl;
+		struct iphdr *q;
+		__be16 *ports;
+
+		if ((void *)(icmp + 1) > data_end)
+			return count(OUTCOME_MALFORMED_SHORT, g->wire_len, VERDICT_DROP);
+		if (icmp->type != ICMP_DEST_UNREACH || icmp->code != ICMP_FRAG_NEEDED)
+			return decap(skb, g, OUTCOME_ACCEPTED_ICMP);
+		/* The error quotes a packet our socket sent: VIP -> client.
+		 * Reverse it to get the tuple of the client's packets. */
+		q = (void *)(icmp + 1);
+		if ((void *)(q + 1) > data_end)
+			return count(OUTCOME_MALFORMED_SHORT, g->wire_len, VERDICT_DROP);
+		if (q->version != 4 || q->ihl < 5)
+			return count(OUTCOME_MALFORMED_INNER, g->wire_len, VERDICT_DROP);
+		if (q->protocol != IPPROTO_TCP)
+			return decap(skb, g, OUTCOME_ACCEPTED_ICMP);
+		ports = (void *)q + q->ihl * 4;
+		if ((void *)(ports + 2) > data_end)
+			return count(OUTCOME_MALFORMED_SHORT, g->wire_len, VERDICT_DROP);
+		tuple.ipv4.saddr = q->daddr;
+		tuple.ipv4.daddr = q->saddr;
+		tuple.ipv4.sport = ports[1];
+		tuple.ipv4.dport = ports[0];
+		return tcp_path(skb, g, &tuple, sizeof(tuple.ipv4), iph, sizeof(*iph), NULL);
+	}
+	default:
+		return count(OUTCOME_DROPPED_INNER_PROTO, g->wire_len, VERDICT_DROP);
+	}
+}
+
+static __always_inline int inner_ipv6(struct __sk_buff *skb, const struct gue_pkt *g, struct ipv6hdr *ip6,
+				      void *data_end)
+{
+	struct bpf_sock_tuple tuple = {};
+
+	if ((void *)(ip6 + 1) > data_end)
+		return count(OUTCOME_MALFORMED_SHORT, g->wire_len, VERDICT_DROP);
+	if (ip6->version != 6)
+		return count(OUTCOME_MALFORMED_INNER, g->wire_len, VERDICT_DROP);
+
+	switch (ip6->nexthdr) {
+	case IPPROTO_TCP: {
+		struct tcphdr *th = (void *)(ip6 + 1);
+
+		if ((void *)(th + 1) > data_end)
+			return count(OUTCOME_MALFORMED_SHORT, g->wire_len, VERDICT_DROP);
+		__builtin_memcpy(tuple.ipv6.saddr, &ip6->saddr, sizeof(tuple.ipv6.saddr));
+		__builtin_memcpy(tuple.ipv6.daddr, &ip6->daddr, sizeof(tuple.ipv6.daddr));
+		tuple.ipv6.sport = th->source;
+		tuple.ipv6.dport = th->dest;
+		return tcp_path(skb, g, &tuple, sizeof(tuple.ipv6), ip6, sizeof(*ip6), th);
+	}
+	case IPPROTO_UDP:
+		return decap(skb, g, OUTCOME_ACCEPTED_UDP);
+	case IPV6_NEXTHDR_FRAGMENT:
+		return decap(skb, g, OUTCOME_ACCEPTED_FRAGMENT);
+	case IPPROTO_ICMPV6: {
+		struct icmp6hdr *icmp = (void *)(ip6 + 1);
+		struct ipv6hdr *q;
+		__be16 *ports;
+
+		if ((void *)(icmp + 1) > data_end)
+			return count(OUTCOME_MALFORMED_SHORT, g->wire_len, VERDICT_DROP);
+		if (icmp->icmp6_type != ICMPV6_PKT_TOOBIG)
+			return decap(skb, g, OUTCOME_ACCEPTED_ICMP);
+		q = (void *)(icmp + 1);
+		if ((void *)(q + 1) > data_end)
+			return count(OUTCOME_MALFORMED_SHORT, g->wire_len, VERDICT_DROP);
+		if (q->version != 6)
+			return count(OUTCOME_MALFORMED_INNER, g->wire_len, VERDICT_DROP);
+		/* As GLB: extension headers in the quote are not walked. */
+		if (q->nexthdr != IPPROTO_TCP)
+			return decap(skb, g, OUTCOME_ACCEPTED_ICMP);
+		ports = (void *)(q + 1);
+		if ((void *)(ports + 2) > data_end)
+			return count(OUTCOME_MALFORMED_SHORT, g->wire_len, VERDICT_DROP);
+		__builtin_memcpy(tuple.ipv6.saddr, &q->daddr, sizeof(tuple.ipv6.saddr));
+		__builtin_memcpy(tuple.ipv6.daddr, &q->saddr, sizeof(tuple.ipv6.daddr));
+		tuple.ipv6.sport = ports[1];
+		tuple.ipv6.dport = ports[0];
+		return tcp_path(skb, g, &tuple, sizeof(tuple.ipv6), ip6, sizeof(*ip6), NULL);
+	}
+	default:
+		return count(OUTCOME_DROPPED_INNER_PROTO, g->wire_len, VERDICT_DROP);
+	}
+}
+
+/* A UDP packet to GUE_PORT with a 20-byte outer IPv4 header, for us. */
+static __always_inline int gue(struct __sk_buff *skb, struct gue_pkt *g)
+{
+	void *data, *data_end;
+	struct iphdr *ip;
+	struct glb_gue_hdr *gh;
+	__u32 hlen, linear;
+
+	/* The headers must be in the linear part for direct access. Pull
+	 * them in when the driver left some in fragments; this costs only
+	 * for such packets. */
+	linear = skb->data_end - skb->data;
+	if (linear < skb->len && linear < REDIRECT_MAX_HEADERS)
+		bpf_skb_pull_data(skb, skb->len < REDIRECT_MAX_HEADERS ? skb->len : REDIRECT_MAX_HEADERS);
+
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	ip = data + OUTER_IP_OFF;
+	gh = data + GUE_OFF;
+	if ((void *)(gh + 1) > data_end)
+		return count(OUTCOME_MALFORMED_SHORT, g->wire_len, VERDICT_DROP);
+
+	if (gh->base.hlen & GUE_VER_C_MASK)
+		return count(OUTCOME_MALFORMED_GUE_VERSION, g->wire_len, VERDICT_DROP);
+	if (gh->base.flags)
+		return count(OUTCOME_MALFORMED_GUE_FLAGS, g->wire_len, VERDICT_DROP);
+	if (gh->base.proto != GUE_PROTO_IPV4 && gh->base.proto != GUE_PROTO_IPV6)
+		return count(OUTCOME_MALFORMED_GUE_PROTO, g->wire_len, VERDICT_DROP);
+	if (gh->priv.type != bpf_htons(GLB_PRIV_TYPE))
+		return count(OUTCOME_MALFORMED_PRIVATE_TYPE, g->wire_len, VERDICT_DROP);
+	hlen = gh->base.hlen & GUE_HLEN_MASK;
+	g->hop_count = gh->priv.hop_count;
+	g->next_hop = gh->priv.next_hop;
+	/* hlen counts the private data word and the hops. Being 5 bits, it
+	 * also bounds hop_count to REDIRECT_MAX_HOP_COUNT; the second test
+	 * says so to the verifier. */
+	if (hlen != (__u32)g->hop_count + 1 || g->hop_count > REDIRECT_MAX_HOP_COUNT)
+		return count(OUTCOME_MALFORMED_GUE_HLEN, g->wire_len, VERDICT_DROP);
+	if (g->next_hop > g->hop_count)
+		return count(OUTCOME_MALFORMED_NEXT_HOP, g->wire_len, VERDICT_DROP);
+	if (g->next_hop < g->hop_count) {
+		__be32 *hop = &gh->hops[g->next_hop];
+
+		if ((void *)(hop + 1) > data_end)
+			return count(OUTCOME_MALFORMED_SHORT, g->wire_len, VERDICT_DROP);
+		g->hop = *hop;
+	}
+
+	g->outer_daddr = ip->daddr;
+	g->outer_len = bpf_ntohs(ip->tot_len);
+	g->strip = GLB_OUTER_IPV4_LEN + GLB_OUTER_UDP_LEN + sizeof(struct gue_base) + hlen * 4;
+	g->inner_v6 = gh->base.proto == GUE_PROTO_IPV6;
+	if (g->inner_v6)
+		return inner_ipv6(skb, g, data + ETH_HLEN + g->strip, data_end);
+	return inner_ipv4(skb, g, data + ETH_HLEN + g->strip, data_end);
+}
+
+SEC("tcx/ingress")
+int glb_redirect(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct gue_pkt g = {.wire_len = skb->len};
+	struct ethhdr *eth = data;
+	struct iphdr *ip;
+	struct udphdr *udp;
+
+	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
+		return count(OUTCOME_PASSED_NOT_GUE, g.wire_len, VERDICT_PASS);
+	ip = (void *)(eth + 1);
+	if ((void *)(ip + 1) > data_end || ip->version != 4 || ip->protocol != IPPROTO_UDP)
+		return count(OUTCOME_PASSED_NOT_GUE, g.wire_len, VERDICT_PASS);
+	/* A later fragment has no UDP header to tell GUE by. */
+	if (ip->frag_off & bpf_htons(IP_OFFSET))
+		return count(OUTCOME_PASSED_NOT_GUE, g.wire_len, VERDICT_PASS);
+
+	if (ip->ihl != 5) {
+		/* GLB's directors never send IP options. An options-bearing
+		 * packet to GUE_PORT is malformed GUE; anything else (or an
+		 * invalid header, which the stack drops) is not ours. */
+		__be16 dport;
+		__u32 off = OUTER_IP_OFF + ip->ihl * 4 + offsetof(struct udphdr, dest);
+
+		if (ip->ihl < 5 || bpf_skb_load_bytes(skb, off, &dport, sizeof(dport)) ||
+		    dport != bpf_htons(GUE_PORT))
+			return count(OUTCOME_PASSED_NOT_GUE, g.wire_len, VERDICT_PASS);
+		data = (void *)(long)skb->data;
+		data_end = (void *)(long)skb->data_end;
+		ip = data + OUTER_IP_OFF;
+		if ((void *)(ip + 1) > data_end)
+			return count(OUTCOME_PASSED_NOT_GUE, g.wire_len, VERDICT_PASS);
+		if (cfg_self_ipv4 && ip->daddr != cfg_self_ipv4)
+			return count(OUTCOME_PASSED_OTHER_HOST, g.wire_len, VERDICT_PASS);
+		return count(OUTCOME_MALFORMED_OUTER, g.wire_len, VERDICT_DROP);
+	}
+
+	udp = (void *)(ip + 1);
+	if ((void *)(udp + 1) > data_end || udp->dest != bpf_htons(GUE_PORT))
+		return count(OUTCOME_PASSED_NOT_GUE, g.wire_len, VERDICT_PASS);
+	if (cfg_self_ipv4 && ip->daddr != cfg_self_ipv4)
+		return count(OUTCOME_PASSED_OTHER_HOST, g.wire_len, VERDICT_PASS);
+	/* The first fragment of a GUE packet: the director never fragments,
+	 * and half a packet cannot be decapsulated or forwarded. */
+	if (ip->frag_off & bpf_htons(IP_MF))
+		return count(OUTCOME_MALFORMED_OUTER, g.wire_len, VERDICT_DROP);
+
+	return gue(skb, &g);
+}

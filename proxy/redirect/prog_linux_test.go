@@ -1,0 +1,292 @@
+package redirect
+
+import (
+	"bytes"
+	"net/netip"
+	"testing"
+)
+
+// Frames as the director sends them to this host (selfIP), and the frames
+// the program must leave behind.
+
+func fromDirector(h gueHdr, inner []byte) []byte {
+	return ether(selfMAC, dirMAC, ethIPv4, gueOuter{src: directorIP, dst: selfIP}.wrap(h, inner))
+}
+
+// decapsulated is what the stack must receive: the Ethernet header as it
+// arrived, with the inner family's type, and the inner packet unchanged.
+func decapsulated(inner []byte) []byte {
+	typ := uint16(ethIPv4)
+	if inner[0]>>4 == 6 {
+		typ = ethIPv6
+	}
+	return ether(selfMAC, dirMAC, typ, inner)
+}
+
+func v4tcp(src, dst netip.Addr, sport, dport uint16, o tcpOpts) []byte {
+	return ipv4(src, dst, protoTCP, tcp(src, dst, sport, dport, o), ipv4Opts{id: 7, flags: 0x4000})
+}
+
+func v6tcp(src, dst netip.Addr, sport, dport uint16, o tcpOpts) []byte {
+	return ipv6(src, dst, protoTCP, tcp(src, dst, sport, dport, o))
+}
+
+var (
+	ackSeg  = tcpOpts{flags: tcpACK | tcpPSH, seq: 1000, ack: 2000, payload: []byte("hello, second chance")}
+	synSeg  = tcpOpts{flags: tcpSYN, seq: 99, options: []byte{2, 4, 0x05, 0xb4}}
+	hops1   = []netip.Addr{peerIP}
+	remote  = remoteClnt
+	remote6 = remoteClnt6
+)
+
+// fragNeeded is the ICMP error a router sends the VIP's host when a reply
+// (vip:sport -> client:cport, protocol proto) is too big: it travels from
+// the router to the VIP, quoting the reply.
+func fragNeeded(router, vip, client netip.Addr, proto uint8, vport, cport uint16) []byte {
+	var l4 []byte
+	if proto == protoTCP {
+		l4 = tcp(vip, client, vport, cport, tcpOpts{flags: tcpACK, seq: 5, ack: 6})[:8]
+	} else {
+		l4 = udp(vip, client, vport, cport, []byte("x"), true)[:8]
+	}
+	quoted := ipv4(vip, client, proto, nil, ipv4Opts{flags: 0x4000})
+	quoted = append(quoted[:20:20], l4...)
+	// The quoted header still claims its original length.
+	return ipv4(router, vip, protoICMP, icmp4(3, 4, 1400, quoted), ipv4Opts{})
+}
+
+func packetTooBig(router, vip, client netip.Addr, proto uint8, vport, cport uint16) []byte {
+	var l4 []byte
+	if proto == protoTCP {
+		l4 = tcp(vip, client, vport, cport, tcpOpts{flags: tcpACK})[:8]
+	} else {
+		l4 = udp(vip, client, vport, cport, []byte("x"), true)[:8]
+	}
+	quoted := ipv6(vip, client, proto, l4)
+	return ipv6(router, vip, protoICMPv6, icmp6(router, vip, 2, 0, 1280, quoted))
+}
+
+// forwarded is what the program must hand to bpf_redirect_neigh for hop:
+// the same frame with the outer source = this host, the destination = hop,
+// next_hop + 1 and every checksum right. The Ethernet header is as it
+// arrived: the kernel writes the neighbour's MACs when it transmits.
+func forwarded(h gueHdr, o gueOuter, inner []byte, hop netip.Addr) []byte {
+	h.nextHop++
+	o.src, o.dst = selfIP, hop
+	return ether(selfMAC, dirMAC, ethIPv4, o.wrap(h, inner))
+}
+
+type progCase struct {
+	name        string
+	in          []byte
+	wantVerdict uint32
+	wantOut     []byte // nil: not checked (dropped packets)
+	wantOutcome string
+}
+
+func TestProgramGolden(t *testing.T) {
+	e := newProgEnv(t)
+
+	innerAck := v4tcp(remote, vip4, 40001, 443, ackSeg)
+	innerAck6 := v6tcp(remote6, vip6, 40001, 443, ackSeg)
+	director := gueOuter{src: directorIP, dst: selfIP}
+	threeHops := gueHdr{hops: []netip.Addr{unresolvedIP, peerIP, selfIP}, nextHop: 1}
+	withCsum := gueOuter{src: directorIP, dst: selfIP, udpCsum: true, sport: 0x8abc, ip: ipv4Opts{id: 0x1234, ttl: 17, tos: 0x10}}
+
+	notGUE := []progCase{
+		{name: "an ARP frame passes untouched",
+			in: ether(selfMAC, dirMAC, 0x0806, make([]byte, 28))},
+		{name: "a frame with only an Ethernet header passes untouched",
+			in: ether(selfMAC, dirMAC, 0x88b5, nil)},
+		{name: "plain IPv6 passes untouched",
+			in: ether(selfMAC, dirMAC, ethIPv6, innerAck6)},
+		{name: "TCP to this host passes untouched",
+			in: ether(selfMAC, dirMAC, ethIPv4, v4tcp(directorIP, selfIP, 5555, 22, ackSeg))},
+		{name: "UDP to another port passes untouched",
+			in: ether(selfMAC, dirMAC, ethIPv4, ipv4(directorIP, selfIP, protoUDP, udp(directorIP, selfIP, 53, 19524, gueHdr{hops: hops1}.bytes(innerAck), false), ipv4Opts{}))},
+		{name: "a later fragment of a UDP packet passes untouched",
+			in: ether(selfMAC, dirMAC, ethIPv4, ipv4(directorIP, selfIP, protoUDP, udp(directorIP, selfIP, 1, guePort, nil, false), ipv4Opts{flags: 0x0010}))},
+		{name: "an IPv4 header with options to another port passes untouched",
+			in: ether(selfMAC, dirMAC, ethIPv4, ipv4(directorIP, selfIP, protoUDP, udp(directorIP, selfIP, 1, 53, []byte("dns?"), false), ipv4Opts{options: []byte{1, 1, 1, 0}}))},
+	}
+	for i := range notGUE {
+		notGUE[i].wantVerdict = verdictPass
+		notGUE[i].wantOut = notGUE[i].in
+		notGUE[i].wantOutcome = "passed_not_gue"
+	}
+
+	cases := append(notGUE, []progCase{
+		{name: "GUE to another host's address passes untouched",
+			in:          ether(selfMAC, dirMAC, ethIPv4, gueOuter{src: directorIP, dst: peerIP}.wrap(gueHdr{hops: hops1}, innerAck)),
+			wantVerdict: verdictPass, wantOutcome: "passed_other_host",
+			wantOut: ether(selfMAC, dirMAC, ethIPv4, gueOuter{src: directorIP, dst: peerIP}.wrap(gueHdr{hops: hops1}, innerAck))},
+
+		// Malformed GUE: dropped and counted.
+		{name: "GUE with outer IPv4 options is malformed",
+			in:          ether(selfMAC, dirMAC, ethIPv4, gueOuter{src: directorIP, dst: selfIP, ip: ipv4Opts{options: []byte{1, 1, 1, 0}}}.wrap(gueHdr{hops: hops1}, innerAck)),
+			wantVerdict: verdictDrop, wantOutcome: "malformed_outer"},
+		{name: "the first fragment of a GUE packet is malformed",
+			in:          ether(selfMAC, dirMAC, ethIPv4, gueOuter{src: directorIP, dst: selfIP, ip: ipv4Opts{flags: 0x2000}}.wrap(gueHdr{hops: hops1}, innerAck)),
+			wantVerdict: verdictDrop, wantOutcome: "malformed_outer"},
+		{name: "GUE cut inside the GUE header is malformed",
+			in:          ether(selfMAC, dirMAC, ethIPv4, ipv4(directorIP, selfIP, protoUDP, udp(directorIP, selfIP, 1, guePort, []byte{2, 4, 0, 0, 0}, false), ipv4Opts{})),
+			wantVerdict: verdictDrop, wantOutcome: "malformed_short"},
+		{name: "GUE version 1 is malformed",
+			in:          fromDirector(gueHdr{hops: hops1, verC: 0x40}, innerAck),
+			wantVerdict: verdictDrop, wantOutcome: "malformed_gue_version"},
+		{name: "a GUE control message is malformed",
+			in:          fromDirector(gueHdr{hops: hops1, verC: 0x20}, innerAck),
+			wantVerdict: verdictDrop, wantOutcome: "malformed_gue_version"},
+		{name: "GUE flags are malformed",
+			in:          fromDirector(gueHdr{hops: hops1, flags: 0x8000}, innerAck),
+			wantVerdict: verdictDrop, wantOutcome: "malformed_gue_flags"},
+		{name: "a GUE proto other than 4 or 41 is malformed",
+			in:          fromDirector(gueHdr{hops: hops1, proto: 17}, innerAck),
+			wantVerdict: verdictDrop, wantOutcome: "malformed_gue_proto"},
+		{name: "hlen larger than 1 + hop_count is malformed",
+			in:          fromDirector(gueHdr{hops: hops1, hlen: 3}, innerAck),
+			wantVerdict: verdictDrop, wantOutcome: "malformed_gue_hlen"},
+		{name: "hlen 0 is malformed",
+			in:          fromDirector(gueHdr{hops: nil, hlen: 32}, innerAck), // 32 & 0x1f == 0
+			wantVerdict: verdictDrop, wantOutcome: "malformed_gue_hlen"},
+		{name: "hop_count larger than hlen allows is malformed",
+			in:          fromDirector(gueHdr{hops: hops1, hopCount: 5}, innerAck),
+			wantVerdict: verdictDrop, wantOutcome: "malformed_gue_hlen"},
+		{name: "a GLB private data type other than 0 is malformed",
+			in:          fromDirector(gueHdr{hops: hops1, privType: 1}, innerAck),
+			wantVerdict: verdictDrop, wantOutcome: "malformed_private_type"},
+		{name: "next_hop beyond hop_count is malformed",
+			in:          fromDirector(gueHdr{hops: hops1, nextHop: 2}, innerAck),
+			wantVerdict: verdictDrop, wantOutcome: "malformed_next_hop"},
+		{name: "a hop list cut short is malformed",
+			in:          ether(selfMAC, dirMAC, ethIPv4, ipv4(directorIP, selfIP, protoUDP, udp(directorIP, selfIP, 1, guePort, gueHdr{hops: []netip.Addr{peerIP, peerIP, peerIP}}.bytes(nil)[:14], false), ipv4Opts{})),
+			wantVerdict: verdictDrop, wantOutcome: "malformed_short"},
+		{name: "an IPv6 packet under proto 4 is malformed",
+			in:          fromDirector(gueHdr{hops: hops1, proto: 4}, innerAck6),
+			wantVerdict: verdictDrop, wantOutcome: "malformed_inner"},
+		{name: "an IPv4 packet under proto 41 is malformed",
+			in:          fromDirector(gueHdr{hops: hops1, proto: 41}, innerAck),
+			wantVerdict: verdictDrop, wantOutcome: "malformed_inner"},
+		{name: "an inner IPv4 header with ihl below 5 is malformed",
+			in:          fromDirector(gueHdr{hops: hops1}, append([]byte{0x44}, innerAck[1:]...)),
+			wantVerdict: verdictDrop, wantOutcome: "malformed_inner"},
+		{name: "an inner TCP header cut short is malformed",
+			in:          fromDirector(gueHdr{hops: hops1}, innerAck[:30]),
+			wantVerdict: verdictDrop, wantOutcome: "malformed_short"},
+		{name: "an inner IPv6 header cut short is malformed",
+			in:          fromDirector(gueHdr{hops: hops1}, innerAck6[:30]),
+			wantVerdict: verdictDrop, wantOutcome: "malformed_short"},
+		{name: "inner GRE is dropped: GLB forwards only TCP, UDP and ICMP",
+			in:          fromDirector(gueHdr{hops: hops1}, ipv4(remote, vip4, 47, make([]byte, 8), ipv4Opts{})),
+			wantVerdict: verdictDrop, wantOutcome: "dropped_inner_proto"},
+		{name: "an inner IPv6 hop-by-hop header is dropped",
+			in:          fromDirector(gueHdr{hops: hops1}, ipv6(remote6, vip6, 0, make([]byte, 8))),
+			wantVerdict: verdictDrop, wantOutcome: "dropped_inner_proto"},
+	}...)
+
+	// Packets this host takes: the output is the inner packet exactly.
+	accept := func(name string, h gueHdr, inner []byte, outcome string) progCase {
+		return progCase{name: name, in: fromDirector(h, inner), wantVerdict: verdictPass, wantOut: decapsulated(inner), wantOutcome: outcome}
+	}
+	cases = append(cases,
+		accept("an IPv4 SYN is taken here", gueHdr{hops: hops1}, v4tcp(remote, vip4, 40000, 443, synSeg), "accepted_syn"),
+		accept("an IPv6 SYN is taken here and becomes IPv6 on the wire", gueHdr{hops: hops1}, v6tcp(remote6, vip6, 40000, 443, synSeg), "accepted_syn"),
+		accept("a SYN on its last hop is taken here", gueHdr{hops: hops1, nextHop: 1}, v4tcp(remote, vip4, 40000, 443, synSeg), "accepted_syn"),
+		accept("a SYN with an inner IPv4 option is taken here whole",
+			gueHdr{hops: hops1}, ipv4(remote, vip4, protoTCP, tcp(remote, vip4, 1, 443, synSeg), ipv4Opts{options: []byte{1, 1, 1, 0}}), "accepted_syn"),
+		accept("inner UDP is taken on the first host", gueHdr{hops: hops1}, ipv4(remote, vip4, protoUDP, udp(remote, vip4, 5353, 53, []byte("query"), true), ipv4Opts{}), "accepted_udp"),
+		accept("inner UDP over IPv6 is taken on the first host", gueHdr{hops: hops1}, ipv6(remote6, vip6, protoUDP, udp(remote6, vip6, 5353, 53, []byte("query"), true)), "accepted_udp"),
+		accept("an ICMP echo request is taken on the first host", gueHdr{hops: hops1}, ipv4(remote, vip4, protoICMP, icmp4(8, 0, 0x10001, []byte("ping")), ipv4Opts{}), "accepted_icmp"),
+		accept("a GUE health check (echo to this host, no hops) is taken here", gueHdr{}, ipv4(directorIP, selfIP, protoICMP, icmp4(8, 0, 0x20001, []byte("glb-health")), ipv4Opts{}), "accepted_icmp"),
+		accept("an ICMPv6 echo request is taken on the first host", gueHdr{hops: hops1}, ipv6(remote6, vip6, protoICMPv6, icmp6(remote6, vip6, 128, 0, 1, []byte("ping"))), "accepted_icmp"),
+		accept("frag-needed about a UDP flow is ordinary ICMP", gueHdr{hops: hops1}, fragNeeded(peerIP, vip4, remote, protoUDP, 53, 5353), "accepted_icmp"),
+		accept("packet-too-big about a UDP flow is ordinary ICMP", gueHdr{hops: hops1}, packetTooBig(remote6, vip6, remote6, protoUDP, 53, 5353), "accepted_icmp"),
+		accept("a later inner fragment is taken here", gueHdr{hops: hops1}, ipv4(remote, vip4, protoTCP, make([]byte, 16), ipv4Opts{flags: 0x0003}), "accepted_fragment"),
+		accept("an inner IPv6 fragment is taken here", gueHdr{hops: hops1}, ipv6(remote6, vip6, 44, make([]byte, 16)), "accepted_fragment"),
+		accept("an unknown ACK on its last hop is taken as a last resort", gueHdr{hops: hops1, nextHop: 1}, innerAck, "accepted_last_resort"),
+		accept("an unknown ACK in a one-host row is taken as a last resort", gueHdr{}, innerAck, "accepted_last_resort"),
+		accept("an unknown IPv6 ACK on its last hop is taken as a last resort", gueHdr{hops: hops1, nextHop: 1}, innerAck6, "accepted_last_resort"),
+		accept("a next hop equal to this host is taken here (loop guard)", gueHdr{hops: []netip.Addr{selfIP, peerIP}}, innerAck, "forwarded_to_self"),
+		accept("a next hop equal to the outer destination is taken here (GLB's loop guard)",
+			gueHdr{hops: []netip.Addr{selfIP}}, innerAck, "forwarded_to_self"),
+		accept("a next hop of three at the end is a last resort", gueHdr{hops: threeHops.hops, nextHop: 3}, innerAck, "accepted_last_resort"),
+	)
+
+	// Packets this host sends on.
+	fwd := func(name string, h gueHdr, o gueOuter, inner []byte, hop netip.Addr) progCase {
+		return progCase{name: name, in: ether(selfMAC, dirMAC, ethIPv4, o.wrap(h, inner)), wantVerdict: verdictRedirect,
+			wantOut: forwarded(h, o, inner, hop), wantOutcome: "forwarded_to_alternate"}
+	}
+	cases = append(cases,
+		fwd("an unknown ACK goes to the next hop", gueHdr{hops: hops1}, director, innerAck, peerIP),
+		fwd("an unknown IPv6 ACK goes to the next hop", gueHdr{hops: hops1}, director, innerAck6, peerIP),
+		fwd("a SYN-ACK is not a SYN and goes to the next hop", gueHdr{hops: hops1}, director,
+			v4tcp(remote, vip4, 40001, 443, tcpOpts{flags: tcpSYN | tcpACK, seq: 1, ack: 2}), peerIP),
+		fwd("an unknown RST goes to the next hop", gueHdr{hops: hops1}, director,
+			v4tcp(remote, vip4, 40001, 443, tcpOpts{flags: tcpRST, seq: 1}), peerIP),
+		fwd("an unknown FIN goes to the next hop", gueHdr{hops: hops1}, director,
+			v4tcp(remote, vip4, 40001, 443, tcpOpts{flags: tcpFIN | tcpACK, seq: 1, ack: 1}), peerIP),
+		fwd("the second of three hops is used when next_hop is 1", threeHops, director, innerAck, peerIP),
+		fwd("a UDP checksum, TTL, id and TOS survive forwarding", gueHdr{hops: hops1}, withCsum, innerAck, peerIP),
+		fwd("a hop without a neighbour entry goes out too", gueHdr{hops: []netip.Addr{unresolvedIP}}, director, innerAck, unresolvedIP),
+		fwd("a hop without a route goes out too: the kernel takes it as on-link", gueHdr{hops: []netip.Addr{unroutedIP}}, director, innerAck, unroutedIP),
+		fwd("frag-needed about an unknown TCP flow follows the flow", gueHdr{hops: hops1}, director,
+			fragNeeded(peerIP, vip4, remote, protoTCP, 443, 40001), peerIP),
+		fwd("packet-too-big about an unknown TCP flow follows the flow", gueHdr{hops: hops1}, director,
+			packetTooBig(remote6, vip6, remote6, protoTCP, 443, 40001), peerIP),
+	)
+
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			verdict, out, outcome := e.run(t, c.in)
+			if verdict != c.wantVerdict {
+				t.Errorf("verdict %#x, want %#x", verdict, c.wantVerdict)
+			}
+			if outcome != c.wantOutcome {
+				t.Errorf("outcome %s, want %s", outcome, c.wantOutcome)
+			}
+			if c.wantOut != nil && !bytes.Equal(out, c.wantOut) {
+				t.Errorf("output differs\n got %x\nwant %x", out, c.wantOut)
+			}
+		})
+	}
+}
+
+// Without a configured address the program acts as GLB's module: any GUE
+// on the uplink is for this host, the outer destination is "this host"
+// for the loop guard, and forwarded packets leave from it.
+func TestProgramWithoutSelfAddress(t *testing.T) {
+	e := newProgEnv(t)
+	objs, err := loadObjects(netip.Addr{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { objs.Close() })
+	e.objs = objs
+
+	other := netip.MustParseAddr("10.1.0.77")
+	o := gueOuter{src: directorIP, dst: other}
+	innerAck := v4tcp(remote, vip4, 40001, 443, ackSeg)
+	syn := v4tcp(remote, vip4, 40000, 443, synSeg)
+
+	cases := []progCase{
+		{name: "GUE to any address is taken",
+			in: ether(selfMAC, dirMAC, ethIPv4, o.wrap(gueHdr{hops: hops1}, syn)), wantVerdict: verdictPass,
+			wantOut: decapsulated(syn), wantOutcome: "accepted_syn"},
+		{name: "a next hop equal to the outer destination is taken here",
+			in: ether(selfMAC, dirMAC, ethIPv4, o.wrap(gueHdr{hops: []netip.Addr{other, peerIP}}, innerAck)), wantVerdict: verdictPass,
+			wantOut: decapsulated(innerAck), wantOutcome: "forwarded_to_self"},
+		{name: "a forwarded packet leaves from the outer destination",
+			in: ether(selfMAC, dirMAC, ethIPv4, o.wrap(gueHdr{hops: hops1}, innerAck)), wantVerdict: verdictRedirect,
+			wantOut:     ether(selfMAC, dirMAC, ethIPv4, gueOuter{src: other, dst: peerIP}.wrap(gueHdr{hops: hops1, nextHop: 1}, innerAck)),
+			wantOutcome: "forwarded_to_alternate"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			verdict, out, outcome := e.run(t, c.in)
+			if verdict != c.wantVerdict || outcome != c.wantOutcome || !bytes.Equal(out, c.wantOut) {
+				t.Errorf("got verdict %#x outcome %s out %x\nwant verdict %#x outcome %s out %x", verdict, outcome, out, c.wantVerdict, c.wantOutcome, c.wantOut)
+			}
+		})
+	}
+}
