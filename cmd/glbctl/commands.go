@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/glb-project/glb/internal/version"
+)
+
+// errUsage means the command line was wrong; the usage has been printed.
+var errUsage = errors.New("usage error")
+
+// command is one glbctl subcommand. Path is its words ("table rows").
+type command struct {
+	path    string
+	args    string // the synopsis after the path
+	summary string
+	help    string // the long help, after the flags' defaults
+	flags   func(fs *flag.FlagSet) func(ctx context.Context, env env) error
+}
+
+// env is what a command reads and writes.
+type env struct {
+	stdout, stderr io.Writer
+	args           []string // positional arguments after the flags
+}
+
+func commands() []command {
+	return []command{
+		tableRowsCommand(),
+		tableDiffCommand(),
+		hashCommand(),
+	}
+}
+
+const overview = `glbctl is the operator CLI for glb, the load balancer stack of glb-director,
+glb-redirect and glb-proxy.
+
+Usage:
+  glbctl COMMAND [FLAGS]
+
+Commands:
+%s
+Run "glbctl COMMAND --help" for a command's flags.
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cmds := commands()
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" && len(args) == 1 {
+		printOverview(stdout, cmds)
+		if len(args) == 0 {
+			return errUsage
+		}
+		return nil
+	}
+	if args[0] == "--version" || args[0] == "version" {
+		fmt.Fprintln(stdout, "glbctl", version.Version)
+		return nil
+	}
+	if args[0] == "help" {
+		args = append(args[1:], "--help")
+	}
+	// Find the longest command path that prefixes the arguments.
+	var cmd *command
+	var rest []string
+	for i := range cmds {
+		words := strings.Fields(cmds[i].path)
+		if len(args) >= len(words) && slices.Equal(args[:len(words)], words) {
+			if cmd == nil || len(words) > len(strings.Fields(cmd.path)) {
+				cmd, rest = &cmds[i], args[len(words):]
+			}
+		}
+	}
+	if cmd == nil {
+		var near []string
+		for _, c := range cmds {
+			if strings.HasPrefix(c.path, args[0]) {
+				near = append(near, "  glbctl "+c.path+" "+c.args)
+			}
+		}
+		if len(near) > 0 {
+			fmt.Fprintf(stderr, "glbctl: %q needs a subcommand:\n%s\n", strings.Join(args, " "), strings.Join(near, "\n"))
+		} else {
+			fmt.Fprintf(stderr, "glbctl: unknown command %q\n\n", args[0])
+			printOverview(stderr, cmds)
+		}
+		return errUsage
+	}
+	fs := flag.NewFlagSet("glbctl "+cmd.path, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	do := cmd.flags(fs)
+	fs.Usage = func() {
+		out := fs.Output()
+		fmt.Fprintf(out, "Usage: glbctl %s %s\n\n%s\n", cmd.path, cmd.args, cmd.summary)
+		if cmd.help != "" {
+			fmt.Fprintf(out, "\n%s\n", strings.TrimSpace(cmd.help))
+		}
+		fmt.Fprintln(out, "\nFlags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(rest); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stdout)
+			fs.Usage()
+			return nil
+		}
+		return errUsage
+	}
+	return do(ctx, env{stdout: stdout, stderr: stderr, args: fs.Args()})
+}
+
+func printOverview(w io.Writer, cmds []command) {
+	var b strings.Builder
+	for _, c := range cmds {
+		fmt.Fprintf(&b, "  %-14s %s\n", c.path, c.summary)
+	}
+	fmt.Fprintf(w, overview, b.String())
+}

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/netip"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/glb-project/glb/director/table"
+)
+
+func hashCommand() command {
+	return command{
+		path:    "hash",
+		args:    "--config FILE --src IP[:PORT] [--dst IP[:PORT]] [--proto tcp|udp] [--table NAME]",
+		summary: "show the row and hops a flow goes to",
+		help: `Computes the flow hash exactly as glb-director's XDP program does and prints
+the row and its hop list. With --dst, the table is the one whose bind serves
+that destination; otherwise give --table (or the config has one table).
+IPv6 addresses with a port are written [2001:db8::1]:443.`,
+		flags: func(fs *flag.FlagSet) func(context.Context, env) error {
+			config := fs.String("config", "", "forwarding table config `FILE`")
+			src := fs.String("src", "", "the client's `IP[:PORT]`")
+			dst := fs.String("dst", "", "the VIP's `IP[:PORT]`")
+			proto := fs.String("proto", "tcp", "the flow's `protocol`: tcp or udp")
+			name := fs.String("table", "", "table `NAME`")
+			return func(ctx context.Context, e env) error {
+				c, err := loadConfig(*config)
+				if err != nil {
+					return err
+				}
+				if *src == "" {
+					return errors.New("--src is required: the client's IP[:PORT]")
+				}
+				var f table.Flow
+				if f.Src, f.SrcPort, err = parseHostPort(*src); err != nil {
+					return fmt.Errorf("--src: %w", err)
+				}
+				if *dst != "" {
+					if f.Dst, f.DstPort, err = parseHostPort(*dst); err != nil {
+						return fmt.Errorf("--dst: %w", err)
+					}
+				}
+				var p table.Proto
+				if err := p.UnmarshalText([]byte(*proto)); err != nil {
+					return fmt.Errorf("--proto: %w", err)
+				}
+				spec, err := tableFor(c, *name, p, f)
+				if err != nil {
+					return err
+				}
+				h := table.Hash(spec.HashKey, spec.Fields(), f)
+				row := table.RowOf(h)
+				t := table.Build(spec, nil)
+				hops := "none: no usable backend, the director drops this table's packets"
+				if t.Width > 0 {
+					var s []string
+					for _, a := range t.Hops(row) {
+						s = append(s, a.String())
+					}
+					hops = strings.Join(s, ", ")
+				}
+				tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+				fmt.Fprintf(tw, "table\t%s\n", spec.Name)
+				fmt.Fprintf(tw, "fields\t%s\n", strings.Join(spec.Fields().Names(), ","))
+				fmt.Fprintf(tw, "hash\t%#016x\n", h)
+				fmt.Fprintf(tw, "row\t%d (%#04x)\n", row, row)
+				fmt.Fprintf(tw, "hops\t%s\n", hops)
+				return tw.Flush()
+			}
+		},
+	}
+}
+
+// tableFor finds the table a flow belongs to: by name, by the bind that
+// serves its destination, or the only table.
+func tableFor(c *table.Config, name string, p table.Proto, f table.Flow) (*table.Spec, error) {
+	if name != "" || !f.Dst.IsValid() {
+		s, err := pickTable(c, name)
+		if err != nil && !f.Dst.IsValid() {
+			return nil, fmt.Errorf("%w, or give --dst", err)
+		}
+		return s, err
+	}
+	for i := range c.Tables {
+		for _, b := range c.Tables[i].Binds {
+			if b.Prefix.Contains(f.Dst) && b.Proto == p && (f.DstPort == 0 || f.DstPort >= b.PortStart && f.DstPort <= b.PortEnd) {
+				return &c.Tables[i], nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("no bind serves %s %s: the director would pass this packet to the host", p, formatHostPort(f.Dst, f.DstPort))
+}
+
+func parseHostPort(s string) (netip.Addr, uint16, error) {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr(), ap.Port(), nil
+	}
+	a, err := netip.ParseAddr(strings.Trim(s, "[]"))
+	if err != nil {
+		return netip.Addr{}, 0, fmt.Errorf("%q is not IP or IP:PORT ([IPv6]:PORT)", s)
+	}
+	return a, 0, nil
+}
+
+func formatHostPort(a netip.Addr, port uint16) string {
+	if port == 0 {
+		return a.String()
+	}
+	return netip.AddrPortFrom(a, port).String()
+}
