@@ -53,8 +53,11 @@ type Bind struct {
 // Backend is a proxy host. Only IPv4 addresses are allowed: GUE's outer
 // header, and so every hop, is IPv4 (the inner packet may be IPv6).
 type Backend struct {
-	IP    netip.Addr `json:"ip"`
-	State State      `json:"state"`
+	IP netip.Addr `json:"ip"`
+	// Name is an optional host name for operators ("proxy-2"): glbctl and
+	// ChatOps accept it wherever they accept the address.
+	Name  string `json:"name,omitempty"`
+	State State  `json:"state"`
 	// Healthy is the health the config asserts. Nil means healthy until the
 	// health checker says otherwise (GLB would treat it as unhealthy).
 	Healthy      *bool        `json:"healthy,omitempty"`
@@ -380,6 +383,7 @@ func (t *Spec) decode(data []byte) error {
 func (b *Backend) decode(data []byte) error {
 	var j struct {
 		IP           string       `json:"ip"`
+		Name         string       `json:"name"`
 		State        string       `json:"state"`
 		Healthy      *bool        `json:"healthy"`
 		Healthchecks Healthchecks `json:"healthchecks"`
@@ -405,7 +409,7 @@ func (b *Backend) decode(data []byte) error {
 	} else {
 		b.State = s
 	}
-	b.Healthy, b.Healthchecks = j.Healthy, j.Healthchecks
+	b.Name, b.Healthy, b.Healthchecks = j.Name, j.Healthy, j.Healthchecks
 	b.Reason, b.By, b.At = j.Reason, j.By, j.At
 	return errors.Join(errs...)
 }
@@ -510,7 +514,17 @@ func (t *Spec) Validate() error {
 		fail("%d backends: at most %d per table", len(t.Backends), MaxBackends)
 	}
 	seen := map[netip.Addr]int{}
+	names := map[string]int{}
 	for i, be := range t.Backends {
+		if j, dup := names[be.Name]; dup && be.Name != "" {
+			fail("backends[%d]: name %q is also backends[%d]: give every host its own name", i, be.Name, j)
+		}
+		if be.Name != "" {
+			names[be.Name] = i
+			if _, err := netip.ParseAddr(be.Name); err == nil {
+				fail("backends[%d]: name %q looks like an address: use a host name such as proxy-2", i, be.Name)
+			}
+		}
 		switch {
 		case !be.IP.IsValid():
 			fail("backends[%d]: ip is missing", i)
@@ -560,6 +574,16 @@ func (t *Spec) Fields() Fields {
 func (t *Spec) Backend(ip netip.Addr) *Backend {
 	for i := range t.Backends {
 		if t.Backends[i].IP == ip {
+			return &t.Backends[i]
+		}
+	}
+	return nil
+}
+
+// FindBackend returns the backend whose address or name is host, or nil.
+func (t *Spec) FindBackend(host string) *Backend {
+	for i := range t.Backends {
+		if t.Backends[i].Name == host && host != "" || t.Backends[i].IP.String() == host {
 			return &t.Backends[i]
 		}
 	}

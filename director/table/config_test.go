@@ -45,7 +45,7 @@ func TestParseSuperset(t *testing.T) {
 		"hash_key": "000102030405060708090a0b0c0d0e0f", "seed": "0f0e0d0c0b0a09080706050403020100",
 		"hash_fields": ["src_addr", "dst_port"], "hops": 3,
 		"binds": [{"ip": "10.100.0.0/29", "proto": "tcp", "port_start": 443, "port_end": 444}],
-		"backends": [{"ip": "10.1.0.11", "state": "draining", "reason": "kernel upgrade", "by": "alice",
+		"backends": [{"ip": "10.1.0.11", "name": "proxy-1", "state": "draining", "reason": "kernel upgrade", "by": "alice",
 			"at": "2026-11-23T10:00:00Z",
 			"healthchecks": {"http": 8080, "http_uri": "/_glb/health", "gue": 19523}}]}]}`))
 	if err != nil {
@@ -56,6 +56,9 @@ func TestParseSuperset(t *testing.T) {
 		t.Fatalf("spec = %+v", s)
 	}
 	be := s.Backends[0]
+	if s.FindBackend("proxy-1") != &s.Backends[0] || s.FindBackend("10.1.0.11") != &s.Backends[0] || s.FindBackend("proxy-2") != nil {
+		t.Error("FindBackend by name or address")
+	}
 	if be.State != Draining || be.Healthy != nil || be.Healthchecks.HTTP != 8080 || be.Reason != "kernel upgrade" || be.At.IsZero() {
 		t.Errorf("backend = %+v", be)
 	}
@@ -120,6 +123,8 @@ func TestParseErrors(t *testing.T) {
 			[]string{"healthchecks.http port 99999"}},
 		{"unknown backend field", `{"tables": [{"name": "a", ` + okTable + `, "binds": [{"ip": "10.0.0.1", "proto": "tcp", "port": 80}], "backends": [{"ip": "10.1.0.1", "state": "active", "helthy": true}]}]}`,
 			[]string{"backends[0]", `unknown field "helthy"`}},
+		{"duplicate host name", `{"tables": [{"name": "a", ` + okTable + `, "binds": [{"ip": "10.0.0.1", "proto": "tcp", "port": 80}], "backends": [{"ip": "10.1.0.1", "name": "p1", "state": "active"}, {"ip": "10.1.0.2", "name": "p1", "state": "active"}]}]}`,
+			[]string{"backends[1]", `name "p1" is also backends[0]`}},
 		{"wrong type", `{"tables": [{"name": "a", ` + okTable + `, "hops": "two", "binds": [{"ip": "10.0.0.1", "proto": "tcp", "port": 80}], "backends": []}]}`,
 			[]string{"hops"}},
 	} {
