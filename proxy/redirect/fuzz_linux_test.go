@@ -1,0 +1,151 @@
+package redirect
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+// FuzzProgram runs random and mutated GUE through bpf/redirect.c. In
+// wrapped mode the input is a UDP payload sent to this host's port 19523
+// (the GUE header and everything after it); otherwise it is a whole frame
+// after the Ethernet header. Whatever the input, the program must count
+// exactly one outcome, and:
+//   - forward only to hops[next_hop] of the input's own hop list, from
+//     this host, with next_hop + 1 and nothing else changed but checksums;
+//   - hand the stack exactly the inner packet when it decapsulates;
+//   - leave packets it passes untouched.
+func FuzzProgram(f *testing.F) {
+	syn := v4tcp(remote, vip4, 40000, 443, synSeg)
+	ack := v4tcp(remote, vip4, 40001, 443, ackSeg)
+	ack6 := v6tcp(remote6, vip6, 40001, 443, ackSeg)
+	seeds := [][]byte{
+		gueHdr{hops: hops1}.bytes(syn),
+		gueHdr{hops: hops1}.bytes(ack),
+		gueHdr{hops: hops1}.bytes(ack6),
+		gueHdr{hops: []netip.Addr{unresolvedIP, peerIP, selfIP}, nextHop: 1}.bytes(ack),
+		gueHdr{hops: hops1, nextHop: 1}.bytes(ack),
+		gueHdr{hops: []netip.Addr{selfIP}}.bytes(ack),
+		gueHdr{}.bytes(ipv4(directorIP, selfIP, protoICMP, icmp4(8, 0, 1, []byte("ping")), ipv4Opts{})),
+		gueHdr{hops: hops1}.bytes(fragNeeded(peerIP, vip4, remote, protoTCP, 443, 40001)),
+		gueHdr{hops: hops1}.bytes(packetTooBig(remote6, vip6, remote6, protoTCP, 443, 40001)),
+		gueHdr{hops: hops1}.bytes(ipv4(remote, vip4, protoUDP, udp(remote, vip4, 1, 53, []byte("q"), true), ipv4Opts{})),
+		gueHdr{hops: hops1, hlen: 5}.bytes(ack),
+		{0x02, 0x04, 0, 0, 0, 0, 0, 1},
+	}
+	for _, s := range seeds {
+		f.Add(s, true)
+	}
+	f.Add(gueOuter{src: directorIP, dst: selfIP}.wrap(gueHdr{hops: hops1}, ack), false)
+	f.Add(gueOuter{src: directorIP, dst: selfIP, ip: ipv4Opts{options: []byte{1, 1, 1, 0}}}.wrap(gueHdr{hops: hops1}, ack), false)
+	f.Add(ack, false)
+
+	e := newProgEnv(f)
+	f.Fuzz(func(t *testing.T, data []byte, wrapped bool) {
+		var frame []byte
+		if wrapped {
+			frame = fromDirectorPayload(data)
+		} else {
+			frame = ether(selfMAC, dirMAC, ethIPv4, data)
+		}
+		if len(frame) < 14+20 || len(frame) > 1514 {
+			// BPF_PROG_TEST_RUN refuses an IPv4 frame shorter than an
+			// IPv4 header, and frames past a page; real ones fit an MTU.
+			return
+		}
+		verdict, out, outcome := e.run(t, frame)
+		checkInvariants(t, frame, verdict, out, outcome)
+	})
+}
+
+// fromDirectorPayload sends payload to this host's GUE port, from the
+// director, with correct lengths.
+func fromDirectorPayload(payload []byte) []byte {
+	return ether(selfMAC, dirMAC, ethIPv4, ipv4(directorIP, selfIP, protoUDP, udp(directorIP, selfIP, 0x9234, guePort, payload, false), ipv4Opts{flags: 0x4000}))
+}
+
+func checkInvariants(t *testing.T, in []byte, verdict uint32, out []byte, outcome string) {
+	t.Helper()
+	switch {
+	case strings.HasPrefix(outcome, "passed_"):
+		if verdict != verdictPass || !bytes.Equal(out, in) {
+			t.Fatalf("%s: verdict %#x, changed %x into %x", outcome, verdict, in, out)
+		}
+	case strings.HasPrefix(outcome, "malformed_"), strings.HasPrefix(outcome, "dropped_"):
+		if verdict != verdictDrop {
+			t.Fatalf("%s: verdict %#x, want drop", outcome, verdict)
+		}
+	case strings.HasPrefix(outcome, "accepted_"), outcome == "forwarded_to_self":
+		if verdict != verdictPass {
+			t.Fatalf("%s: verdict %#x, want pass", outcome, verdict)
+		}
+		// Outer IPv4 (20) + UDP (8) + GUE base (4) + 4 * hlen.
+		strip := 32 + 4*int(in[42]&0x1f)
+		inner := in[14+strip:]
+		typ := uint16(ethIPv4)
+		if in[43] == 41 {
+			typ = ethIPv6
+		}
+		if want := ether(in[0:6], in[6:12], typ, inner); !bytes.Equal(out, want) {
+			t.Fatalf("%s: the stack got\n%x\nwant the inner packet\n%x", outcome, out, want)
+		}
+	case outcome == "forwarded_to_alternate":
+		if verdict != verdictRedirect {
+			t.Fatalf("%s: verdict %#x, want redirect", outcome, verdict)
+		}
+		checkForward(t, in, out)
+	default:
+		t.Fatalf("unknown outcome %s", outcome)
+	}
+}
+
+// checkForward holds a forwarded frame to the rules: the outer destination
+// is hops[next_hop] of the input, never anything else.
+func checkForward(t *testing.T, in, out []byte) {
+	t.Helper()
+	if len(out) != len(in) {
+		t.Fatalf("forwarded frame is %d bytes, received %d", len(out), len(in))
+	}
+	const gue = 14 + 20 + 8
+	hopCount, nextHop := int(in[gue+7]), int(in[gue+6])
+	if nextHop >= hopCount {
+		t.Fatalf("forwarded with next_hop %d of %d hops", nextHop, hopCount)
+	}
+	hops := make([]netip.Addr, hopCount)
+	for i := range hops {
+		hops[i] = netip.AddrFrom4([4]byte(in[gue+8+4*i:]))
+	}
+	dst := netip.AddrFrom4([4]byte(out[30:34]))
+	src := netip.AddrFrom4([4]byte(out[26:30]))
+	if dst != hops[nextHop] {
+		t.Fatalf("forwarded to %s, but hops[%d] of %v is %s", dst, nextHop, hops, hops[nextHop])
+	}
+	if src != selfIP || dst == selfIP {
+		t.Fatalf("forwarded %s -> %s, want from %s to another host", src, dst, selfIP)
+	}
+	if int(out[gue+6]) != nextHop+1 {
+		t.Fatalf("next_hop %d after forwarding, want %d", out[gue+6], nextHop+1)
+	}
+	if checksum(in[14:34]) == 0 && checksum(out[14:34]) != 0 {
+		t.Fatalf("outer IPv4 checksum broken by forwarding: %x", out[14:34])
+	}
+	// Apart from addresses, next_hop and checksums, not a byte changed.
+	masked := func(b []byte) []byte {
+		c := bytes.Clone(b)
+		for _, i := range []int{24, 25, gue + 6, gue - 2, gue - 1} { // IP csum, next_hop, UDP csum
+			c[i] = 0
+		}
+		for i := 26; i < 34; i++ {
+			c[i] = 0
+		}
+		return c
+	}
+	if !bytes.Equal(masked(in), masked(out)) {
+		t.Fatalf("forwarding changed more than the outer addresses:\n in %x\nout %x", in, out)
+	}
+	if binary.BigEndian.Uint16(in[gue-2:]) == 0 && binary.BigEndian.Uint16(out[gue-2:]) != 0 {
+		t.Fatalf("a zero UDP checksum became %#x", binary.BigEndian.Uint16(out[gue-2:]))
+	}
+}
