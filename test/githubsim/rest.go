@@ -415,18 +415,28 @@ func matchAssignee(is *issue, a string) bool {
 
 func sortIssues(items []*issue, by, dir string) {
 	asc := dir == "asc"
-	key := func(is *issue) int64 { return is.created.UnixNano()*1000 + int64(is.number) }
-	switch by {
-	case "updated":
-		key = func(is *issue) int64 { return is.updated.UnixNano()*1000 + int64(is.number) }
-	case "comments":
-		key = func(is *issue) int64 { return int64(len(is.comments))<<32 + int64(is.number) }
+	less := func(a, b *issue) bool {
+		switch by {
+		case "updated":
+			if !a.updated.Equal(b.updated) {
+				return a.updated.Before(b.updated)
+			}
+		case "comments":
+			if len(a.comments) != len(b.comments) {
+				return len(a.comments) < len(b.comments)
+			}
+		default:
+			if !a.created.Equal(b.created) {
+				return a.created.Before(b.created)
+			}
+		}
+		return a.number < b.number
 	}
 	sort.SliceStable(items, func(i, j int) bool {
 		if asc {
-			return key(items[i]) < key(items[j])
+			return less(items[i], items[j])
 		}
-		return key(items[i]) > key(items[j])
+		return less(items[j], items[i])
 	})
 }
 
