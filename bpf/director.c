@@ -403,7 +403,11 @@ static __always_inline int encap(struct xdp_md *ctx, const struct pkt *pk,
 	__u8 dmac[6], smac[6];
 
 	if (cfg_use_gateway) {
-		__builtin_memcpy(dmac, (const void *)cfg_gateway_mac, 6);
+		/* Byte by byte: a memcpy would cast away volatile and let
+		 * clang fold the all-zero initializer (clang 14). */
+#pragma unroll
+		for (int i = 0; i < 6; i++)
+			dmac[i] = cfg_gateway_mac[i];
 		__builtin_memcpy(smac, pk->dmac, 6);
 	} else {
 		struct bpf_fib_lookup fib = {};
