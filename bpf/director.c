@@ -419,16 +419,22 @@ static __always_inline int encap(struct xdp_md *ctx, const struct pkt *pk,
 		fib.ipv4_src = cfg_src_ip;
 		fib.ipv4_dst = hop0;
 		fib.ifindex = ctx->ingress_ifindex;
+		/* The kernel answers only if IPv4 forwarding is on for the
+		 * ingress interface (kernel 6.18 checks it for every lookup). */
 		rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+		if (rc == BPF_FIB_LKUP_RET_FWD_DISABLED)
+			return END_DROP_FWD_DISABLED;
+		if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH &&
+		    rc != BPF_FIB_LKUP_RET_FRAG_NEEDED)
+			return END_DROP_NO_ROUTE;
+		/* A route was found (fib.ifindex is its device). XDP_TX leaves
+		 * by the interface the packet came in on. */
+		if (fib.ifindex != ctx->ingress_ifindex)
+			return END_DROP_OTHER_IFACE;
 		if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
 			return END_DROP_TOO_BIG;
 		if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
 			return END_DROP_NO_NEIGH;
-		if (rc != BPF_FIB_LKUP_RET_SUCCESS)
-			return END_DROP_NO_ROUTE;
-		/* XDP_TX leaves by the interface the packet came in on. */
-		if (fib.ifindex != ctx->ingress_ifindex)
-			return END_DROP_OTHER_IFACE;
 		__builtin_memcpy(dmac, fib.dmac, 6);
 		__builtin_memcpy(smac, fib.smac, 6);
 	}

@@ -72,22 +72,23 @@ type DirectorGlbBtfAnchor struct {
 type DirectorGlbEnd uint32
 
 const (
-	DirectorGlbEndEND_TX               DirectorGlbEnd = 0
-	DirectorGlbEndEND_PASS_NOT_IP      DirectorGlbEnd = 1
-	DirectorGlbEndEND_PASS_BAD_IP      DirectorGlbEnd = 2
-	DirectorGlbEndEND_PASS_NOT_VIP     DirectorGlbEnd = 3
-	DirectorGlbEndEND_PASS_NO_BIND     DirectorGlbEnd = 4
-	DirectorGlbEndEND_PASS_NOT_LB      DirectorGlbEnd = 5
-	DirectorGlbEndEND_DROP_MALFORMED   DirectorGlbEnd = 6
-	DirectorGlbEndEND_DROP_FRAGMENT    DirectorGlbEnd = 7
-	DirectorGlbEndEND_DROP_NO_TABLE    DirectorGlbEnd = 8
-	DirectorGlbEndEND_DROP_NO_HOPS     DirectorGlbEnd = 9
-	DirectorGlbEndEND_DROP_NO_ROUTE    DirectorGlbEnd = 10
-	DirectorGlbEndEND_DROP_NO_NEIGH    DirectorGlbEnd = 11
-	DirectorGlbEndEND_DROP_OTHER_IFACE DirectorGlbEnd = 12
-	DirectorGlbEndEND_DROP_TOO_BIG     DirectorGlbEnd = 13
-	DirectorGlbEndEND_DROP_ADJUST      DirectorGlbEnd = 14
-	DirectorGlbEndEND_LEN              DirectorGlbEnd = 15
+	DirectorGlbEndEND_TX                DirectorGlbEnd = 0
+	DirectorGlbEndEND_PASS_NOT_IP       DirectorGlbEnd = 1
+	DirectorGlbEndEND_PASS_BAD_IP       DirectorGlbEnd = 2
+	DirectorGlbEndEND_PASS_NOT_VIP      DirectorGlbEnd = 3
+	DirectorGlbEndEND_PASS_NO_BIND      DirectorGlbEnd = 4
+	DirectorGlbEndEND_PASS_NOT_LB       DirectorGlbEnd = 5
+	DirectorGlbEndEND_DROP_MALFORMED    DirectorGlbEnd = 6
+	DirectorGlbEndEND_DROP_FRAGMENT     DirectorGlbEnd = 7
+	DirectorGlbEndEND_DROP_NO_TABLE     DirectorGlbEnd = 8
+	DirectorGlbEndEND_DROP_NO_HOPS      DirectorGlbEnd = 9
+	DirectorGlbEndEND_DROP_FWD_DISABLED DirectorGlbEnd = 10
+	DirectorGlbEndEND_DROP_NO_ROUTE     DirectorGlbEnd = 11
+	DirectorGlbEndEND_DROP_NO_NEIGH     DirectorGlbEnd = 12
+	DirectorGlbEndEND_DROP_OTHER_IFACE  DirectorGlbEnd = 13
+	DirectorGlbEndEND_DROP_TOO_BIG      DirectorGlbEnd = 14
+	DirectorGlbEndEND_DROP_ADJUST       DirectorGlbEnd = 15
+	DirectorGlbEndEND_LEN               DirectorGlbEnd = 16
 )
 
 type DirectorTableMeta struct {

@@ -108,6 +108,7 @@ enum glb_end {
 	END_DROP_FRAGMENT,	/* non-first fragment whose row needs ports */
 	END_DROP_NO_TABLE,	/* bind's table slot empty (transient) */
 	END_DROP_NO_HOPS,	/* the table has no usable backend */
+	END_DROP_FWD_DISABLED,	/* FIB lookup: IPv4 forwarding is off on the iface */
 	END_DROP_NO_ROUTE,	/* FIB lookup found no route to the hop */
 	END_DROP_NO_NEIGH,	/* FIB lookup: next hop's MAC unresolved */
 	END_DROP_OTHER_IFACE,	/* route to the hop leaves by another interface */

@@ -13,21 +13,22 @@ import (
 // the reason label of glb_director_end_total. TestEndLabels fails when it
 // drifts from the C enum.
 var endLabels = map[bpf.DirectorGlbEnd]string{
-	bpf.DirectorGlbEndEND_TX:               "tx",
-	bpf.DirectorGlbEndEND_PASS_NOT_IP:      "pass_not_ip",
-	bpf.DirectorGlbEndEND_PASS_BAD_IP:      "pass_bad_ip",
-	bpf.DirectorGlbEndEND_PASS_NOT_VIP:     "pass_not_vip",
-	bpf.DirectorGlbEndEND_PASS_NO_BIND:     "pass_no_bind",
-	bpf.DirectorGlbEndEND_PASS_NOT_LB:      "pass_not_load_balanced",
-	bpf.DirectorGlbEndEND_DROP_MALFORMED:   "drop_malformed",
-	bpf.DirectorGlbEndEND_DROP_FRAGMENT:    "drop_fragment",
-	bpf.DirectorGlbEndEND_DROP_NO_TABLE:    "drop_no_table",
-	bpf.DirectorGlbEndEND_DROP_NO_HOPS:     "drop_no_hops",
-	bpf.DirectorGlbEndEND_DROP_NO_ROUTE:    "drop_no_route",
-	bpf.DirectorGlbEndEND_DROP_NO_NEIGH:    "drop_no_neighbor",
-	bpf.DirectorGlbEndEND_DROP_OTHER_IFACE: "drop_other_interface",
-	bpf.DirectorGlbEndEND_DROP_TOO_BIG:     "drop_too_big",
-	bpf.DirectorGlbEndEND_DROP_ADJUST:      "drop_adjust_failed",
+	bpf.DirectorGlbEndEND_TX:                "tx",
+	bpf.DirectorGlbEndEND_PASS_NOT_IP:       "pass_not_ip",
+	bpf.DirectorGlbEndEND_PASS_BAD_IP:       "pass_bad_ip",
+	bpf.DirectorGlbEndEND_PASS_NOT_VIP:      "pass_not_vip",
+	bpf.DirectorGlbEndEND_PASS_NO_BIND:      "pass_no_bind",
+	bpf.DirectorGlbEndEND_PASS_NOT_LB:       "pass_not_load_balanced",
+	bpf.DirectorGlbEndEND_DROP_MALFORMED:    "drop_malformed",
+	bpf.DirectorGlbEndEND_DROP_FRAGMENT:     "drop_fragment",
+	bpf.DirectorGlbEndEND_DROP_NO_TABLE:     "drop_no_table",
+	bpf.DirectorGlbEndEND_DROP_NO_HOPS:      "drop_no_hops",
+	bpf.DirectorGlbEndEND_DROP_FWD_DISABLED: "drop_forwarding_disabled",
+	bpf.DirectorGlbEndEND_DROP_NO_ROUTE:     "drop_no_route",
+	bpf.DirectorGlbEndEND_DROP_NO_NEIGH:     "drop_no_neighbor",
+	bpf.DirectorGlbEndEND_DROP_OTHER_IFACE:  "drop_other_interface",
+	bpf.DirectorGlbEndEND_DROP_TOO_BIG:      "drop_too_big",
+	bpf.DirectorGlbEndEND_DROP_ADJUST:       "drop_adjust_failed",
 }
 
 // Verdict is the XDP action a reason implies.

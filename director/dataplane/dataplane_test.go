@@ -1,0 +1,550 @@
+package dataplane
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/vishvananda/netlink"
+
+	"github.com/glb-project/glb/bpf"
+	"github.com/glb-project/glb/director/table"
+	"github.com/glb-project/glb/internal/nstest"
+)
+
+// TestEndLabels fails when the Go names of the program's end reasons
+// drift from enum glb_end in bpf/include/director.h.
+func TestEndLabels(t *testing.T) {
+	if len(endLabels) != int(bpf.DirectorGlbEndEND_LEN) {
+		t.Fatalf("endLabels has %d entries, enum glb_end has %d: update collector.go", len(endLabels), bpf.DirectorGlbEndEND_LEN)
+	}
+	seen := map[string]bool{}
+	for e := range bpf.DirectorGlbEndEND_LEN {
+		label, ok := endLabels[e]
+		if !ok {
+			t.Errorf("enum glb_end value %d has no label", e)
+		}
+		if seen[label] {
+			t.Errorf("label %q used twice", label)
+		}
+		seen[label] = true
+		if want := strings.SplitN(label, "_", 2)[0]; string(verdictOf(e)) != want {
+			t.Errorf("reason %q has verdict %q", label, verdictOf(e))
+		}
+	}
+}
+
+func TestModes(t *testing.T) {
+	for _, s := range []string{"auto", "native", "generic"} {
+		if m, err := ParseMode(s); err != nil || string(m) != s {
+			t.Errorf("ParseMode(%q) = %q, %v", s, m, err)
+		}
+	}
+	if _, err := ParseMode("offload"); err == nil {
+		t.Error("ParseMode accepted offload")
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, c := range []Config{
+		{},
+		{SrcIP: netip.MustParseAddr("2001:db8::1")},
+		{SrcIP: testSrcIP, GatewayMAC: net.HardwareAddr{1, 2, 3}},
+	} {
+		if _, err := Open(c); err == nil {
+			t.Errorf("Open(%+v) succeeded", c)
+		}
+	}
+}
+
+func TestPlanTrieLimits(t *testing.T) {
+	b := buildConfig(t, testConfig, nil)
+	plan, n, err := planTrie(b.tables)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 13 {
+		t.Errorf("%d binds planned, want 13", n)
+	}
+	// 10.100.5.1/32 is covered by its own bind and by 10.100.5.0/24's:
+	// the longer prefix first.
+	got := plan[netip.MustParsePrefix("10.100.5.1/32")]
+	if len(got) != 2 || got[0].table != "split" || got[1].table != "split-b" {
+		t.Errorf("10.100.5.1/32 entries: %+v", got)
+	}
+
+	// 4,096 single-address binds over 4,096 VIPs fit.
+	var binds []string
+	for i := range 4096 {
+		binds = append(binds, fmt.Sprintf(`{"ip": "10.%d.%d.1", "proto": "tcp", "port": 443}`, i/256, i%256))
+	}
+	big := buildConfig(t, `{"tables": [{"name": "big", "hash_key": "000102030405060708090a0b0c0d0e0f", "seed": "49a3d861d661ae5ab06ed9326871a2f5",
+		"binds": [`+strings.Join(binds, ",")+`], "backends": [{"ip": "10.1.0.1", "state": "active"}]}]}`, nil)
+	if _, n, err := planTrie(big.tables); err != nil || n != 4096 {
+		t.Errorf("4096 binds: %d, %v", n, err)
+	}
+
+	// 65 port ranges on one address do not.
+	binds = binds[:0]
+	for i := range MaxBindsPerPrefix + 1 {
+		binds = append(binds, fmt.Sprintf(`{"ip": "10.0.0.1", "proto": "tcp", "port": %d}`, 1000+i))
+	}
+	tooMany := buildConfig(t, `{"tables": [{"name": "many", "hash_key": "000102030405060708090a0b0c0d0e0f", "seed": "49a3d861d661ae5ab06ed9326871a2f5",
+		"binds": [`+strings.Join(binds, ",")+`], "backends": [{"ip": "10.1.0.1", "state": "active"}]}]}`, nil)
+	if _, _, err := planTrie(tooMany.tables); err == nil {
+		t.Error("65 binds on one address accepted")
+	}
+}
+
+// TestManyBinds installs 4,096 binds and checks packets reach each one's
+// table: the LPM trie holds them without per-port expansion.
+func TestManyBinds(t *testing.T) {
+	d := openTest(t, Config{GatewayMAC: macGateway})
+	var tables []string
+	for tb := range 4 {
+		var binds []string
+		for i := range 1024 {
+			n := tb*1024 + i
+			binds = append(binds, fmt.Sprintf(`{"ip": "10.%d.%d.0/28", "proto": "tcp", "port_start": 1000, "port_end": 60000}`, 50+n/256, n%256))
+		}
+		tables = append(tables, fmt.Sprintf(`{"name": "t%d", "hash_key": "000102030405060708090a0b0c0d0e%02x", "seed": "49a3d861d661ae5ab06ed9326871a2f5",
+			"binds": [%s], "backends": [{"ip": "10.200.%d.1", "state": "active"}], "hops": 1}`, tb, tb, strings.Join(binds, ","), tb))
+	}
+	b := buildConfig(t, `{"tables": [`+strings.Join(tables, ",")+`]}`, nil)
+	apply(t, d, b)
+	for n := 0; n < 4096; n += 37 {
+		vip := fmt.Sprintf("10.%d.%d.9", 50+n/256, n%256)
+		got, out := runPacket(t, d.Program(), v4(client4, vip, protoTCP, tcp(40000, uint16(1000+n*13), tcpSYN)), nil)
+		if got != xdpTX {
+			t.Fatalf("bind %d: %s", n, actionNames[got])
+		}
+		if hops := outerHops(t, out); hops[0] != netip.AddrFrom4([4]byte{10, 200, byte(n / 1024), 1}) {
+			t.Errorf("bind %d went to %v", n, hops)
+		}
+	}
+}
+
+// TestApplyChanges changes a config in the ways a reload does and checks
+// the program follows, and that unchanged tables are not swapped.
+func TestApplyChanges(t *testing.T) {
+	d := openTest(t, Config{GatewayMAC: macGateway})
+	b := buildConfig(t, testConfig, nil)
+	res := apply(t, d, b)
+	if len(res.Swapped) != len(b.tables) || !res.BindsChanged {
+		t.Fatalf("first apply: %+v", res)
+	}
+	if res := apply(t, d, b); len(res.Swapped) != 0 || res.BindsChanged || len(res.Removed) != 0 {
+		t.Errorf("same config again: %+v", res)
+	}
+
+	syn := v4(client4, "10.100.0.3", protoTCP, tcp(40000, 443, tcpSYN))
+	_, out := runPacket(t, d.Program(), syn, nil)
+	first := outerHops(t, out)[0]
+
+	// Fail the primary: only table "two" is rebuilt and swapped.
+	b2 := buildTables(b.cfg, table.Health{first: false})
+	res = apply(t, d, b2)
+	if len(res.Swapped) != 1 || res.Swapped[0] != "two" {
+		t.Errorf("health change swapped %v, want [two]", res.Swapped)
+	}
+	_, out = runPacket(t, d.Program(), syn, nil)
+	if hops := outerHops(t, out); hops[0] == first || hops[len(hops)-1] != first {
+		t.Errorf("after failing %v the row is %v: want it last", first, hops)
+	}
+
+	// Remove table "two" and its binds: its VIPs pass, others still work.
+	cfg3 := *b.cfg
+	cfg3.Tables = append([]table.Spec{}, b.cfg.Tables[1:]...)
+	res = apply(t, d, buildTables(&cfg3, nil))
+	if len(res.Removed) != 1 || res.Removed[0] != "two" || !res.BindsChanged {
+		t.Errorf("removing a table: %+v", res)
+	}
+	if got, _ := runPacket(t, d.Program(), syn, nil); got != xdpPass {
+		t.Errorf("vip of a removed table: %s, want XDP_PASS", actionNames[got])
+	}
+	if got, _ := runPacket(t, d.Program(), v4(client4, "10.100.1.1", protoTCP, tcp(1, 80, tcpSYN)), nil); got != xdpTX {
+		t.Errorf("vip of a kept table: %s", actionNames[got])
+	}
+	// Back to the full config: "two" gets a slot again.
+	apply(t, d, b)
+	if got, _ := runPacket(t, d.Program(), syn, nil); got != xdpTX {
+		t.Errorf("re-added table: %s", actionNames[got])
+	}
+	for _, ti := range d.Tables() {
+		if ti.Name == "two" && ti.Generation != 1 {
+			t.Errorf("re-added table generation %d, want 1", ti.Generation)
+		}
+	}
+}
+
+// TestSwapIsAtomic swaps between two tables that differ in hash key and
+// rows while packets run, and checks each packet matches one table or the
+// other: never the new key with the old rows.
+func TestSwapIsAtomic(t *testing.T) {
+	d := openTest(t, Config{GatewayMAC: macGateway})
+	a := buildConfig(t, testConfig, nil)
+	bcfg, err := table.Parse([]byte(strings.Replace(testConfig, `"hash_key": "000102030405060708090a0b0c0d0e0f", "seed": "49a3d861d661ae5ab06ed9326871a2f5"`,
+		`"hash_key": "ffeeddccbbaa99887766554433221100", "seed": "5555aaaa5555aaaa5555aaaa5555aaaa"`, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := buildTables(bcfg, nil)
+	apply(t, d, a)
+
+	var pkts [][]byte
+	want := map[int][2][]byte{}
+	for i := range 64 {
+		p := v4(netip.AddrFrom4([4]byte{198, 18, byte(i), byte(i * 3)}).String(), "10.100.0.3", protoTCP, tcp(40000, 443, tcpSYN))
+		pkts = append(pkts, p)
+		tc := goldenCase{in: p, table: "two"}
+		wa, _ := expectGUE(t, a, tc)
+		wb, _ := expectGUE(t, b, tc)
+		if bytes.Equal(wa, wb) {
+			continue
+		}
+		want[i] = [2][]byte{wa, wb}
+	}
+	if len(want) < 32 {
+		t.Fatalf("only %d packets tell the tables apart", len(want))
+	}
+
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	var swapErr error
+	wg.Go(func() {
+		defer cancel()
+		for i := range 60 {
+			cfg := a
+			if i%2 == 0 {
+				cfg = b
+			}
+			if _, err := d.Apply(cfg.tables); err != nil {
+				swapErr = err
+				return
+			}
+		}
+	})
+	runs, mixed := 0, 0
+	for ctx.Err() == nil {
+		for i, p := range pkts {
+			w, ok := want[i]
+			if !ok {
+				continue
+			}
+			_, out := runPacket(t, d.Program(), p, nil)
+			runs++
+			if !bytes.Equal(out, w[0]) && !bytes.Equal(out, w[1]) {
+				mixed++
+			}
+		}
+	}
+	wg.Wait()
+	if swapErr != nil {
+		t.Fatal(swapErr)
+	}
+	if mixed > 0 {
+		t.Errorf("%d of %d packets matched neither table", mixed, runs)
+	}
+	t.Logf("%d packets during 60 swaps", runs)
+}
+
+// TestTakeOverPinnedMaps stops one dataplane without detaching and starts
+// another on the same pins: the new program forwards with the old tables
+// before its first Apply, and afterwards with its own.
+func TestTakeOverPinnedMaps(t *testing.T) {
+	dir := bpffsDir(t)
+	b := buildConfig(t, testConfig, nil)
+	syn := v4(client4, "10.100.0.3", protoTCP, tcp(40000, 443, tcpSYN))
+
+	d1, err := Open(Config{PinPath: dir, SrcIP: testSrcIP, GatewayMAC: macGateway})
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply(t, d1, b)
+	_, want := runPacket(t, d1.Program(), syn, nil)
+	oldSlots := map[string]uint32{}
+	for _, ti := range d1.Tables() {
+		oldSlots[ti.Name] = ti.Slot
+	}
+	if err := d1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{"glb_binds", "glb_tables", "glb_ends", "glb_bind_stats"} {
+		if !exists(filepath.Join(dir, m)) {
+			t.Fatalf("map %s not pinned", m)
+		}
+	}
+
+	d2 := openTest(t, Config{PinPath: dir, GatewayMAC: macGateway})
+	if got, out := runPacket(t, d2.Program(), syn, nil); got != xdpTX || !bytes.Equal(out, want) {
+		t.Fatalf("before the first apply: %s\n%s", actionNames[got], diffHex(out, want))
+	}
+	if e := ends(t, d2); e["tx"] != 2 {
+		t.Errorf("counters not carried over: tx = %d, want 2", e["tx"])
+	}
+	apply(t, d2, b)
+	if got, out := runPacket(t, d2.Program(), syn, nil); got != xdpTX || !bytes.Equal(out, want) {
+		t.Fatalf("after the first apply: %s\n%s", actionNames[got], diffHex(out, want))
+	}
+	for _, ti := range d2.Tables() {
+		if ti.Slot == oldSlots[ti.Name] {
+			t.Errorf("table %s reused slot %d while the old trie pointed at it", ti.Name, ti.Slot)
+		}
+	}
+	// The old slots are empty now.
+	var id ebpf.MapID
+	for name, slot := range oldSlots {
+		if err := d2.objs.GlbTables.Lookup(slot, &id); !errors.Is(err, ebpf.ErrKeyNotExist) {
+			t.Errorf("old slot %d of %s still filled (%v)", slot, name, err)
+		}
+	}
+	if err := d2.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	if exists(dir) {
+		t.Errorf("pin directory %s left after Detach", dir)
+	}
+}
+
+// TestAttachTakeOver attaches to a veth, stops without detaching, and
+// checks a new dataplane swaps its program into the pinned link, and that
+// Detach removes it.
+func TestAttachTakeOver(t *testing.T) {
+	dir := bpffsDir(t)
+	ns := nstest.New(t, "dp")
+	peer := nstest.New(t, "pe")
+	nstest.Veth(t, ns, "d0", peer, "p0")
+
+	attached := func() (int, error) {
+		var id int
+		err := ns.Do(t, func() error {
+			l, err := netlink.LinkByName("d0")
+			if err != nil {
+				return err
+			}
+			if x := l.Attrs().Xdp; x != nil && x.Attached {
+				id = int(x.ProgId)
+			}
+			return nil
+		})
+		return id, err
+	}
+	progID := func(d *Dataplane) int {
+		info, err := d.Program().Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, _ := info.ID()
+		return int(id)
+	}
+
+	var d1 *Dataplane
+	err := ns.Do(t, func() error {
+		var err error
+		if d1, err = Open(Config{PinPath: dir, SrcIP: testSrcIP}); err != nil {
+			return err
+		}
+		return d1.Attach("d0", ModeAuto)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id1 := progID(d1)
+	if got, err := attached(); err != nil || got != id1 {
+		t.Fatalf("attached program %d (%v), want %d", got, err, id1)
+	}
+	if err := d1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := attached(); got != id1 {
+		t.Fatalf("after Close the attached program is %d, want %d still", got, id1)
+	}
+
+	var d2 *Dataplane
+	err = ns.Do(t, func() error {
+		var err error
+		if d2, err = Open(Config{PinPath: dir, SrcIP: testSrcIP}); err != nil {
+			return err
+		}
+		return d2.Attach("d0", ModeAuto)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := attached(); got != progID(d2) || got == id1 {
+		t.Fatalf("after takeover the attached program is %d, want %d", got, progID(d2))
+	}
+	if err := d2.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := attached(); got != 0 {
+		t.Errorf("program %d still attached after Detach", got)
+	}
+}
+
+// TestFIBNextHop runs the program in FIB mode inside a namespace: the
+// next hop's MAC comes from the neighbour table, and every way the lookup
+// can fail is counted and dropped.
+func TestFIBNextHop(t *testing.T) {
+	ns := nstest.New(t, "fib")
+	peer := nstest.New(t, "fpe")
+	nstest.Veth(t, ns, "d0", peer, "p0")
+	ns.IP(t, "addr", "add", "192.0.2.10/24", "dev", "d0")
+	ns.Exec(t, "sysctl", "-qw", "net.ipv4.conf.d0.forwarding=0")
+	ns.IP(t, "link", "set", "d0", "mtu", "1400")
+	ns.IP(t, "neigh", "add", "192.0.2.20", "lladdr", "02:00:00:00:00:20", "dev", "d0", "nud", "permanent")
+	nstest.Veth(t, ns, "d1", peer, "p1")
+	ns.IP(t, "addr", "add", "198.18.0.1/24", "dev", "d1")
+
+	cfg := `{"tables": [` + strings.Join([]string{
+		fibTable("ok", "10.100.10.1", "192.0.2.20"),
+		fibTable("noneigh", "10.100.10.2", "192.0.2.21"),
+		fibTable("noroute", "10.100.10.3", "10.9.9.9"),
+		fibTable("other", "10.100.10.4", "198.18.0.5"),
+	}, ",") + `]}`
+	b := buildConfig(t, cfg, nil)
+
+	var d *Dataplane
+	var ifindex int
+	var selfMAC net.HardwareAddr
+	err := ns.Do(t, func() error {
+		var err error
+		if d, err = Open(Config{SrcIP: netip.MustParseAddr("192.0.2.10")}); err != nil {
+			return err
+		}
+		iface, err := net.InterfaceByName("d0")
+		if err != nil {
+			return err
+		}
+		ifindex, selfMAC = iface.Index, iface.HardwareAddr
+		_, err = d.Apply(b.tables)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+
+	cases := []struct {
+		vip    string
+		size   int
+		want   uint32
+		reason string
+	}{
+		{"10.100.10.1", 0, xdpTX, "tx"},
+		{"10.100.10.1", 1400 - 20 - 20 - 36 + 1, xdpDrop, "drop_too_big"},
+		{"10.100.10.2", 0, xdpDrop, "drop_no_neighbor"},
+		{"10.100.10.3", 0, xdpDrop, "drop_no_route"},
+		{"10.100.10.4", 0, xdpDrop, "drop_other_interface"},
+		{"10.100.10.1", 0, xdpDrop, "drop_forwarding_disabled"},
+	}
+	forwarding := func(on string) {
+		ns.Exec(t, "sysctl", "-qw", "net.ipv4.conf.d0.forwarding="+on)
+	}
+	for i, c := range cases {
+		forwarding(map[bool]string{true: "0", false: "1"}[i == len(cases)-1])
+		in := v4(client4, c.vip, protoTCP, tcp(40000, 80, tcpACK, make([]byte, c.size)...))
+		var got uint32
+		var out []byte
+		before := ends(t, d)
+		err := ns.Do(t, func() error {
+			got, out = runPacket(t, d.Program(), in, &xdpMD{IngressIfindex: uint32(ifindex)})
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != c.want {
+			t.Errorf("%s (%d bytes): %s, want %s", c.vip, len(in), actionNames[got], actionNames[c.want])
+		}
+		if after := ends(t, d); after[c.reason] != before[c.reason]+1 {
+			t.Errorf("%s: counter %s did not move: %v", c.vip, c.reason, after)
+		}
+		if c.want == xdpTX {
+			want := gue(innerIP(in), 0, net.HardwareAddr{2, 0, 0, 0, 0, 0x20}, selfMAC, netip.MustParseAddr("192.0.2.10"),
+				[]netip.Addr{netip.MustParseAddr("192.0.2.20")}, table.EncapSourcePort(hashOf(b, "ok", in), 40000))
+			if !bytes.Equal(out, want) {
+				t.Errorf("FIB mode output:\n%s", diffHex(out, want))
+			}
+		}
+	}
+}
+
+func fibTable(name, vip, backend string) string {
+	return fmt.Sprintf(`{"name": %q, "hash_key": "000102030405060708090a0b0c0d0e0f", "seed": "49a3d861d661ae5ab06ed9326871a2f5", "hops": 1,
+		"binds": [{"ip": %q, "proto": "tcp", "port": 80}], "backends": [{"ip": %q, "state": "active"}]}`, name, vip, backend)
+}
+
+func hashOf(b built, name string, frame []byte) uint64 {
+	t := b.byName[name]
+	pkt, _ := table.FlowOf(innerIP(frame))
+	return table.Hash(t.Spec.HashKey, t.Spec.Fields(), pkt.Flow)
+}
+
+// TestCollector checks the exported metrics with a pedantic registry.
+func TestCollector(t *testing.T) {
+	d := openTest(t, Config{GatewayMAC: macGateway})
+	apply(t, d, buildConfig(t, testConfig, nil))
+	for range 3 {
+		runPacket(t, d.Program(), v4(client4, "10.100.0.3", protoTCP, tcp(40000, 443, tcpSYN)), nil)
+	}
+	runPacket(t, d.Program(), v4(client4, "10.100.3.1", protoTCP, tcp(40000, 80, tcpSYN)), nil)
+	runPacket(t, d.Program(), v4(client4, "10.200.0.1", protoTCP, tcp(40000, 80, tcpSYN)), nil)
+
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(NewCollector(d)); err != nil {
+		t.Fatal(err)
+	}
+	want := `
+# HELP glb_director_packets_total Packets the XDP director handled, by verdict (tx: sent in GUE, pass: to the host stack, drop).
+# TYPE glb_director_packets_total counter
+glb_director_packets_total{verdict="drop"} 1
+glb_director_packets_total{verdict="pass"} 1
+glb_director_packets_total{verdict="tx"} 3
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "glb_director_packets_total"); err != nil {
+		t.Error(err)
+	}
+	got, err := testutil.GatherAndCount(reg, "glb_director_bind_packets_total")
+	if err != nil || got != 13 {
+		t.Errorf("%d bind series (%v), want 13", got, err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text strings.Builder
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetName()+"="+l.GetValue())
+			}
+			v := m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			fmt.Fprintf(&text, "%s{%s} %v\n", mf.GetName(), strings.Join(labels, ","), v)
+		}
+	}
+	for _, want := range []string{
+		"glb_director_bind_packets_total{bind=tcp 10.100.0.0/29:443,table=two} 3",
+		"glb_director_bind_dropped_total{bind=tcp 10.100.3.1/32:80,table=dead} 1",
+		"glb_director_end_total{reason=drop_no_hops} 1",
+		"glb_director_end_total{reason=pass_not_vip} 1",
+		"glb_director_table_hops{table=dead} 0",
+		"glb_director_table_hops{table=four} 4",
+		"glb_director_table_generation{table=two} 1",
+	} {
+		if !strings.Contains(text.String(), want+"\n") {
+			t.Errorf("metrics lack %q:\n%s", want, text.String())
+		}
+	}
+}
