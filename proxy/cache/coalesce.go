@@ -1,0 +1,152 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// Coalesce is the http.RoundTripper that merges identical cacheable
+// requests in flight: the first one (the leader) goes on to Next, the
+// others wait for its answer and get a copy, marked COALESCED. Requests
+// without a Policy, and methods other than GET and HEAD, pass through.
+type Coalesce struct {
+	// Next is the cache Layer; nil means http.DefaultTransport.
+	Next http.RoundTripper
+	// MaxBytes is the largest body shared; a leader whose answer is
+	// larger keeps it, and its followers ask again on their own. Zero
+	// means 8 MiB.
+	MaxBytes int64
+	// Timeout bounds a shared request, which no longer follows the
+	// leader's context (its client may leave while others wait). Zero
+	// means 60s.
+	Timeout time.Duration
+	// Disabled passes everything through (a knob for the economy
+	// benchmark's baseline).
+	Disabled bool
+	Metrics  *Metrics // nil: none
+
+	group  singleflight.Group
+	joined func() // test hook: called once a request has joined a flight
+}
+
+type flight struct {
+	leader *byte
+	resp   *http.Response // headers of the leader's answer
+	body   []byte
+	big    bool // body larger than MaxBytes: resp.Body still streams
+}
+
+func (c *Coalesce) next() http.RoundTripper {
+	if c.Next == nil {
+		return http.DefaultTransport
+	}
+	return c.Next
+}
+
+// flightKey covers everything that can change the answer: the method, the
+// normalised path and query, the headers the cache keys on, and the
+// client's policy (a client that must revalidate cannot share the answer
+// of one allowed a stale hit).
+func flightKey(req *http.Request, p Policy) string {
+	h := sha256.New()
+	for _, s := range []string{req.Method, p.Key, normAccept(req.Header.Get("Accept")),
+		req.Header.Get("X-GitHub-Api-Version"), req.Header.Get("Time-Zone"),
+		strconv.FormatInt(int64(p.MaxAge), 10), strconv.FormatBool(p.StaleIfError)} {
+		io.WriteString(h, s)
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// RoundTrip implements http.RoundTripper.
+func (c *Coalesce) RoundTrip(req *http.Request) (*http.Response, error) {
+	pol, ok := policyFrom(req.Context())
+	if c.Disabled || !ok || (req.Method != http.MethodGet && req.Method != http.MethodHead) {
+		return c.next().RoundTrip(req)
+	}
+	maxBytes := c.MaxBytes
+	if maxBytes <= 0 {
+		maxBytes = DefaultMaxEntryBytes
+	}
+	timeout := c.Timeout
+	if timeout <= 0 {
+		timeout = 60 * time.Second
+	}
+	me := new(byte) // identifies this caller as the leader, if its fn runs
+	ch := c.group.DoChan(flightKey(req, pol), func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(req.Context()), timeout)
+		resp, err := c.next().RoundTrip(req.WithContext(ctx))
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		body, whole, err := readUpTo(resp.Body, maxBytes)
+		if err != nil {
+			resp.Body.Close()
+			cancel()
+			return nil, err
+		}
+		if !whole {
+			rest := resp.Body
+			resp.Body = struct {
+				io.Reader
+				io.Closer
+			}{io.MultiReader(bytes.NewReader(body), rest), closerFunc(func() error { cancel(); return rest.Close() })}
+			return &flight{leader: me, resp: resp, big: true}, nil
+		}
+		resp.Body.Close()
+		cancel()
+		return &flight{leader: me, resp: resp, body: body}, nil
+	})
+	if c.joined != nil {
+		c.joined() // registered as leader or follower: a test hook
+	}
+	var res singleflight.Result
+	select {
+	case res = <-ch:
+	case <-req.Context().Done():
+		return nil, req.Context().Err()
+	}
+	if res.Err != nil {
+		return nil, res.Err
+	}
+	f := res.Val.(*flight)
+	if f.leader == me {
+		if f.big {
+			return f.resp, nil
+		}
+		return f.copy(req, ""), nil
+	}
+	if f.big {
+		return c.next().RoundTrip(req)
+	}
+	if c.Metrics != nil {
+		c.Metrics.coalesced.Inc()
+	}
+	return f.copy(req, Coalesced), nil
+}
+
+// copy gives one caller its own response around the shared body.
+func (f *flight) copy(req *http.Request, mode string) *http.Response {
+	r := *f.resp
+	r.Header = f.resp.Header.Clone()
+	if mode != "" {
+		r.Header.Set(Header, mode)
+	}
+	r.Body = io.NopCloser(bytes.NewReader(f.body))
+	r.ContentLength = int64(len(f.body))
+	r.Request = req
+	return &r
+}
+
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }

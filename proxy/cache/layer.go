@@ -1,0 +1,385 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/glb-project/glb/proxy/credentials"
+)
+
+// Header is the response header naming the cache mode.
+const Header = "X-GLB-Cache"
+
+// Cache modes, the values of Header.
+const (
+	Miss        = "MISS"
+	Hit         = "HIT"
+	Revalidated = "REVALIDATED"
+	Changed     = "CHANGED"
+	Coalesced   = "COALESCED"
+	Stale       = "STALE"
+	Bypass      = "BYPASS"
+)
+
+// Saved reports whether a response in this mode spent no rate limit.
+func Saved(mode string) bool {
+	switch mode {
+	case Hit, Revalidated, Coalesced, Stale:
+		return true
+	}
+	return false
+}
+
+// Policy makes a request cacheable; the server attaches it (WithPolicy)
+// after the scope check. A request without one passes through as BYPASS.
+type Policy struct {
+	// Key is the normalised path and canonical query
+	// (route.Request.Key + "?" + route.Request.Query).
+	Key string
+	// MaxAge is the client's freshness window; zero revalidates always.
+	MaxAge time.Duration
+	// StaleIfError serves the stored copy when upstream fails.
+	StaleIfError bool
+}
+
+type policyKey struct{}
+
+// WithPolicy attaches p to ctx.
+func WithPolicy(ctx context.Context, p Policy) context.Context {
+	return context.WithValue(ctx, policyKey{}, p)
+}
+
+func policyFrom(ctx context.Context) (Policy, bool) {
+	p, ok := ctx.Value(policyKey{}).(Policy)
+	return p, ok
+}
+
+// Defaults.
+const (
+	DefaultTTL           = 24 * time.Hour
+	DefaultMaxEntryBytes = 8 << 20
+)
+
+// Layer is the caching http.RoundTripper.
+type Layer struct {
+	// Next reaches GitHub (the credential pool); nil means
+	// http.DefaultTransport.
+	Next http.RoundTripper
+	// Store keeps entries; nil makes every request BYPASS.
+	Store Store
+	// TTL of an entry since it was stored or revalidated; zero means 24h.
+	TTL time.Duration
+	// MaxEntryBytes is the largest body stored; zero means 8 MiB.
+	MaxEntryBytes int64
+	// Namespace goes into every key, so proxies for different upstreams
+	// can share one Redis.
+	Namespace string
+	Now       func() time.Time // nil: time.Now
+	Log       *slog.Logger     // nil: discard
+	Metrics   *Metrics         // nil: none
+
+	breaker breaker
+}
+
+func (l *Layer) next() http.RoundTripper {
+	if l.Next == nil {
+		return http.DefaultTransport
+	}
+	return l.Next
+}
+
+func (l *Layer) now() time.Time {
+	if l.Now != nil {
+		return l.Now()
+	}
+	return time.Now()
+}
+
+func (l *Layer) log() *slog.Logger {
+	if l.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return l.Log
+}
+
+func (l *Layer) ttl() time.Duration {
+	if l.TTL <= 0 {
+		return DefaultTTL
+	}
+	return l.TTL
+}
+
+func (l *Layer) maxEntry() int64 {
+	if l.MaxEntryBytes <= 0 {
+		return DefaultMaxEntryBytes
+	}
+	return l.MaxEntryBytes
+}
+
+// Key computes the store key of a request under a policy.
+func (l *Layer) Key(req *http.Request, p Policy) string {
+	h := sha256.New()
+	for _, s := range []string{"glb-proxy cache v1", l.Namespace, req.Method, p.Key,
+		normAccept(req.Header.Get("Accept")), strings.TrimSpace(req.Header.Get("X-GitHub-Api-Version")),
+		strings.TrimSpace(req.Header.Get("Time-Zone"))} {
+		io.WriteString(h, s)
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func normAccept(s string) string {
+	return strings.ToLower(strings.Join(strings.Fields(s), ""))
+}
+
+// RoundTrip implements http.RoundTripper.
+func (l *Layer) RoundTrip(req *http.Request) (*http.Response, error) {
+	pol, ok := policyFrom(req.Context())
+	if !ok || l.Store == nil || (req.Method != http.MethodGet && req.Method != http.MethodHead) {
+		return l.bypass(req)
+	}
+	ctx := req.Context()
+	key := l.Key(req, pol)
+	now := l.now()
+	if !l.breaker.allow(now) {
+		return l.bypass(req)
+	}
+	entry, err := l.Store.Get(ctx, key)
+	if err != nil {
+		l.storeFailed("get", err)
+		return l.bypass(req)
+	}
+	l.breaker.ok()
+	if entry != nil && pol.MaxAge > 0 && now.Sub(entry.Validated) < pol.MaxAge {
+		return l.serve(req, entry, Hit), nil
+	}
+
+	out := req.Clone(ctx)
+	out.Header.Del("If-None-Match")
+	out.Header.Del("If-Modified-Since")
+	choice := &credentials.Choice{}
+	if entry != nil {
+		if et := entry.ETag(); et != "" {
+			out.Header.Set("If-None-Match", et)
+		}
+		if lm := entry.LastModified(); lm != "" {
+			out.Header.Set("If-Modified-Since", lm)
+		}
+		choice.Prefer = entry.Credential
+	}
+	out = out.WithContext(credentials.WithChoice(ctx, choice))
+	resp, err := l.next().RoundTrip(out)
+	if err != nil {
+		if entry != nil && pol.StaleIfError && ctx.Err() == nil {
+			l.log().Warn("upstream failed; serving the stored copy", "err", err)
+			return l.serve(req, entry, Stale), nil
+		}
+		return nil, err
+	}
+
+	switch {
+	case resp.StatusCode == http.StatusNotModified && entry != nil:
+		drain(resp)
+		merge304(entry, resp.Header)
+		entry.Validated = l.now()
+		if choice.Used != "" {
+			entry.Credential = choice.Used
+		}
+		if err := l.Store.Refresh(ctx, key, entry, l.ttl()); err != nil {
+			l.storeFailed("refresh", err)
+		}
+		return l.serve(req, entry, Revalidated), nil
+
+	case entry != nil && pol.StaleIfError && upstreamFailed(resp):
+		drain(resp)
+		l.log().Warn("upstream failed; serving the stored copy", "status", resp.StatusCode)
+		return l.serve(req, entry, Stale), nil
+	}
+
+	mode := Miss
+	if entry != nil && resp.StatusCode < 400 {
+		mode = Changed
+	}
+	if !storable(resp) {
+		resp.Header.Set(Header, mode)
+		return resp, nil
+	}
+	body, whole, err := readUpTo(resp.Body, l.maxEntry())
+	if err != nil {
+		resp.Body.Close()
+		return nil, fmt.Errorf("read upstream body: %w", err)
+	}
+	if !whole {
+		// Too big to store: stream it on.
+		resp.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(body), resp.Body), resp.Body}
+		resp.Header.Set(Header, mode)
+		return resp, nil
+	}
+	resp.Body.Close()
+	ne := &Entry{Status: resp.StatusCode, Header: storedHeader(resp.Header), Body: body,
+		Credential: choice.Used, Validated: l.now()}
+	if err := l.Store.Put(ctx, key, ne, l.ttl()); err != nil {
+		l.storeFailed("put", err)
+	}
+	return l.serve(req, ne, mode), nil
+}
+
+func (l *Layer) bypass(req *http.Request) (*http.Response, error) {
+	resp, err := l.next().RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	resp.Header.Set(Header, Bypass)
+	return resp, nil
+}
+
+func (l *Layer) storeFailed(op string, err error) {
+	if l.Metrics != nil {
+		l.Metrics.StoreError(op)
+	}
+	if l.breaker.fail(l.now()) {
+		l.log().Warn("cache store failed; passing requests through", "op", op, "err", err)
+	}
+}
+
+// serve builds a response from an entry.
+func (l *Layer) serve(req *http.Request, e *Entry, mode string) *http.Response {
+	h := e.Header.Clone()
+	if h == nil {
+		h = http.Header{}
+	}
+	h.Set(Header, mode)
+	body := e.Body
+	if req.Method == http.MethodHead {
+		body = nil
+	}
+	h.Set("Content-Length", strconv.Itoa(len(e.Body)))
+	return &http.Response{
+		Status:     strconv.Itoa(e.Status) + " " + http.StatusText(e.Status),
+		StatusCode: e.Status, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: h, Body: io.NopCloser(bytes.NewReader(body)), ContentLength: int64(len(body)), Request: req,
+	}
+}
+
+// storable reports whether GitHub's answer may be kept.
+func storable(resp *http.Response) bool {
+	if resp.StatusCode != http.StatusOK {
+		return false
+	}
+	h := resp.Header
+	if h.Get("ETag") == "" && h.Get("Last-Modified") == "" {
+		return false
+	}
+	if len(h.Values("Set-Cookie")) > 0 || strings.Contains(strings.ToLower(h.Get("Cache-Control")), "no-store") {
+		return false
+	}
+	return true
+}
+
+// upstreamFailed reports whether resp is GitHub failing (5xx, or a rate
+// limit) rather than answering.
+func upstreamFailed(resp *http.Response) bool {
+	if resp.StatusCode >= 500 {
+		return true
+	}
+	if resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusTooManyRequests {
+		return resp.Header.Get("Retry-After") != "" || resp.Header.Get("X-RateLimit-Remaining") == "0"
+	}
+	return false
+}
+
+// notStored are headers that describe one transfer, not the resource, or
+// that must never be replayed to another client.
+var notStored = map[string]bool{
+	"Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true, "Proxy-Authorization": true,
+	"Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
+	"Content-Length": true, "Content-Encoding": true, "Set-Cookie": true, Header: true,
+}
+
+func storedHeader(h http.Header) http.Header {
+	out := http.Header{}
+	for k, vs := range h {
+		if !notStored[k] {
+			out[k] = append([]string(nil), vs...)
+		}
+	}
+	return out
+}
+
+// merge304 takes the fresh headers of a 304 into a stored entry, as
+// RFC 9111 §4.3.4 says: Link, X-RateLimit-*, Date, X-GitHub-Request-Id,
+// ETag and the rest; the representation's own headers stay.
+func merge304(e *Entry, h http.Header) {
+	for k, vs := range h {
+		if notStored[k] || k == "Content-Type" {
+			continue
+		}
+		e.Header[k] = append([]string(nil), vs...)
+	}
+}
+
+// readUpTo reads at most limit bytes; whole is false when more remain.
+func readUpTo(r io.Reader, limit int64) (b []byte, whole bool, err error) {
+	b, err = io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, false, err
+	}
+	if int64(len(b)) > limit {
+		return b, false, nil
+	}
+	return b, true, nil
+}
+
+func drain(resp *http.Response) {
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+}
+
+// breaker keeps a failing store out of the request path for a growing
+// backoff (250ms doubling to 5s), then lets one request try it again.
+type breaker struct {
+	mu      sync.Mutex
+	until   time.Time
+	backoff time.Duration
+}
+
+const (
+	minBackoff = 250 * time.Millisecond
+	maxBackoff = 5 * time.Second
+)
+
+func (b *breaker) allow(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return !now.Before(b.until)
+}
+
+// fail opens the breaker; it reports whether it was closed before (so the
+// outage is logged once, not per request).
+func (b *breaker) fail(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	first := b.backoff == 0
+	b.backoff = min(max(2*b.backoff, minBackoff), maxBackoff)
+	b.until = now.Add(b.backoff)
+	return first
+}
+
+func (b *breaker) ok() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.backoff = 0
+}

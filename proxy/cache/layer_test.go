@@ -1,0 +1,440 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/glb-project/glb/proxy/config"
+	"github.com/glb-project/glb/proxy/credentials"
+	"github.com/glb-project/glb/proxy/internal/redistest"
+	"github.com/glb-project/glb/test/githubsim"
+)
+
+// stack is the cache stack in front of a simulated GitHub, as the server
+// builds it: Coalesce -> Layer -> credentials.Pool -> transport.
+type stack struct {
+	sim     *githubsim.Server
+	ts      *httptest.Server
+	wire    *wire
+	layer   *Layer
+	top     *Coalesce
+	metrics *Metrics
+}
+
+// wire is the transport to the simulator, with switches a test can flip.
+type wire struct {
+	tag    atomic.Bool  // mark the Link of every 304, as if GitHub changed it
+	fail   atomic.Int32 // answer this many requests with 502 before passing
+	broken atomic.Bool  // fail every request with a transport error
+}
+
+func (w *wire) RoundTrip(r *http.Request) (*http.Response, error) {
+	if w.broken.Load() {
+		return nil, errors.New("connection reset by peer (test)")
+	}
+	if w.fail.Load() > 0 {
+		w.fail.Add(-1)
+		return &http.Response{StatusCode: 502, Status: "502 Bad Gateway", Header: http.Header{"Content-Type": {"text/plain"}},
+			Body: io.NopCloser(strings.NewReader("bad gateway")), Request: r}, nil
+	}
+	resp, err := http.DefaultTransport.RoundTrip(r)
+	if err == nil && resp.StatusCode == http.StatusNotModified && w.tag.Load() {
+		resp.Header.Set("Link", resp.Header.Get("Link")+`, <https://fresh.example/x>; rel="fresh"`)
+	}
+	return resp, err
+}
+
+func newStack(t *testing.T, store Store, creds ...string) *stack {
+	t.Helper()
+	s := &stack{sim: &githubsim.Server{}, wire: &wire{}}
+	s.ts = httptest.NewServer(s.sim)
+	t.Cleanup(func() { s.ts.Close(); s.sim.Close() })
+	if len(creds) == 0 {
+		creds = []string{"bot"}
+	}
+	var cs []config.Credential
+	for _, c := range creds {
+		tok := "ghp_" + c + "_0123456789abcdefghijklmnopqrstuvwxyz"
+		s.sim.AddToken(tok, c)
+		cs = append(cs, config.Credential{Name: c, Token: tok})
+	}
+	pool, err := credentials.New(cs, credentials.Options{REST: s.ts.URL, GraphQL: s.ts.URL + "/graphql", Upstream: s.wire})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if store == nil {
+		store = &Memory{MaxBytes: 64 << 20}
+	}
+	m, err := NewMetrics(prometheus.NewPedanticRegistry(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.metrics = m
+	s.layer = &Layer{Next: pool, Store: store, Namespace: s.ts.URL, Metrics: m}
+	s.top = &Coalesce{Next: s.layer, Metrics: m}
+	return s
+}
+
+type result struct {
+	status int
+	mode   string
+	header http.Header
+	body   string
+}
+
+// do sends a cacheable request as the server would.
+func (s *stack) do(t *testing.T, method, path string, pol *Policy, hdr ...string) result {
+	t.Helper()
+	req, err := http.NewRequest(method, s.ts.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	if pol == nil {
+		pol = &Policy{}
+	}
+	if pol.Key == "" {
+		pol.Key = path
+	}
+	req = req.WithContext(WithPolicy(req.Context(), *pol))
+	resp, err := s.top.RoundTrip(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return result{resp.StatusCode, resp.Header.Get(Header), resp.Header, string(b)}
+}
+
+func (s *stack) counted() int { return s.sim.Stats().Total.Counted }
+
+func TestSecondRequestSpendsNothing(t *testing.T) {
+	s := newStack(t, nil)
+	r1 := s.do(t, "GET", "/repos/acme/widgets", nil)
+	if r1.status != 200 || r1.mode != Miss {
+		t.Fatalf("first: %d %s", r1.status, r1.mode)
+	}
+	for range 3 {
+		r := s.do(t, "GET", "/repos/acme/widgets", nil)
+		if r.status != 200 || r.mode != Revalidated || r.body != r1.body {
+			t.Fatalf("again: %d %s", r.status, r.mode)
+		}
+	}
+	st := s.sim.Stats().Total
+	if st.Counted != 1 || st.NotModified != 3 {
+		t.Fatalf("githubsim counted %d and saw %d 304s; want 1 and 3", st.Counted, st.NotModified)
+	}
+}
+
+func TestUpstreamChangeIsSeen(t *testing.T) {
+	s := newStack(t, nil)
+	path := "/repos/acme/widgets/issues?per_page=100&state=open"
+	before := s.do(t, "GET", path, &Policy{Key: path})
+	n := s.sim.CreateIssue("acme", "widgets", "a brand new issue", "")
+	after := s.do(t, "GET", path, &Policy{Key: path})
+	if after.mode != Changed || !strings.Contains(after.body, "a brand new issue") || strings.Contains(before.body, "a brand new issue") {
+		t.Fatalf("after issue %d was created: mode %s", n, after.mode)
+	}
+	again := s.do(t, "GET", path, &Policy{Key: path})
+	if again.mode != Revalidated || again.body != after.body {
+		t.Fatalf("then: %s", again.mode)
+	}
+}
+
+func TestNotModifiedBringsFreshHeaders(t *testing.T) {
+	s := newStack(t, nil)
+	path := "/repos/acme/widgets/issues?per_page=5"
+	r1 := s.do(t, "GET", path, &Policy{Key: path})
+	if !strings.Contains(r1.header.Get("Link"), `rel="next"`) {
+		t.Fatalf("no pagination Link: %q", r1.header.Get("Link"))
+	}
+	// Spend some rate limit elsewhere so remaining moves, and have the
+	// 304 carry a Link the stored copy does not have.
+	for range 3 {
+		s.do(t, "GET", "/repos/acme/widgets/pulls/5", &Policy{Key: "other"}, "Accept", "application/vnd.github.diff")
+	}
+	s.wire.tag.Store(true)
+	r2 := s.do(t, "GET", path, &Policy{Key: path})
+	if r2.mode != Revalidated {
+		t.Fatalf("mode %s", r2.mode)
+	}
+	for _, h := range []string{"X-RateLimit-Remaining", "X-RateLimit-Used", "X-GitHub-Request-Id"} {
+		if r2.header.Get(h) == r1.header.Get(h) {
+			t.Errorf("%s not refreshed by the 304: %q", h, r2.header.Get(h))
+		}
+	}
+	if !strings.Contains(r2.header.Get("Link"), "fresh.example") || !strings.Contains(r2.header.Get("Link"), `rel="next"`) {
+		t.Errorf("Link not taken from the 304: %q", r2.header.Get("Link"))
+	}
+	if r2.body != r1.body {
+		t.Error("body changed on a 304")
+	}
+}
+
+func TestErrorsAreNeverStored(t *testing.T) {
+	s := newStack(t, nil)
+	for range 2 {
+		if r := s.do(t, "GET", "/repos/acme/does-not-exist", nil); r.status != 404 || r.mode != Miss {
+			t.Fatalf("404: %d %s", r.status, r.mode)
+		}
+	}
+	s.wire.fail.Store(1)
+	if r := s.do(t, "GET", "/repos/acme/widgets", nil); r.status != 502 || r.mode != Miss {
+		t.Fatalf("502: %d %s", r.status, r.mode)
+	}
+	if r := s.do(t, "GET", "/repos/acme/widgets", nil); r.status != 200 || r.mode != Miss {
+		t.Fatalf("after the 502: %d %s (a stored error would show here)", r.status, r.mode)
+	}
+	st := s.sim.Stats().Total
+	if st.Calls != 3 {
+		t.Fatalf("githubsim saw %d calls, want 3 (two 404s and the 200)", st.Calls)
+	}
+}
+
+func TestStaleIfError(t *testing.T) {
+	s := newStack(t, nil)
+	stale := &Policy{StaleIfError: true}
+	s.do(t, "GET", "/repos/acme/widgets", stale)
+	s.wire.fail.Store(1)
+	if r := s.do(t, "GET", "/repos/acme/widgets", stale); r.status != 200 || r.mode != Stale {
+		t.Fatalf("502 with stale-if-error: %d %s", r.status, r.mode)
+	}
+	s.wire.fail.Store(1)
+	if r := s.do(t, "GET", "/repos/acme/widgets", nil); r.status != 502 {
+		t.Fatalf("502 without stale-if-error: %d %s", r.status, r.mode)
+	}
+	s.wire.broken.Store(true)
+	if r := s.do(t, "GET", "/repos/acme/widgets", stale); r.status != 200 || r.mode != Stale {
+		t.Fatalf("transport error with stale-if-error: %d %s", r.status, r.mode)
+	}
+}
+
+func TestMaxAgeHit(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	s := newStack(t, &Memory{MaxBytes: 1 << 20, Now: clock})
+	s.layer.Now = clock
+	pol := &Policy{MaxAge: time.Minute}
+	s.do(t, "GET", "/repos/acme/widgets", pol)
+	calls := s.sim.Stats().Total.Calls
+	if r := s.do(t, "GET", "/repos/acme/widgets", pol); r.mode != Hit {
+		t.Fatalf("within max_age: %s", r.mode)
+	}
+	if r := s.do(t, "GET", "/repos/acme/widgets", nil); r.mode != Revalidated {
+		t.Fatalf("a client without max_age must revalidate: %s", r.mode)
+	}
+	if got := s.sim.Stats().Total.Calls; got != calls+1 {
+		t.Fatalf("upstream calls %d, want %d", got, calls+1)
+	}
+	mu.Lock()
+	now = now.Add(2 * time.Minute)
+	mu.Unlock()
+	if r := s.do(t, "GET", "/repos/acme/widgets", pol); r.mode != Revalidated {
+		t.Fatalf("after max_age: %s", r.mode)
+	}
+}
+
+func TestCoalescing(t *testing.T) {
+	s := newStack(t, nil)
+	const n = 12
+	release := make(chan struct{})
+	held := make(chan struct{}, n)
+	s.sim.Hold = func(r *http.Request) {
+		held <- struct{}{}
+		<-release
+	}
+	var joined atomic.Int32
+	allJoined := make(chan struct{})
+	s.top.joined = func() {
+		if joined.Add(1) == n {
+			close(allJoined)
+		}
+	}
+	var wg sync.WaitGroup
+	results := make([]result, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = s.do(t, "GET", "/repos/acme/widgets/pulls", nil)
+		}()
+	}
+	<-held      // the leader reached GitHub
+	<-allJoined // and every request joined its flight
+	close(release)
+	wg.Wait()
+	modes := map[string]int{}
+	for _, r := range results {
+		if r.status != 200 || r.body != results[0].body {
+			t.Fatalf("status %d", r.status)
+		}
+		modes[r.mode]++
+	}
+	if modes[Miss] != 1 || modes[Coalesced] != n-1 {
+		t.Fatalf("modes %v, want one MISS and %d COALESCED", modes, n-1)
+	}
+	if st := s.sim.Stats().Total; st.Calls != 1 {
+		t.Fatalf("%d concurrent requests made %d upstream calls", n, st.Calls)
+	}
+	if v := testutil.ToFloat64(s.metrics.coalesced); v != n-1 {
+		t.Errorf("coalesced metric %v", v)
+	}
+}
+
+func TestCredentialAffinity(t *testing.T) {
+	// With three credentials the revalidation must go to the one whose
+	// ETag is stored, or GitHub answers 200 (its ETags differ per token).
+	s := newStack(t, nil, "a", "b", "c")
+	s.do(t, "GET", "/repos/acme/widgets", nil)
+	for range 6 {
+		if r := s.do(t, "GET", "/repos/acme/widgets", nil); r.mode != Revalidated {
+			t.Fatalf("mode %s", r.mode)
+		}
+	}
+	if c := s.counted(); c != 1 {
+		t.Fatalf("counted %d, want 1", c)
+	}
+}
+
+func TestHeadAndGetAreSeparate(t *testing.T) {
+	s := newStack(t, nil)
+	h := s.do(t, "HEAD", "/repos/acme/widgets", nil)
+	g := s.do(t, "GET", "/repos/acme/widgets", nil)
+	if h.body != "" || g.body == "" || g.mode != Miss {
+		t.Fatalf("HEAD body %q, GET mode %s", h.body, g.mode)
+	}
+	if r := s.do(t, "HEAD", "/repos/acme/widgets", nil); r.mode != Revalidated || r.body != "" {
+		t.Fatalf("HEAD again: %s %q", r.mode, r.body)
+	}
+}
+
+func TestKeyVariesWithRepresentation(t *testing.T) {
+	s := newStack(t, nil)
+	base := s.do(t, "GET", "/repos/acme/widgets/pulls/5", nil)
+	diff := s.do(t, "GET", "/repos/acme/widgets/pulls/5", nil, "Accept", "application/vnd.github.diff")
+	if diff.mode != Miss || base.mode != Miss {
+		t.Fatalf("Accept not in the key: %s", diff.mode)
+	}
+	if r := s.do(t, "GET", "/repos/acme/widgets/pulls/5", nil, "X-GitHub-Api-Version", "2022-11-28"); r.mode != Miss {
+		t.Fatalf("X-GitHub-Api-Version not in the key: %s", r.mode)
+	}
+	// No token, no client: two layers with other credentials compute the
+	// same key.
+	req, _ := http.NewRequest("GET", s.ts.URL+"/x", nil)
+	req.Header.Set("Authorization", "token glbp_secret")
+	k1 := s.layer.Key(req, Policy{Key: "/x"})
+	req.Header.Set("Authorization", "token glbp_other")
+	if k2 := s.layer.Key(req, Policy{Key: "/x"}); k1 != k2 || strings.Contains(k1, "secret") {
+		t.Fatal("the key depends on Authorization")
+	}
+}
+
+func TestNoPolicyBypasses(t *testing.T) {
+	s := newStack(t, nil)
+	for range 2 {
+		req, _ := http.NewRequest("GET", s.ts.URL+"/repos/acme/widgets", nil)
+		resp, err := s.top.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.Header.Get(Header) != Bypass {
+			t.Fatalf("mode %s", resp.Header.Get(Header))
+		}
+	}
+	if c := s.counted(); c != 2 {
+		t.Fatalf("counted %d", c)
+	}
+}
+
+func TestRedisStore(t *testing.T) {
+	rs := redistest.Start(t)
+	s := newStack(t, &Redis{Client: rs.Client()})
+	first := s.do(t, "GET", "/repos/acme/widgets", nil)
+	for range 2 {
+		if r := s.do(t, "GET", "/repos/acme/widgets", nil); r.mode != Revalidated || r.body != first.body {
+			t.Fatalf("mode %s", r.mode)
+		}
+	}
+	if c := s.counted(); c != 1 {
+		t.Fatalf("counted %d", c)
+	}
+
+	// Kill Redis mid-run: requests pass through, no error reaches them.
+	rs.Kill()
+	for range 5 {
+		r := s.do(t, "GET", "/repos/acme/widgets", nil)
+		if r.status != 200 || r.mode != Bypass {
+			t.Fatalf("with Redis down: %d %s", r.status, r.mode)
+		}
+	}
+	if testutil.ToFloat64(s.metrics.storeErrors.WithLabelValues("get")) == 0 {
+		t.Fatal("redis errors not counted")
+	}
+	// Bring it back: caching resumes once the breaker lets a request try.
+	rs.Restart()
+	s.layer.breaker.ok()
+	s.layer.breaker.until = time.Time{}
+	if r := s.do(t, "GET", "/repos/acme/widgets", nil); r.mode != Miss {
+		t.Fatalf("after restart (empty Redis): %s", r.mode)
+	}
+	if r := s.do(t, "GET", "/repos/acme/widgets", nil); r.mode != Revalidated {
+		t.Fatalf("caching did not resume: %s", r.mode)
+	}
+}
+
+func TestRedisCluster(t *testing.T) {
+	cl := redistest.StartCluster(t)
+	client := cl.Client(t)
+	store := &Redis{Client: client}
+	s := newStack(t, store)
+	paths := []string{"/repos/acme/widgets", "/repos/acme/widgets/issues", "/repos/acme/widgets/pulls", "/users/octocat", "/orgs/acme"}
+	for _, p := range paths {
+		s.do(t, "GET", p, &Policy{Key: p})
+	}
+	for _, p := range paths {
+		if r := s.do(t, "GET", p, &Policy{Key: p}); r.mode != Revalidated {
+			t.Fatalf("%s: %s", p, r.mode)
+		}
+	}
+	// Entries spread over the nodes, and each entry's two keys share a
+	// node (one slot, by the hash tag).
+	ctx := context.Background()
+	nodes := 0
+	for _, n := range cl.Nodes {
+		keys, err := n.Client().Keys(ctx, "glb-proxy:c:*").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(keys) > 0 {
+			nodes++
+		}
+		set := map[string]bool{}
+		for _, k := range keys {
+			set[k] = true
+		}
+		for _, k := range keys {
+			base := k[:len(k)-2]
+			if !set[base+":m"] || !set[base+":b"] {
+				t.Fatalf("key %s without its partner on the same node", k)
+			}
+		}
+	}
+	if nodes < 2 {
+		t.Errorf("5 entries landed on %d node(s); expected a spread", nodes)
+	}
+}
