@@ -1,9 +1,7 @@
 package redirect
 
 import (
-	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -151,38 +149,4 @@ func (e *progEnv) counters(tb testing.TB) []bpf.RedirectOutcomeStat {
 		tb.Fatal(err)
 	}
 	return c
-}
-
-// readCounters sums the per-CPU slots of every outcome.
-func readCounters(m *ebpf.Map) ([]bpf.RedirectOutcomeStat, error) {
-	out := make([]bpf.RedirectOutcomeStat, len(outcomeLabels))
-	var per []bpf.RedirectOutcomeStat
-	for i := range out {
-		if err := m.Lookup(uint32(i), &per); err != nil {
-			return nil, fmt.Errorf("read counter %s: %w", outcomeLabels[i], err)
-		}
-		for _, s := range per {
-			out[i].Packets += s.Packets
-			out[i].Bytes += s.Bytes
-		}
-	}
-	return out, nil
-}
-
-var errNoIface = errors.New("no such interface")
-
-func ifaceMAC(ns *nstest.NS, tb testing.TB, name string) net.HardwareAddr {
-	tb.Helper()
-	var mac net.HardwareAddr
-	if err := ns.Do(tb, func() error {
-		l, err := netlink.LinkByName(name)
-		if err != nil {
-			return fmt.Errorf("%w: %s: %v", errNoIface, name, err)
-		}
-		mac = l.Attrs().HardwareAddr
-		return nil
-	}); err != nil {
-		tb.Fatal(err)
-	}
-	return mac
 }

@@ -1,0 +1,180 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cilium/ebpf/rlimit"
+	"github.com/glb-project/glb/internal/version"
+	"github.com/glb-project/glb/proxy/redirect"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		stop()
+		fmt.Fprintln(os.Stderr, "glb-redirect:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `Usage: glb-redirect --iface NAME --vip IP [--vip IP...] [--metrics-addr ADDR]
+
+glb-redirect runs on every proxy host behind glb-director. It attaches an
+eBPF program to the tcx ingress hook of the uplink (--iface). For GUE
+packets to UDP port 19523 the program:
+
+  - unwraps the client's packet and hands it to the local stack when it is
+    a SYN, belongs to a local socket (established, half-open, TIME_WAIT),
+    carries a valid SYN cookie, or this host is the last hop;
+  - otherwise sends it on to the next host in the GUE header ("second
+    chance"), so draining or adding a host breaks no connection.
+
+It also puts every --vip on lo, sets rp_filter (loose on the uplink) and
+arp_ignore/arp_announce (so the host never answers ARP for a VIP), logging
+each change, and serves the program's counters on /metrics. On SIGTERM it
+detaches, removes the VIPs it added and restores the sysctls. SIGHUP puts
+back VIPs and sysctls that someone else removed or reverted.
+
+Needs root (CAP_BPF, CAP_NET_ADMIN) and Linux 6.6 or later (tcx).
+
+Flags:
+`
+
+// vipList is a repeatable flag; each value may also be a comma-separated
+// list.
+type vipList []netip.Addr
+
+func (v *vipList) String() string {
+	s := make([]string, len(*v))
+	for i, a := range *v {
+		s[i] = a.String()
+	}
+	return strings.Join(s, ",")
+}
+
+func (v *vipList) Set(s string) error {
+	for _, part := range strings.Split(s, ",") {
+		a, err := netip.ParseAddr(strings.TrimSpace(part))
+		if err != nil {
+			return fmt.Errorf("not an IP address: %q", part)
+		}
+		*v = append(*v, a)
+	}
+	return nil
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("glb-redirect", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var vips vipList
+	iface := fs.String("iface", "", "the uplink `NAME` the directors' GUE arrives on (required)")
+	fs.Var(&vips, "vip", "a service `IP` to put on lo and accept traffic for; repeat it or separate with commas (required)")
+	metricsAddr := fs.String("metrics-addr", ":9523", "`ADDR` to serve Prometheus metrics on (/metrics); empty disables")
+	logLevel := fs.String("log-level", "info", "log `LEVEL`: debug, info, warn or error")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usage)
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
+			return nil
+		}
+		return fmt.Errorf("%w (see glb-redirect --help)", err)
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, "glb-redirect", version.Version)
+		return nil
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q (see glb-redirect --help)", fs.Arg(0))
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("--log-level %q: want debug, info, warn or error", *logLevel)
+	}
+	if *iface == "" || len(vips) == 0 {
+		return errors.New("--iface and at least one --vip are required (see glb-redirect --help)")
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return fmt.Errorf("lift the memlock limit for BPF: %w", err)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var ln net.Listener
+	if *metricsAddr != "" {
+		var err error
+		if ln, err = net.Listen("tcp", *metricsAddr); err != nil {
+			return fmt.Errorf("listen for metrics: %w", err)
+		}
+		defer ln.Close()
+	}
+
+	agent, err := redirect.Start(redirect.Config{Iface: *iface, VIPs: vips, Log: log, Registerer: reg})
+	if err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			err = fmt.Errorf("%w (glb-redirect needs root: CAP_BPF and CAP_NET_ADMIN)", err)
+		}
+		return err
+	}
+
+	if ln != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("metrics server stopped", "err", err)
+			}
+		}()
+		defer func() {
+			shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			srv.Shutdown(shut)
+		}()
+		log.Info("serving metrics", "addr", ln.Addr().String(), "path", "/metrics")
+	}
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	log.Info("glb-redirect running", "version", version.Version, "iface", *iface, "vips", vips.String(), "self", agent.Self())
+	for {
+		select {
+		case <-hup:
+			log.Info("SIGHUP: putting back VIPs and sysctls")
+			if err := agent.Reconcile(); err != nil {
+				log.Error("reconcile failed", "err", err)
+			}
+			continue
+		case <-ctx.Done():
+		}
+		break
+	}
+	log.Info("stopping: detaching and undoing changes")
+	if err := agent.Close(); err != nil {
+		return fmt.Errorf("undo changes: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}

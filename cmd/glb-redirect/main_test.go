@@ -1,0 +1,161 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/glb-project/glb/internal/nstest"
+	"github.com/glb-project/glb/internal/testenv"
+)
+
+func TestFlags(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		args    []string
+		wantOut string
+		wantErr string
+	}{
+		{"help explains itself", []string{"--help"}, "next host in the GUE header", ""},
+		{"help lists the flags", []string{"-h"}, "-metrics-addr ADDR", ""},
+		{"version", []string{"--version"}, "glb-redirect dev", ""},
+		{"unknown flag", []string{"--vips", "10.0.0.1"}, "", "flag provided but not defined: -vips"},
+		{"no interface", []string{"--vip", "10.0.0.1"}, "", "--iface and at least one --vip are required"},
+		{"no VIP", []string{"--iface", "eth0"}, "", "--iface and at least one --vip are required"},
+		{"bad VIP", []string{"--iface", "eth0", "--vip", "10.0.0.300"}, "", `not an IP address: "10.0.0.300"`},
+		{"bad log level", []string{"--iface", "eth0", "--vip", "10.0.0.1", "--log-level", "loud"}, "", `--log-level "loud"`},
+		{"stray argument", []string{"--iface", "eth0", "--vip", "10.0.0.1", "extra"}, "", `unexpected argument "extra"`},
+		{"a VIP the agent refuses", []string{"--iface", "eth0", "--vip", "10.0.0.1,10.0.0.1", "--metrics-addr", ""}, "", "given twice"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			err := run(context.Background(), c.args, &out, &errOut)
+			if c.wantErr == "" && err != nil || c.wantErr != "" && (err == nil || !strings.Contains(err.Error(), c.wantErr)) {
+				t.Fatalf("run(%q) = %v, want error %q", c.args, err, c.wantErr)
+			}
+			if !strings.Contains(out.String(), c.wantOut) {
+				t.Errorf("output lacks %q:\n%s", c.wantOut, out.String())
+			}
+		})
+	}
+}
+
+// TestBinary runs the real glb-redirect in a namespace: it must set the
+// host up, serve metrics, put back a removed VIP on SIGHUP, and undo it
+// all on SIGTERM with exit status 0.
+func TestBinary(t *testing.T) {
+	testenv.RequireRoot(t)
+	bin := testenv.BuildBinary(t, "./cmd/glb-redirect")
+	ns := nstest.New(t, "rdr")
+	nstest.Veth(t, ns, "up0", ns, "up0p")
+	ns.IP(t, "addr", "add", "10.1.0.11/24", "dev", "up0")
+	rpFilter := "/proc/sys/net/ipv4/conf/up0/rp_filter"
+	sysctl := func(value string) string {
+		t.Helper()
+		var got []byte
+		if err := ns.Do(t, func() error {
+			if value != "" {
+				return os.WriteFile(rpFilter, []byte(value), 0o644)
+			}
+			var err error
+			got, err = os.ReadFile(rpFilter)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(got))
+	}
+	sysctl("1")
+
+	p := ns.Start(t, bin, "--iface", "up0", "--vip", "10.100.0.1", "--vip", "fd00:100::1", "--metrics-addr", "127.0.0.1:9523")
+	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var c net.Conn
+		err := ns.Do(t, func() error {
+			var err error
+			c, err = (&net.Dialer{Timeout: time.Second}).DialContext(ctx, network, addr)
+			return err
+		})
+		return c, err
+	}}}
+	var metrics string
+	nstest.WaitFor(t, 10*time.Second, "metrics on 127.0.0.1:9523", func() bool {
+		select {
+		case <-p.Done():
+			t.Fatalf("glb-redirect exited: %v\n%s", p.Err(), p.Output())
+		default:
+		}
+		resp, err := client.Get("http://127.0.0.1:9523/metrics")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		metrics = string(b)
+		return resp.StatusCode == 200
+	})
+	for _, want := range []string{
+		`glb_redirect_info{iface="up0",self="10.1.0.11"} 1`,
+		`glb_redirect_packets_total{outcome="forwarded_to_alternate"} 0`,
+		`glb_redirect_packets_total{outcome="accepted_syn"} 0`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	lo := func() string { return ns.IP(t, "addr", "show", "dev", "lo") }
+	if !strings.Contains(lo(), "10.100.0.1/32") || !strings.Contains(lo(), "fd00:100::1/128") {
+		t.Fatalf("VIPs not on lo:\n%s", lo())
+	}
+	if got := sysctl(""); got != "2" {
+		t.Errorf("rp_filter %s, want 2", got)
+	}
+
+	ns.IP(t, "addr", "del", "10.100.0.1/32", "dev", "lo")
+	if err := p.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	nstest.WaitFor(t, 5*time.Second, "the VIP back on lo after SIGHUP", func() bool {
+		return strings.Contains(lo(), "10.100.0.1/32")
+	})
+
+	p.Stop()
+	if err := p.Err(); err != nil {
+		t.Fatalf("glb-redirect exited with %v on SIGTERM:\n%s", err, p.Output())
+	}
+	if strings.Contains(lo(), "10.100.0.1") || strings.Contains(lo(), "fd00:100::1") {
+		t.Errorf("VIPs left on lo after exit:\n%s", lo())
+	}
+	if got := sysctl(""); got != "1" {
+		t.Errorf("rp_filter %s after exit, want 1 back", got)
+	}
+	if err := ns.Do(t, func() error {
+		ifi, err := net.InterfaceByName("up0")
+		if err != nil {
+			return err
+		}
+		res, err := link.QueryPrograms(link.QueryOptions{Target: ifi.Index, Attach: ebpf.AttachTCXIngress})
+		if err != nil {
+			return err
+		}
+		if len(res.Programs) != 0 {
+			t.Errorf("%d programs still on tcx ingress of up0 after exit", len(res.Programs))
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`msg="sysctl changed" key=net.ipv4.conf.up0.rp_filter old=1 new=2`, `msg="VIP missing from lo; adding it back"`, `msg=stopped`} {
+		if !strings.Contains(p.Output(), want) {
+			t.Errorf("log lacks %s:\n%s", want, p.Output())
+		}
+	}
+}

@@ -1,0 +1,228 @@
+package redirect
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/glb-project/glb/bpf"
+	"github.com/vishvananda/netlink"
+)
+
+// Agent is glb-redirect running on a proxy host: the program attached to
+// the uplink, the VIPs on lo and the sysctls it changed. Start makes it;
+// Close undoes everything it did.
+//
+// Start, Reconcile and Close act on the network namespace of the calling
+// thread, like the netlink and tcx calls underneath.
+type Agent struct {
+	cfg  Config
+	log  *slog.Logger
+	self netip.Addr // the address the program was loaded with
+
+	mu        sync.Mutex
+	nl        *netlink.Handle
+	objs      *bpf.RedirectObjects
+	tcx       link.Link
+	ifindex   int
+	vips      []netip.Addr // VIPs the agent put on lo
+	foreign   map[netip.Addr]bool
+	sysctls   []sysctlChange
+	collector *collector
+	closed    bool
+}
+
+// Start loads bpf/redirect.c, sets the sysctls, puts the VIPs on lo and
+// then attaches the program to the uplink's tcx ingress, in that order, so
+// decapsulated packets find their VIPs from the first one on. On error it
+// undoes what it did.
+func Start(cfg Config) (_ *Agent, err error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	a := &Agent{cfg: cfg, log: cfg.Log, foreign: map[netip.Addr]bool{}}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
+	a.nl, err = netlink.NewHandle()
+	if err != nil {
+		return nil, fmt.Errorf("open netlink: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, a.Close())
+		}
+	}()
+
+	uplink, err := a.nl.LinkByName(cfg.Iface)
+	if err != nil {
+		return nil, fmt.Errorf("find uplink %s: %w", cfg.Iface, err)
+	}
+	if t := uplink.Attrs().EncapType; t != "ether" {
+		return nil, fmt.Errorf("uplink %s is %q, not Ethernet: the program expects Ethernet frames", cfg.Iface, t)
+	}
+	a.ifindex = uplink.Attrs().Index
+	a.self = cfg.Self
+	if !a.self.IsValid() {
+		if a.self, err = firstIPv4(a.nl, uplink); err != nil {
+			return nil, err
+		}
+		a.log.Info("this host's address taken from the uplink", "self", a.self, "iface", cfg.Iface)
+	}
+
+	if a.objs, err = loadObjects(a.self); err != nil {
+		return nil, err
+	}
+	if err := a.applySysctls(); err != nil {
+		return nil, err
+	}
+	if err := a.addVIPs(); err != nil {
+		return nil, err
+	}
+	a.tcx, err = link.AttachTCX(link.TCXOptions{
+		Interface: a.ifindex,
+		Program:   a.objs.GlbRedirect,
+		Attach:    ebpf.AttachTCXIngress,
+		// First in line: later tcx programs (firewalls, observability)
+		// see the client's packet, not the GUE around it.
+		Anchor: link.Head(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("attach to tcx ingress of %s: %w", cfg.Iface, err)
+	}
+	a.log.Info("program attached", "iface", cfg.Iface, "hook", "tcx/ingress", "self", a.self, "vips", cfg.VIPs)
+
+	if cfg.Registerer != nil {
+		c := newCollector(a.objs.RedirectStats, cfg.Iface, a.self)
+		if err := cfg.Registerer.Register(c); err != nil {
+			return nil, fmt.Errorf("register metrics: %w", err)
+		}
+		a.collector = c
+	}
+	return a, nil
+}
+
+func firstIPv4(nl *netlink.Handle, l netlink.Link) (netip.Addr, error) {
+	addrs, err := nl.AddrList(l, netlink.FAMILY_V4)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("list addresses of %s: %w", l.Attrs().Name, err)
+	}
+	for _, ad := range addrs {
+		if ip, ok := netip.AddrFromSlice(ad.IP.To4()); ok && ip.IsGlobalUnicast() {
+			return ip, nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("uplink %s has no IPv4 address: give this host's address explicitly", l.Attrs().Name)
+}
+
+func (a *Agent) hasIPv6() bool {
+	for _, v := range a.cfg.VIPs {
+		if v.Is6() {
+			return true
+		}
+	}
+	return false
+}
+
+// Self is the address the program treats as this host's.
+func (a *Agent) Self() netip.Addr { return a.self }
+
+// Reconcile puts back what someone else undid since Start: VIPs removed
+// from lo and sysctls set back to values that break decapsulation. It is
+// what glb-redirect does on SIGHUP.
+func (a *Agent) Reconcile() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return errors.New("agent is closed")
+	}
+	missing, err := a.missingVIPs()
+	if err != nil {
+		return err
+	}
+	for _, v := range missing {
+		a.log.Warn("VIP missing from lo; adding it back", "vip", hostPrefix(v))
+	}
+	kept := a.vips[:0]
+	for _, v := range a.vips {
+		if !containsAddr(missing, v) {
+			kept = append(kept, v)
+		}
+	}
+	a.vips = kept
+	if err := a.addVIPs(); err != nil {
+		return err
+	}
+	return a.applySysctls()
+}
+
+func containsAddr(list []netip.Addr, v netip.Addr) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// Counters returns the program's packet counters, summed over CPUs, by
+// outcome label.
+func (a *Agent) Counters() (map[Outcome]uint64, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.objs == nil {
+		return nil, errors.New("agent is closed")
+	}
+	stats, err := readCounters(a.objs.RedirectStats)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[Outcome]uint64, len(stats))
+	for i, s := range stats {
+		out[outcomeLabels[i]] = s.Packets
+	}
+	return out, nil
+}
+
+// Close detaches the program, takes the agent's VIPs off lo, restores the
+// sysctls it changed and unregisters the metrics. It is safe to call more
+// than once.
+func (a *Agent) Close() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return nil
+	}
+	a.closed = true
+	var errs []error
+	if a.tcx != nil {
+		if err := a.tcx.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("detach from %s: %w", a.cfg.Iface, err))
+		} else {
+			a.log.Info("program detached", "iface", a.cfg.Iface)
+		}
+	}
+	if a.collector != nil {
+		a.cfg.Registerer.Unregister(a.collector)
+	}
+	if a.nl != nil {
+		errs = append(errs, a.removeVIPs())
+	}
+	errs = append(errs, a.restoreSysctls())
+	if a.objs != nil {
+		if err := a.objs.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close program: %w", err))
+		}
+		a.objs = nil
+	}
+	if a.nl != nil {
+		a.nl.Close()
+	}
+	return joinErrs(errs)
+}
+
+func joinErrs(errs []error) error { return errors.Join(errs...) }

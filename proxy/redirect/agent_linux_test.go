@@ -1,0 +1,375 @@
+package redirect
+
+import (
+	"bytes"
+	"encoding/binary"
+	"log/slog"
+	"net"
+	"net/netip"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/glb-project/glb/internal/nstest"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/vishvananda/netlink"
+)
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// lan builds a switch namespace with a bridge and plugs hosts into it,
+// each with up0 at the given address.
+type lan struct {
+	sw *nstest.NS
+	n  int
+}
+
+func newLAN(tb testing.TB) *lan {
+	sw := nstest.New(tb, "sw")
+	sw.IP(tb, "link", "add", "br0", "type", "bridge")
+	sw.IP(tb, "link", "set", "br0", "up")
+	return &lan{sw: sw}
+}
+
+func (l *lan) host(tb testing.TB, tag string, addr netip.Addr) *nstest.NS {
+	tb.Helper()
+	ns := nstest.New(tb, tag)
+	l.n++
+	port := "s" + tag
+	nstest.Veth(tb, ns, "up0", l.sw, port)
+	l.sw.IP(tb, "link", "set", port, "master", "br0")
+	ns.IP(tb, "addr", "add", addr.String()+"/24", "dev", "up0")
+	return ns
+}
+
+func nsSysctl(tb testing.TB, ns *nstest.NS, key string) string {
+	tb.Helper()
+	var v string
+	if err := ns.Do(tb, func() error {
+		var err error
+		v, err = readSysctl(key)
+		return err
+	}); err != nil {
+		tb.Fatal(err)
+	}
+	return v
+}
+
+func setNSSysctl(tb testing.TB, ns *nstest.NS, key, value string) {
+	tb.Helper()
+	if err := ns.Do(tb, func() error { return writeSysctl(key, value) }); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func loAddrs(tb testing.TB, ns *nstest.NS) map[netip.Addr]bool {
+	tb.Helper()
+	have := map[netip.Addr]bool{}
+	if err := ns.Do(tb, func() error {
+		lo, err := netlink.LinkByName("lo")
+		if err != nil {
+			return err
+		}
+		addrs, err := netlink.AddrList(lo, netlink.FAMILY_ALL)
+		for _, a := range addrs {
+			ip, _ := netip.AddrFromSlice(a.IP)
+			have[ip.Unmap()] = true
+		}
+		return err
+	}); err != nil {
+		tb.Fatal(err)
+	}
+	return have
+}
+
+func tcxPrograms(tb testing.TB, ns *nstest.NS, iface string) int {
+	tb.Helper()
+	var n int
+	if err := ns.Do(tb, func() error {
+		l, err := netlink.LinkByName(iface)
+		if err != nil {
+			return err
+		}
+		res, err := link.QueryPrograms(link.QueryOptions{Target: l.Attrs().Index, Attach: ebpf.AttachTCXIngress})
+		if err != nil {
+			return err
+		}
+		n = len(res.Programs)
+		return nil
+	}); err != nil {
+		tb.Fatal(err)
+	}
+	return n
+}
+
+// TestAgent starts the agent on a proxy host of a small LAN, checks what
+// it changed, sends it real GUE from a director namespace (one packet it
+// must take, one it must pass to a second proxy host), and checks that
+// Close undoes everything.
+func TestAgent(t *testing.T) {
+	var (
+		p1IP      = netip.MustParseAddr("10.1.0.11")
+		p2IP      = netip.MustParseAddr("10.1.0.12")
+		dirIP     = netip.MustParseAddr("10.1.0.2")
+		foreign   = netip.MustParseAddr("10.100.0.9")
+		rpFilter  = "net/ipv4/conf/up0/rp_filter"
+		arpIgnore = "net/ipv4/conf/all/arp_ignore"
+		arpAnnce  = "net/ipv4/conf/all/arp_announce"
+	)
+	l := newLAN(t)
+	p1 := l.host(t, "p1", p1IP)
+	p2 := l.host(t, "p2", p2IP)
+	dir := l.host(t, "dir", dirIP)
+	setNSSysctl(t, dir, "net/ipv4/conf/all/rp_filter", "0")
+	setNSSysctl(t, dir, "net/ipv4/conf/up0/rp_filter", "0")
+	// The settings that break DSR, as a distribution might ship them.
+	setNSSysctl(t, p1, rpFilter, "1")
+	setNSSysctl(t, p1, arpIgnore, "0")
+	setNSSysctl(t, p1, arpAnnce, "0")
+	p1.IP(t, "addr", "add", foreign.String()+"/32", "dev", "lo")
+
+	reg := prometheus.NewPedanticRegistry()
+	var logs lockedBuffer
+	var a *Agent
+	if err := p1.Do(t, func() error {
+		var err error
+		a, err = Start(Config{Iface: "up0", VIPs: []netip.Addr{vip4, foreign, vip6}, Registerer: reg,
+			Log: slog.New(slog.NewTextHandler(&logs, nil))})
+		return err
+	}); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	closed := false
+	closeAgent := func() {
+		if closed {
+			return
+		}
+		closed = true
+		if err := p1.Do(t, a.Close); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	}
+	t.Cleanup(closeAgent)
+
+	t.Run("it sets what DSR needs and says so", func(t *testing.T) {
+		if a.Self() != p1IP {
+			t.Errorf("self %s, want the uplink's %s", a.Self(), p1IP)
+		}
+		for key, want := range map[string]string{rpFilter: "2", arpIgnore: "1", arpAnnce: "2"} {
+			if got := nsSysctl(t, p1, key); got != want {
+				t.Errorf("%s = %s, want %s", key, got, want)
+			}
+		}
+		for _, re := range []string{
+			`msg="sysctl changed" key=net\.ipv4\.conf\.up0\.rp_filter old=1 new=2`,
+			`msg="sysctl changed" key=net\.ipv4\.conf\.all\.arp_ignore old=0 new=1`,
+			`msg="sysctl changed" key=net\.ipv4\.conf\.all\.arp_announce old=0 new=2`,
+			`msg="VIP added" vip=10\.100\.0\.1/32 dev=lo`,
+			`msg="VIP added" vip=fd00:100::1/128 dev=lo`,
+			`msg="VIP already on lo; it stays there on exit" vip=10\.100\.0\.9`,
+			`msg="program attached" iface=up0 hook=tcx/ingress self=10\.1\.0\.11`,
+		} {
+			if !regexp.MustCompile(re).MatchString(logs.String()) {
+				t.Errorf("log lacks %s:\n%s", re, logs.String())
+			}
+		}
+		have := loAddrs(t, p1)
+		for _, v := range []netip.Addr{vip4, vip6, foreign} {
+			if !have[v] {
+				t.Errorf("VIP %s not on lo", v)
+			}
+		}
+		if n := tcxPrograms(t, p1, "up0"); n != 1 {
+			t.Errorf("%d programs on tcx ingress of up0, want 1", n)
+		}
+	})
+
+	t.Run("it takes a GUE health check and answers it directly", func(t *testing.T) {
+		var icmp net.PacketConn
+		var sender net.PacketConn
+		if err := dir.Do(t, func() error {
+			var err error
+			if icmp, err = net.ListenPacket("ip4:icmp", dirIP.String()); err != nil {
+				return err
+			}
+			sender, err = net.ListenPacket("udp4", dirIP.String()+":0")
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		defer icmp.Close()
+		defer sender.Close()
+		echo := ipv4(dirIP, vip4, protoICMP, icmp4(8, 0, 0x4242_0001, []byte("glb health")), ipv4Opts{})
+		payload := gueHdr{hops: []netip.Addr{p2IP}}.bytes(echo)
+		if _, err := sender.WriteTo(payload, &net.UDPAddr{IP: p1IP.AsSlice(), Port: guePort}); err != nil {
+			t.Fatal(err)
+		}
+		icmp.SetReadDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := icmp.ReadFrom(buf)
+			if err != nil {
+				t.Fatalf("no echo reply from the VIP: %v\ncounters: %v", err, counters(t, a))
+			}
+			if from.String() == vip4.String() && n >= 8 && buf[0] == 0 && binary.BigEndian.Uint32(buf[4:]) == 0x4242_0001 {
+				break
+			}
+		}
+	})
+
+	t.Run("it passes an unknown flow to the next hop", func(t *testing.T) {
+		var sender, next net.PacketConn
+		if err := p2.Do(t, func() error {
+			var err error
+			next, err = net.ListenPacket("udp4", p2IP.String()+":19523")
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		defer next.Close()
+		if err := dir.Do(t, func() error {
+			var err error
+			sender, err = net.ListenPacket("udp4", dirIP.String()+":0")
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		defer sender.Close()
+		inner := v4tcp(remote, vip4, 40001, 443, ackSeg)
+		sent := gueHdr{hops: []netip.Addr{p2IP}}.bytes(inner)
+		if _, err := sender.WriteTo(sent, &net.UDPAddr{IP: p1IP.AsSlice(), Port: guePort}); err != nil {
+			t.Fatal(err)
+		}
+		next.SetReadDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 1500)
+		n, from, err := next.ReadFrom(buf)
+		if err != nil {
+			t.Fatalf("nothing reached the next hop: %v\ncounters: %v", err, counters(t, a))
+		}
+		want := gueHdr{hops: []netip.Addr{p2IP}, nextHop: 1}.bytes(inner)
+		if from.(*net.UDPAddr).IP.String() != p1IP.String() || !bytes.Equal(buf[:n], want) {
+			t.Errorf("next hop got %x from %s, want %x from %s", buf[:n], from, want, p1IP)
+		}
+		c := counters(t, a)
+		if c["forwarded_to_alternate"] != 1 || c["accepted_icmp"] != 1 {
+			t.Errorf("counters %v, want one forwarded_to_alternate and one accepted_icmp", c)
+		}
+	})
+
+	t.Run("it exports its counters", func(t *testing.T) {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]int{}
+		for _, mf := range mfs {
+			got[mf.GetName()] = len(mf.GetMetric())
+		}
+		want := map[string]int{"glb_redirect_packets_total": len(outcomeLabels), "glb_redirect_bytes_total": len(outcomeLabels),
+			"glb_redirect_info": 1, "glb_redirect_collection_errors_total": 1}
+		for name, n := range want {
+			if got[name] != n {
+				t.Errorf("%s has %d series, want %d", name, got[name], n)
+			}
+		}
+	})
+
+	t.Run("reconcile puts back a removed VIP and a reverted sysctl", func(t *testing.T) {
+		p1.IP(t, "addr", "del", vip4.String()+"/32", "dev", "lo")
+		setNSSysctl(t, p1, rpFilter, "1")
+		if err := p1.Do(t, a.Reconcile); err != nil {
+			t.Fatal(err)
+		}
+		if !loAddrs(t, p1)[vip4] {
+			t.Error("VIP not back on lo")
+		}
+		if got := nsSysctl(t, p1, rpFilter); got != "2" {
+			t.Errorf("rp_filter %s after reconcile, want 2", got)
+		}
+	})
+
+	t.Run("close undoes everything", func(t *testing.T) {
+		closeAgent()
+		have := loAddrs(t, p1)
+		if have[vip4] || have[vip6] {
+			t.Errorf("VIPs left on lo: %v", have)
+		}
+		if !have[foreign] {
+			t.Errorf("the VIP that was there before the agent is gone")
+		}
+		for key, want := range map[string]string{rpFilter: "1", arpIgnore: "0", arpAnnce: "0"} {
+			if got := nsSysctl(t, p1, key); got != want {
+				t.Errorf("%s = %s after close, want %s back", key, got, want)
+			}
+		}
+		if n := tcxPrograms(t, p1, "up0"); n != 0 {
+			t.Errorf("%d programs left on tcx ingress", n)
+		}
+		mfs, _ := reg.Gather()
+		for _, mf := range mfs {
+			if strings.HasPrefix(mf.GetName(), "glb_redirect_") {
+				t.Errorf("metric %s still registered", mf.GetName())
+			}
+		}
+		if !strings.Contains(logs.String(), `msg="sysctl restored" key=net.ipv4.conf.up0.rp_filter old=2 new=1`) {
+			t.Errorf("log lacks the restore of rp_filter:\n%s", logs.String())
+		}
+	})
+}
+
+func counters(tb testing.TB, a *Agent) map[string]uint64 {
+	c, err := a.Counters()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for k, v := range c {
+		if v == 0 {
+			delete(c, k)
+		}
+	}
+	return c
+}
+
+func TestConfigValidate(t *testing.T) {
+	v := netip.MustParseAddr
+	for _, c := range []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"no interface", Config{VIPs: []netip.Addr{v("10.0.0.1")}}, "no uplink"},
+		{"lo as uplink", Config{Iface: "lo", VIPs: []netip.Addr{v("10.0.0.1")}}, "cannot be lo"},
+		{"no VIP", Config{Iface: "eth0"}, "no VIP"},
+		{"loopback VIP", Config{Iface: "eth0", VIPs: []netip.Addr{v("127.0.0.2")}}, "not a unicast service address"},
+		{"mapped VIP", Config{Iface: "eth0", VIPs: []netip.Addr{v("::ffff:10.0.0.1")}}, "as IPv4"},
+		{"duplicate VIP", Config{Iface: "eth0", VIPs: []netip.Addr{v("10.0.0.1"), v("10.0.0.1")}}, "twice"},
+		{"IPv6 self", Config{Iface: "eth0", VIPs: []netip.Addr{v("10.0.0.1")}, Self: v("fd00::1")}, "not IPv4"},
+		{"fine", Config{Iface: "eth0", VIPs: []netip.Addr{v("10.0.0.1"), v("fd00::1")}}, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			err := c.cfg.validate()
+			if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+				t.Errorf("validate() = %v, want %q", err, c.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,60 @@
+package redirect
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config says where and how the agent runs. Iface and VIPs are required.
+type Config struct {
+	// Iface is the uplink the directors' GUE packets arrive on. The
+	// program is attached to its tcx ingress hook.
+	Iface string
+	// VIPs are the service addresses this host answers for. They go on
+	// lo as /32 (IPv4) or /128 (IPv6) addresses.
+	VIPs []netip.Addr
+	// Self is this host's IPv4 address, the one the directors' tables
+	// list. GUE to any other address passes untouched, and forwarded
+	// packets leave from it. The invalid Addr means the first IPv4
+	// address of Iface.
+	Self netip.Addr
+	// Log gets one line for every change the agent makes to the host and
+	// for every change it undoes. Nil discards.
+	Log *slog.Logger
+	// Registerer gets the agent's collector (glb_redirect_* metrics) at
+	// Start; Close unregisters it. Nil: no metrics.
+	Registerer prometheus.Registerer
+}
+
+func (c *Config) validate() error {
+	if c.Iface == "" {
+		return errors.New("no uplink interface: set the interface GUE arrives on")
+	}
+	if c.Iface == "lo" {
+		return errors.New("the uplink cannot be lo: the VIPs live there")
+	}
+	if len(c.VIPs) == 0 {
+		return errors.New("no VIP: give at least one service address")
+	}
+	seen := map[netip.Addr]bool{}
+	for _, v := range c.VIPs {
+		if !v.IsValid() || v.IsUnspecified() || v.IsLoopback() || v.IsMulticast() || v.Zone() != "" {
+			return fmt.Errorf("VIP %s is not a unicast service address", v)
+		}
+		if v.Is4In6() {
+			return fmt.Errorf("VIP %s: write IPv4 VIPs as IPv4", v)
+		}
+		if seen[v] {
+			return fmt.Errorf("VIP %s given twice", v)
+		}
+		seen[v] = true
+	}
+	if c.Self.IsValid() && !c.Self.Is4() {
+		return fmt.Errorf("self address %s is not IPv4: GUE's outer header is IPv4 only", c.Self)
+	}
+	return nil
+}

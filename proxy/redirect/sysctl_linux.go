@@ -1,0 +1,134 @@
+package redirect
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// A sysctl the agent may change, with the values it accepts as they are.
+type sysctlRule struct {
+	key  string // under /proc/sys, with slashes
+	ok   func(v int) bool
+	want int
+	why  string
+}
+
+// sysctlChange is one change the agent made, to undo at Close.
+type sysctlChange struct {
+	key      string
+	old, new string
+}
+
+func oneOf(vals ...int) func(int) bool {
+	return func(v int) bool { return slices.Contains(vals, v) }
+}
+
+// sysctlRules lists what DSR and in-BPF decapsulation need. The kernel
+// combines rp_filter, arp_ignore and arp_announce of "all" and of an
+// interface by taking the larger value, which is why some rules set the
+// uplink and others "all".
+func sysctlRules(iface string, ipv6 bool) []sysctlRule {
+	conf := "net/ipv4/conf/"
+	rules := []sysctlRule{
+		{
+			key: conf + iface + "/rp_filter", ok: oneOf(0, 2), want: 2,
+			why: "decapsulated packets arrive on the uplink with the client's source address; " +
+				"strict reverse-path filtering drops them whenever the route back to the client " +
+				"is not through the uplink, loose (2) only asks for some route back",
+		},
+		{
+			key: conf + "all/arp_ignore", ok: oneOf(1, 2, 8), want: 1,
+			why: "the VIPs are on lo; with arp_ignore 0 every interface answers ARP for them " +
+				"and steals the router's traffic from the directors",
+		},
+		{
+			key: conf + iface + "/arp_ignore", ok: oneOf(0, 1, 2, 8), want: 1,
+			why: "the uplink's own arp_ignore would override all's (the larger wins) and " +
+				"answer ARP for the VIPs",
+		},
+		{
+			key: conf + "all/arp_announce", ok: oneOf(2), want: 2,
+			why: "ARP requests must not carry a VIP as their source address, or neighbours " +
+				"learn this host's MAC for the VIP",
+		},
+	}
+	if ipv6 {
+		rules = append(rules,
+			sysctlRule{key: "net/ipv6/conf/lo/disable_ipv6", ok: oneOf(0), want: 0,
+				why: "IPv6 VIPs live on lo"},
+			sysctlRule{key: "net/ipv6/conf/" + iface + "/disable_ipv6", ok: oneOf(0), want: 0,
+				why: "decapsulated IPv6 packets are received on the uplink"},
+		)
+	}
+	return rules
+}
+
+func sysctlPath(key string) string { return "/proc/sys/" + key }
+
+// sysctlName is the dotted name sysctl(8) uses.
+func sysctlName(key string) string { return strings.ReplaceAll(key, "/", ".") }
+
+func readSysctl(key string) (string, error) {
+	b, err := os.ReadFile(sysctlPath(key))
+	if err != nil {
+		return "", fmt.Errorf("read sysctl %s: %w", sysctlName(key), err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+func writeSysctl(key, value string) error {
+	if err := os.WriteFile(sysctlPath(key), []byte(value), 0o644); err != nil {
+		return fmt.Errorf("set sysctl %s=%s: %w", sysctlName(key), value, err)
+	}
+	return nil
+}
+
+// applySysctls brings every rule's sysctl to an accepted value and
+// records each change.
+func (a *Agent) applySysctls() error {
+	for _, r := range sysctlRules(a.cfg.Iface, a.hasIPv6()) {
+		cur, err := readSysctl(r.key)
+		if err != nil {
+			return err
+		}
+		v, err := strconv.Atoi(cur)
+		if err == nil && r.ok(v) {
+			continue
+		}
+		want := strconv.Itoa(r.want)
+		if err := writeSysctl(r.key, want); err != nil {
+			return err
+		}
+		a.sysctls = append(a.sysctls, sysctlChange{key: r.key, old: cur, new: want})
+		a.log.Info("sysctl changed", "key", sysctlName(r.key), "old", cur, "new", want, "why", r.why)
+	}
+	return nil
+}
+
+// restoreSysctls puts back every value the agent changed, newest first.
+// A value someone else changed since is left alone.
+func (a *Agent) restoreSysctls() error {
+	var errs []error
+	for i := len(a.sysctls) - 1; i >= 0; i-- {
+		c := a.sysctls[i]
+		cur, err := readSysctl(c.key)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if cur != c.new {
+			a.log.Warn("sysctl changed by someone else; leaving it", "key", sysctlName(c.key), "ours", c.new, "now", cur, "before_us", c.old)
+			continue
+		}
+		if err := writeSysctl(c.key, c.old); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		a.log.Info("sysctl restored", "key", sysctlName(c.key), "old", c.new, "new", c.old)
+	}
+	a.sysctls = nil
+	return joinErrs(errs)
+}

@@ -1,0 +1,103 @@
+package redirect
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+func hostAddr(v netip.Addr) *netlink.Addr {
+	return &netlink.Addr{IPNet: &net.IPNet{IP: v.AsSlice(), Mask: net.CIDRMask(v.BitLen(), v.BitLen())}}
+}
+
+// addVIPs puts every VIP on lo that is not there yet. A VIP that was
+// already there is not the agent's, and stays when it exits.
+func (a *Agent) addVIPs() error {
+	lo, err := a.nl.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("find lo: %w", err)
+	}
+	for _, v := range a.cfg.VIPs {
+		if a.ownsVIP(v) {
+			continue
+		}
+		addr := hostAddr(v)
+		err := a.nl.AddrAdd(lo, addr)
+		if errors.Is(err, unix.EEXIST) {
+			if !a.foreign[v] {
+				a.log.Info("VIP already on lo; it stays there on exit", "vip", v)
+				a.foreign[v] = true
+			}
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("add VIP %s to lo: %w", v, err)
+		}
+		a.vips = append(a.vips, v)
+		a.log.Info("VIP added", "vip", hostPrefix(v), "dev", "lo")
+	}
+	return nil
+}
+
+func (a *Agent) ownsVIP(v netip.Addr) bool {
+	for _, o := range a.vips {
+		if o == v {
+			return true
+		}
+	}
+	return false
+}
+
+// missingVIPs lists the agent's VIPs that someone removed from lo.
+func (a *Agent) missingVIPs() ([]netip.Addr, error) {
+	lo, err := a.nl.LinkByName("lo")
+	if err != nil {
+		return nil, fmt.Errorf("find lo: %w", err)
+	}
+	addrs, err := a.nl.AddrList(lo, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, fmt.Errorf("list addresses of lo: %w", err)
+	}
+	have := map[netip.Addr]bool{}
+	for _, ad := range addrs {
+		if ip, ok := netip.AddrFromSlice(ad.IP); ok {
+			have[ip.Unmap()] = true
+		}
+	}
+	var missing []netip.Addr
+	for _, v := range a.vips {
+		if !have[v] {
+			missing = append(missing, v)
+		}
+	}
+	return missing, nil
+}
+
+// removeVIPs takes the agent's own VIPs off lo.
+func (a *Agent) removeVIPs() error {
+	lo, err := a.nl.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("find lo: %w", err)
+	}
+	var errs []error
+	for _, v := range a.vips {
+		err := a.nl.AddrDel(lo, hostAddr(v))
+		if errors.Is(err, unix.EADDRNOTAVAIL) {
+			a.log.Warn("VIP was already gone from lo", "vip", hostPrefix(v))
+			continue
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("remove VIP %s from lo: %w", v, err))
+			continue
+		}
+		a.log.Info("VIP removed", "vip", hostPrefix(v), "dev", "lo")
+	}
+	a.vips = nil
+	return joinErrs(errs)
+}
+
+func hostPrefix(v netip.Addr) netip.Prefix { return netip.PrefixFrom(v, v.BitLen()) }
