@@ -97,8 +97,13 @@ func decodeMeta(meta, body []byte) (*Entry, error) {
 	if n > 4096 {
 		return nil, errCorrupt
 	}
-	for range n {
+	prev := ""
+	for i := range n {
 		k := r.str()
+		if i > 0 && k <= prev { // canonical: sorted, no duplicates
+			return nil, errCorrupt
+		}
+		prev = k
 		nv := r.u32()
 		if nv > 4096 {
 			return nil, errCorrupt
