@@ -150,3 +150,8 @@ func exists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
 }
+
+// runOpts prepares a test run of in, with out as the output buffer.
+func runOpts(in, out []byte) *ebpf.RunOptions {
+	return &ebpf.RunOptions{Data: in, DataOut: out[:cap(out)]}
+}
