@@ -59,7 +59,6 @@ volatile const enum outcome outcome_len = OUTCOME_LEN;
 #define OUTER_IP_OFF ETH_HLEN
 #define OUTER_UDP_OFF (OUTER_IP_OFF + GLB_OUTER_IPV4_LEN)
 #define GUE_OFF (OUTER_UDP_OFF + GLB_OUTER_UDP_LEN)
-#define IP_CSUM_OFF (OUTER_IP_OFF + offsetof(struct iphdr, check))
 #define UDP_CSUM_OFF (OUTER_UDP_OFF + offsetof(struct udphdr, check))
 #define NEXT_HOP_WORD_OFF (GUE_OFF + sizeof(struct gue_base) + offsetof(struct glb_priv, next_hop))
 
@@ -111,6 +110,24 @@ static __always_inline int decap(struct __sk_buff *skb, const struct gue_pkt *g,
 	return count(outcome, g->wire_len, VERDICT_PASS);
 }
 
+/* RFC 1624 incremental update of a checksum for two 32-bit words that
+ * change: HC' = ~(~HC + ~m + m'). Ones' complement sums do not care about
+ * byte order, so the words are added as they lie in memory. The IPv4
+ * header checksum is never offloaded, so this is always right for it; and
+ * since the header's sum stays the same, a CHECKSUM_COMPLETE skb->csum
+ * stays valid too. */
+static __always_inline __sum16 csum_replace8(__sum16 check, __be32 from1, __be32 from2, __be32 to1, __be32 to2)
+{
+	__u64 s = (__u16)~check;
+
+	s += (__u16)~from1 + (__u16)~(from1 >> 16) + (__u16)~from2 + (__u16)~(from2 >> 16);
+	s += (__u16)to1 + (__u16)(to1 >> 16) + (__u16)to2 + (__u16)(to2 >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return (__sum16)~s;
+}
+
 /* Sends the packet to hops[next_hop]: src = this host, dst = the hop,
  * next_hop + 1, checksums fixed, out of the interface it came in on.
  *
@@ -129,8 +146,10 @@ static __always_inline int forward(struct __sk_buff *skb, const struct gue_pkt *
 	void *data_end = (void *)(long)skb->data_end;
 	struct iphdr *ip = data + OUTER_IP_OFF;
 	struct glb_gue_hdr *gue = data + GUE_OFF;
+	struct udphdr *udp = data + OUTER_UDP_OFF;
 	__be32 old_saddr, old_daddr;
 	__be16 old_word, new_word;
+	__u16 udp_check;
 
 	if ((void *)(gue + 1) > data_end)
 		return count(OUTCOME_MALFORMED_SHORT, g->wire_len, VERDICT_DROP);
@@ -138,20 +157,25 @@ static __always_inline int forward(struct __sk_buff *skb, const struct gue_pkt *
 	old_saddr = ip->saddr;
 	old_daddr = ip->daddr;
 	old_word = *(__be16 *)&gue->priv.next_hop;
+	udp_check = udp->check;
 	ip->saddr = self;
 	ip->daddr = g->hop;
+	ip->check = csum_replace8(ip->check, old_saddr, old_daddr, self, g->hop);
 	gue->priv.next_hop = g->next_hop + 1;
 	new_word = *(__be16 *)&gue->priv.next_hop;
 
-	/* GLB's director sends UDP checksum 0; BPF_F_MARK_MANGLED_0 leaves a
-	 * zero checksum alone and writes 0xffff for a computed zero. */
-	bpf_l3_csum_replace(skb, IP_CSUM_OFF, old_saddr, self, sizeof(self));
-	bpf_l3_csum_replace(skb, IP_CSUM_OFF, old_daddr, g->hop, sizeof(self));
-	bpf_l4_csum_replace(skb, UDP_CSUM_OFF, old_saddr, self,
-			    BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0 | sizeof(self));
-	bpf_l4_csum_replace(skb, UDP_CSUM_OFF, old_daddr, g->hop,
-			    BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0 | sizeof(self));
-	bpf_l4_csum_replace(skb, UDP_CSUM_OFF, old_word, new_word, BPF_F_MARK_MANGLED_0 | sizeof(old_word));
+	/* GLB's director sends UDP checksum 0, which stays 0. A sender that
+	 * set one gets it fixed by the helpers, which also know how to treat
+	 * CHECKSUM_PARTIAL and CHECKSUM_COMPLETE skbs; BPF_F_MARK_MANGLED_0
+	 * writes 0xffff for a computed zero. */
+	if (udp_check) {
+		bpf_l4_csum_replace(skb, UDP_CSUM_OFF, old_saddr, self,
+				    BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0 | sizeof(self));
+		bpf_l4_csum_replace(skb, UDP_CSUM_OFF, old_daddr, g->hop,
+				    BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0 | sizeof(self));
+		bpf_l4_csum_replace(skb, UDP_CSUM_OFF, old_word, new_word,
+				    BPF_F_MARK_MANGLED_0 | sizeof(old_word));
+	}
 
 	return count(OUTCOME_FORWARDED_TO_ALTERNATE, g->wire_len, bpf_redirect_neigh(skb->ifindex, NULL, 0, 0));
 }
