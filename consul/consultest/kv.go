@@ -35,7 +35,9 @@ func (s *Server) serveKV(w http.ResponseWriter, r *http.Request, key string) err
 	}
 	switch r.Method {
 	case http.MethodGet:
-		return s.blockingRead(w, r, func() (result, error) { return s.kvRead(key, q.Has("recurse"), q.Has("keys"), q.Get("separator"), q.Has("raw")) })
+		return s.blockingRead(w, r, func() (result, error) {
+			return s.kvRead(key, q.Has("recurse"), q.Has("keys"), q.Get("separator"), q.Has("raw"))
+		})
 	case http.MethodPut:
 		return s.kvPut(w, r, key)
 	case http.MethodDelete:
