@@ -395,7 +395,12 @@ func toString(v any) string {
 	return s
 }
 
+// toStrings reads a list of strings; a single value counts as a list of
+// one, as GraphQL's input coercion says.
 func toStrings(v any) []string {
+	if s, ok := v.(string); ok {
+		return []string{s}
+	}
 	list, _ := v.([]any)
 	var out []string
 	for _, x := range list {

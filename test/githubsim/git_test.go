@@ -1,0 +1,138 @@
+package githubsim
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/glb-project/glb/internal/testenv"
+)
+
+// gitCmd runs real git with no user or system config and no prompts.
+func gitCmd(t *testing.T, dir string, args ...string) (string, error) {
+	t.Helper()
+	git := testenv.RequireBinary(t, "git")
+	cmd := exec.Command(git, args...)
+	cmd.Dir = dir
+	home := t.TempDir()
+	cmd.Env = append(os.Environ(), "HOME="+home, "GIT_CONFIG_NOSYSTEM=1", "GIT_TERMINAL_PROMPT=0", "GIT_ASKPASS=/bin/false")
+	out, err := cmd.CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
+
+func mustGit(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	out, err := gitCmd(t, dir, args...)
+	if err != nil {
+		t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func TestGitClone(t *testing.T) {
+	s, ts := newSim(t)
+	dir := t.TempDir()
+	mustGit(t, dir, "clone", "-q", ts.URL+"/acme/widgets.git", "widgets")
+	wt := filepath.Join(dir, "widgets")
+	mustGit(t, wt, "fsck", "--strict")
+	// Every branch git sees has the sha REST reports.
+	for _, b := range get(t, ts, "/repos/acme/widgets/branches", tokBot).list(t) {
+		name, sha := dig(b, "name").(string), dig(b, "commit", "sha").(string)
+		if got := mustGit(t, wt, "rev-parse", "origin/"+name); got != sha {
+			t.Errorf("branch %s: git %s, REST %s", name, got, sha)
+		}
+	}
+	readme, err := os.ReadFile(filepath.Join(wt, "README.md"))
+	if err != nil || string(readme) != "# widgets\n\nWidgets for every occasion.\n" {
+		t.Errorf("README %q %v", readme, err)
+	}
+	if got := mustGit(t, wt, "log", "-1", "--format=%an <%ae> %s"); got != "Hubot <hubot@github.com> Start a changelog" {
+		t.Errorf("log %q", got)
+	}
+
+	// A push through the Go API is fetched and seen by REST alike.
+	sha := s.PushCommit("acme", "widgets", "main", "Ship it")
+	mustGit(t, wt, "pull", "-q", "--ff-only")
+	if got := mustGit(t, wt, "rev-parse", "HEAD"); got != sha {
+		t.Errorf("after push: HEAD %s, want %s", got, sha)
+	}
+	if log, _ := os.ReadFile(filepath.Join(wt, "CHANGELOG.md")); !strings.HasSuffix(string(log), "- Ship it\n") {
+		t.Errorf("CHANGELOG %q", log)
+	}
+	if got := dig(get(t, ts, "/repos/acme/widgets/commits?per_page=1", tokBot).list(t), 0, "sha"); got != sha {
+		t.Errorf("REST head %v, want %s", got, sha)
+	}
+	newBranch := s.PushFiles("acme", "widgets", "topic", "Add a topic file", map[string]string{"topic.txt": "t\n", "LICENSE": ""})
+	mustGit(t, wt, "fetch", "-q")
+	if got := mustGit(t, wt, "show", "--stat", "--format=%s", newBranch); !strings.Contains(got, "topic.txt") || !strings.Contains(got, "LICENSE") {
+		t.Errorf("show %q", got)
+	}
+	mustGit(t, wt, "fsck", "--strict")
+
+	// Without .git, as GitHub also allows.
+	mustGit(t, dir, "clone", "-q", ts.URL+"/octo/hello", "hello")
+	if st := s.Stats().Labels["anonymous"]; st.Git < 4 || st.Counted != 0 {
+		t.Errorf("git stats %+v", st)
+	}
+}
+
+func TestGitAuth(t *testing.T) {
+	s, ts := newSim(t)
+	host := strings.TrimPrefix(ts.URL, "http://")
+	dir := t.TempDir()
+	tests := []struct {
+		name, url string
+		ok        bool
+		output    string
+	}{
+		{"a private repository needs credentials", ts.URL + "/acme/gadgets.git", false, "could not read Username"},
+		{"a bad token", "http://x:ghp_bad@" + host + "/acme/gadgets.git", false, "Authentication failed"},
+		{"the token as password", "http://x-access-token:" + tokCI + "@" + host + "/acme/gadgets.git", true, ""},
+		{"a missing repository", "http://x:" + tokCI + "@" + host + "/acme/nope.git", false, "not found"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, err := gitCmd(t, dir, "clone", "-q", tt.url, filepath.Join(dir, string(rune('a'+i))))
+			if (err == nil) != tt.ok {
+				t.Fatalf("clone: %v\n%s", err, out)
+			}
+			if !strings.Contains(out, tt.output) {
+				t.Errorf("output %q, want %q", out, tt.output)
+			}
+			if strings.Contains(out, tokCI) {
+				t.Error("git output shows the token")
+			}
+		})
+	}
+	if st := s.Stats().Labels["ci"]; st.Git == 0 || st.Counted != 0 {
+		t.Errorf("ci stats %+v", st)
+	}
+	// Pushing over git is refused with a message that says what to do.
+	wt := filepath.Join(dir, "c")
+	mustGit(t, wt, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "--allow-empty", "-m", "x")
+	out, err := gitCmd(t, wt, "push", "origin", "HEAD:main")
+	if err == nil || !strings.Contains(out, "PushCommit") {
+		t.Errorf("push: %v %s", err, out)
+	}
+}
+
+func TestWriteRepositories(t *testing.T) {
+	dir := t.TempDir()
+	s := &Server{DataDir: dir}
+	if err := s.WriteRepositories(); err != nil {
+		t.Fatal(err)
+	}
+	bare := filepath.Join(dir, "acme", "gadgets.git")
+	if got := mustGit(t, bare, "rev-parse", "main"); len(got) != 40 {
+		t.Errorf("rev-parse %q", got)
+	}
+	mustGit(t, bare, "fsck", "--strict")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(bare); err != nil {
+		t.Errorf("Close removed a DataDir it did not create: %v", err)
+	}
+}
