@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/prometheus/client_golang/prometheus"
@@ -547,4 +548,35 @@ glb_director_packets_total{verdict="tx"} 3
 			t.Errorf("metrics lack %q:\n%s", want, text.String())
 		}
 	}
+}
+
+// TestResolveNeighbors checks that hops routed out of an attached
+// interface get a managed neighbour entry that the kernel resolves.
+func TestResolveNeighbors(t *testing.T) {
+	ns := nstest.New(t, "nb")
+	peer := nstest.New(t, "np")
+	nstest.Veth(t, ns, "d0", peer, "p0")
+	ns.IP(t, "addr", "add", "10.0.0.1/24", "dev", "d0")
+	peer.IP(t, "addr", "add", "10.0.0.2/24", "dev", "p0")
+	peer.IP(t, "addr", "add", "10.0.0.11/24", "dev", "p0")
+	ns.IP(t, "route", "add", "10.50.0.0/16", "via", "10.0.0.2")
+	var d *Dataplane
+	err := ns.Do(t, func() error {
+		var err error
+		if d, err = Open(Config{SrcIP: netip.MustParseAddr("10.0.0.1")}); err != nil {
+			return err
+		}
+		if err := d.Attach("d0", ModeGeneric); err != nil {
+			return err
+		}
+		return d.ResolveNeighbors([]netip.Addr{netip.MustParseAddr("10.0.0.11"), netip.MustParseAddr("10.50.1.1"), netip.MustParseAddr("192.0.2.1")})
+	})
+	if err == nil || !strings.Contains(err.Error(), "192.0.2.1") {
+		t.Errorf("want an error for the unroutable 192.0.2.1, got %v", err)
+	}
+	t.Cleanup(func() { d.Close() })
+	nstest.WaitFor(t, 5*time.Second, "neighbours resolved", func() bool {
+		out := ns.IP(t, "neigh", "show", "dev", "d0")
+		return strings.Contains(out, "10.0.0.11 lladdr") && strings.Contains(out, "10.0.0.2 lladdr")
+	})
 }
