@@ -176,6 +176,21 @@ func TestGH(t *testing.T) {
 				t.Errorf("out %q", out)
 			}
 		}},
+		{"gh issue list --search", []string{"issue", "list", "-R", repo, "--search", "sizing"}, func(t *testing.T, out string) {
+			if lines := strings.Split(out, "\n"); len(lines) != 2 || !strings.HasPrefix(lines[0], "30\tOPEN\tTest widget sizing") {
+				t.Errorf("out %q", out)
+			}
+		}},
+		{"gh pr view", []string{"pr", "view", "12", "-R", repo, "--json", "number,state,headRefName"}, func(t *testing.T, out string) {
+			if out != `{"headRefName":"docs-typo","number":12,"state":"MERGED"}` {
+				t.Errorf("out %q", out)
+			}
+		}},
+		{"gh search issues", []string{"search", "issues", "--repo", "acme/widgets", "--state", "closed", "sizing"}, func(t *testing.T, out string) {
+			if !strings.HasPrefix(out, "acme/widgets\t40\tclosed\tFix widget sizing") {
+				t.Errorf("out %q", out)
+			}
+		}},
 		{"gh issue create", []string{"issue", "create", "-R", repo, "-t", "Filed by gh", "-b", "body"}, func(t *testing.T, out string) {
 			if !strings.HasSuffix(out, "/acme/widgets/issues/44") {
 				t.Errorf("out %q", out)

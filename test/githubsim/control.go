@@ -148,14 +148,18 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 		"/_sim/health":      {http.MethodGet, func(http.ResponseWriter, *http.Request) (any, error) { return map[string]string{"status": "ok"}, nil }},
 		"/_sim/stats":       {http.MethodGet, func(http.ResponseWriter, *http.Request) (any, error) { return s.Stats(), nil }},
 		"/_sim/reset-stats": {http.MethodPost, s.ctlResetStats},
-		"/_sim/tokens":      {http.MethodPost, s.ctlTokens},
-		"/_sim/apps":        {http.MethodPost, s.ctlApps},
-		"/_sim/issues":      {http.MethodPost, s.ctlIssues},
-		"/_sim/push":        {http.MethodPost, s.ctlPush},
-		"/_sim/repos":       {http.MethodPost, s.ctlRepos},
-		"/_sim/remaining":   {http.MethodPost, s.ctlRemaining},
-		"/_sim/limit":       {http.MethodPost, s.ctlLimit},
-		"/_sim/secondary":   {http.MethodPost, s.ctlSecondary},
+		"/_sim/reset-limits": {http.MethodPost, func(http.ResponseWriter, *http.Request) (any, error) {
+			s.ResetLimits()
+			return map[string]bool{"ok": true}, nil
+		}},
+		"/_sim/tokens":    {http.MethodPost, s.ctlTokens},
+		"/_sim/apps":      {http.MethodPost, s.ctlApps},
+		"/_sim/issues":    {http.MethodPost, s.ctlIssues},
+		"/_sim/push":      {http.MethodPost, s.ctlPush},
+		"/_sim/repos":     {http.MethodPost, s.ctlRepos},
+		"/_sim/remaining": {http.MethodPost, s.ctlRemaining},
+		"/_sim/limit":     {http.MethodPost, s.ctlLimit},
+		"/_sim/secondary": {http.MethodPost, s.ctlSecondary},
 	}
 	if r.URL.Path == "/_sim/stream" {
 		s.serveStream(w, r)

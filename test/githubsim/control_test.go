@@ -49,7 +49,6 @@ func TestControlEndpoints(t *testing.T) {
 		{"an app needs a key", "POST", "/_sim/apps", `{"app_id":42,"key_pem":"x"}`, 400, "PEM"},
 		{"wrong method", "GET", "/_sim/tokens", "", 405, "use POST"},
 		{"unknown", "GET", "/_sim/nope", "", 404, "Not Found"},
-		{"reset stats", "POST", "/_sim/reset-stats", "", 200, "true"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -89,6 +88,17 @@ func TestControlEndpoints(t *testing.T) {
 	}
 	if fmt.Sprint(st) != fmt.Sprint(s.Stats()) {
 		t.Errorf("HTTP stats %+v differ from Stats() %+v", st, s.Stats())
+	}
+	for _, p := range []string{"/_sim/reset-stats", "/_sim/reset-limits"} {
+		if r := do(t, ts, "POST", p, "", ""); r.status != 200 {
+			t.Errorf("%s: %d", p, r.status)
+		}
+	}
+	if st := s.Stats(); st.Total.Calls != 0 || len(st.Labels) != 0 {
+		t.Errorf("after reset-stats: %+v", st)
+	}
+	if r := get(t, ts, "/repos/acme/widgets", "ghp_a"); r.status != 200 || r.header.Get("X-RateLimit-Used") != "1" {
+		t.Errorf("after reset-limits: %d used %s", r.status, r.header.Get("X-RateLimit-Used"))
 	}
 }
 

@@ -92,22 +92,49 @@ func (m *omap) set(k string, v any) {
 
 func (m *omap) MarshalJSON() ([]byte, error) {
 	var b bytes.Buffer
-	b.WriteByte('{')
-	for i, k := range m.keys {
-		if i > 0 {
-			b.WriteByte(',')
+	if err := writeJSONValue(&b, m); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// writeJSONValue encodes a completed value in one pass (nested omaps
+// marshalled one by one would be re-validated at every level).
+func writeJSONValue(b *bytes.Buffer, v any) error {
+	switch x := v.(type) {
+	case *omap:
+		b.WriteByte('{')
+		for i, k := range x.keys {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			kb, _ := json.Marshal(k)
+			b.Write(kb)
+			b.WriteByte(':')
+			if err := writeJSONValue(b, x.vals[k]); err != nil {
+				return err
+			}
 		}
-		kb, _ := json.Marshal(k)
-		b.Write(kb)
-		b.WriteByte(':')
-		vb, err := json.Marshal(m.vals[k])
+		b.WriteByte('}')
+	case []any:
+		b.WriteByte('[')
+		for i, e := range x {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			if err := writeJSONValue(b, e); err != nil {
+				return err
+			}
+		}
+		b.WriteByte(']')
+	default:
+		vb, err := json.Marshal(x)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		b.Write(vb)
 	}
-	b.WriteByte('}')
-	return b.Bytes(), nil
+	return nil
 }
 
 type fieldGroup struct {

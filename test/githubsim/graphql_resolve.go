@@ -652,6 +652,10 @@ func (g *gqlIssue) field(e *executor, name string, args map[string]any) (any, er
 		return p.deletions, nil
 	case "changedFiles":
 		return p.files, nil
+	case "reviewRequests":
+		return newConn("ReviewRequestConnection", nil, args)
+	case "reviews":
+		return newConn("PullRequestReviewConnection", nil, args)
 	case "mergeCommit":
 		if c := r.commits[p.mergeSHA]; c != nil {
 			return &gqlCommit{r, c}, nil
@@ -840,6 +844,8 @@ func (g *gqlCommit) field(e *executor, name string, args map[string]any) (any, e
 		return map[string]int{"additions": a, "deletions": d, "changedFilesIfAvailable": len(c.changes)}[name], nil
 	case "tree":
 		return &gqlTree{g.r, c, ""}, nil
+	case "statusCheckRollup":
+		return nil, nil // no checks run in the simulator
 	case "parents":
 		var items []any
 		for _, p := range c.parents {

@@ -148,6 +148,16 @@ func (s *Server) TriggerSecondaryLimit(label string, retryAfter time.Duration) {
 	s.secondary[label] = s.now().Add(retryAfter)
 }
 
+// ResetLimits forgets every rate-limit bucket and secondary limit, as if
+// every window had just passed.
+func (s *Server) ResetLimits() {
+	s.init()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.buckets)
+	clear(s.secondary)
+}
+
 // retryAfterSeconds rounds up, as a Retry-After header must never be 0
 // while the limit still holds.
 func retryAfterSeconds(d time.Duration) int {

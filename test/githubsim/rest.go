@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"sort"
 	"strconv"
 	"strings"
@@ -1072,6 +1071,3 @@ func (s *Server) searchRepos(c *call) *response {
 	return &response{status: http.StatusOK, link: link,
 		body: map[string]any{"total_count": len(repos), "incomplete_results": false, "items": items}}
 }
-
-// queryEscape is url.QueryEscape, named for the call sites.
-var queryEscape = url.QueryEscape
