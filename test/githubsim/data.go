@@ -291,12 +291,11 @@ func newWorld() *world {
 		author := people[i%len(people)]
 		switch i {
 		case 5:
-			w.addPull(widgets, "Add sprockets", "Sprockets mesh with chains.", author, at(35), "feature/sprockets", "main", false)
+			w.addPull(widgets, "Add sprockets", "Sprockets mesh with chains.", author, at(35), "feature/sprockets", "main")
 		case 12:
-			w.addPull(widgets, "Fix a typo in the guide", "", author, at(56), "docs-typo", "main", false)
+			w.addPull(widgets, "Fix a typo in the guide", "", author, at(56), "docs-typo", "main")
 		case 20:
-			p := w.addPull(widgets, "Experiment with gears", "Draft: gears.", author, at(60+i), "dev", "main", true)
-			p.pull.draft = true
+			w.addPull(widgets, "Experiment with gears", "Draft: gears.", author, at(60+i), "dev", "main").pull.draft = true
 		default:
 			title := verbs[i%len(verbs)] + " " + nouns[(i*7)%len(nouns)]
 			is := w.addIssue(widgets, title, fmt.Sprintf("Steps to reproduce %d:\n\n1. make a widget\n2. look at it\n", i), author, at(40+i*2))
@@ -334,7 +333,7 @@ func newWorld() *world {
 	w.addLabels(gadgets)
 	for i := 1; i <= 6; i++ {
 		if i == 4 {
-			w.addPull(gadgets, "Retry gadgets", "Adds retries.", hubot, at(41), "retry", "main", false)
+			w.addPull(gadgets, "Retry gadgets", "Adds retries.", hubot, at(41), "retry", "main")
 			continue
 		}
 		is := w.addIssue(gadgets, fmt.Sprintf("Gadget problem %d", i), "It broke.", people[i%len(people)], at(20+i))
@@ -359,7 +358,7 @@ func newWorld() *world {
 	w.addLabels(hello)
 	w.addIssue(hello, "Add Japanese", "こんにちは please.", mona, at(105)).labels = []*label{hello.labels[1]}
 	w.addIssue(hello, "hello.sh is not executable", "chmod +x", hubot, at(106)).labels = []*label{hello.labels[0]}
-	w.addPull(hello, "Say hello in Spanish", "¡Hola!", hubot, at(111), "spanish", "main", false)
+	w.addPull(hello, "Say hello in Spanish", "¡Hola!", hubot, at(111), "spanish", "main")
 	closed := w.addIssue(hello, "Typo in README", "", octocat, at(107))
 	w.closeIssue(closed, at(108), "completed")
 	return w
@@ -401,7 +400,7 @@ func (w *world) addIssue(r *repo, title, body string, author *user, at time.Time
 	return is
 }
 
-func (w *world) addPull(r *repo, title, body string, author *user, at time.Time, head, base string, _ bool) *issue {
+func (w *world) addPull(r *repo, title, body string, author *user, at time.Time, head, base string) *issue {
 	is := w.addIssue(r, title, body, author, at)
 	p := &pull{id: w.id(), head: head, base: base, headSHA: r.branches[head], commits: 1}
 	if c := r.commits[p.headSHA]; c != nil {

@@ -102,7 +102,6 @@ func (s *Server) serveGit(w http.ResponseWriter, r *http.Request) {
 	} else {
 		cred = &credential{label: "anonymous", kind: kindAnonymous}
 	}
-	s.init()
 	s.dataMu.Lock()
 	repo := s.world.repo(owner, name)
 	if repo == nil || (repo.private && cred.anonymous()) {
