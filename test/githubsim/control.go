@@ -160,6 +160,7 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 		"/_sim/remaining": {http.MethodPost, s.ctlRemaining},
 		"/_sim/limit":     {http.MethodPost, s.ctlLimit},
 		"/_sim/secondary": {http.MethodPost, s.ctlSecondary},
+		"/_sim/fail":      {http.MethodPost, s.ctlFail},
 	}
 	if r.URL.Path == "/_sim/stream" {
 		s.serveStream(w, r)
@@ -407,6 +408,25 @@ func (s *Server) ctlSecondary(_ http.ResponseWriter, r *http.Request) (any, erro
 	}
 	s.TriggerSecondaryLimit(in.Label, d)
 	return map[string]any{"label": in.Label, "retry_after_seconds": retryAfterSeconds(d)}, nil
+}
+
+func (s *Server) ctlFail(_ http.ResponseWriter, r *http.Request) (any, error) {
+	var in struct {
+		Path   string `json:"path"`
+		Status int    `json:"status"`
+		Count  int    `json:"count"`
+	}
+	if err := decodeCtl(r, &in); err != nil {
+		return nil, err
+	}
+	if in.Count == 0 {
+		in.Count = 1
+	}
+	if !strings.HasPrefix(in.Path, "/") || in.Status < 400 || in.Status > 599 || in.Count < 0 {
+		return nil, errors.New(`want {"path": "/repos/...", "status": 400..599, "count": N}`)
+	}
+	s.FailNext(in.Path, in.Status, in.Count)
+	return in, nil
 }
 
 // serveStream writes chunks=N lines of size bytes, one every interval,

@@ -61,5 +61,6 @@
 //	POST /_sim/remaining  {"label","resource","remaining"}
 //	POST /_sim/limit      {"label","resource","limit"}
 //	POST /_sim/secondary  {"label","retry_after":"30s"} or {"label","retry_after_seconds":30}
+//	POST /_sim/fail       {"path":"/repos/acme/widgets","status":502,"count":1}
 //	GET  /_sim/stream?chunks=N&interval=100ms&size=BYTES      (a line per interval, flushed)
 package githubsim

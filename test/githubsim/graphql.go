@@ -200,6 +200,9 @@ func (s *Server) serveGraphQL(w http.ResponseWriter, r *http.Request, rid string
 			"documentation_url": docsGraphQL + "/guides/forming-calls-with-graphql#authenticating-with-graphql"})
 		return
 	}
+	if s.injectFault(w, cred, ResourceGraphQL, "/graphql", rid) {
+		return
+	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, 4<<20))
 	if err != nil {
 		writeJSON(w, http.StatusBadRequest, errorBody(400, "Problems parsing JSON", docsGraphQL))

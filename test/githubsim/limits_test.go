@@ -318,3 +318,34 @@ func TestConcurrentAccounting(t *testing.T) {
 		t.Errorf("core used %v, want %d", used, n+2)
 	}
 }
+
+func TestFailNext(t *testing.T) {
+	s, ts := newSim(t)
+	s.FailNext("/repos/acme/widgets/issues", 502, 2)
+	for i, want := range []int{502, 502, 200} {
+		r := get(t, ts, "/api/v3/repos/acme/widgets/issues", tokBot)
+		if r.status != want {
+			t.Errorf("call %d: %d, want %d", i, r.status, want)
+		}
+		if want == 502 && (r.header.Get("ETag") != "" || dig(r.json(t), "message") != "Server Error") {
+			t.Errorf("a failure with a validator or a strange body: %v %s", r.header, r.body)
+		}
+	}
+	if r := get(t, ts, "/repos/acme/widgets", tokBot); r.status != 200 {
+		t.Errorf("another path: %d", r.status)
+	}
+	s.FailNext("/graphql", 503, 1)
+	if r := gql(t, ts, tokBot, "{viewer{login}}", nil); r.status != 503 {
+		t.Errorf("graphql: %d", r.status)
+	}
+	if r := do(t, ts, "POST", "/_sim/fail", "", `{"path":"/rate_limit","status":500}`); r.status != 200 {
+		t.Errorf("control: %d %s", r.status, r.body)
+	}
+	if r := get(t, ts, "/rate_limit", tokBot); r.status != 500 {
+		t.Errorf("after /_sim/fail: %d", r.status)
+	}
+	st := s.Stats().Labels["bot"]
+	if st.Failed != 4 || st.Counted != 2 || st.Resources["graphql"].Failed != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}

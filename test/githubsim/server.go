@@ -65,6 +65,7 @@ type Server struct {
 	buckets    map[string]*bucket
 	secondary  map[string]time.Time
 	inflight   map[string]int
+	faults     []*fault
 	stats      Stats
 	tokenUsers map[string]*user
 
@@ -369,6 +370,54 @@ func (s *Server) currentRate(cred *credential, resource string) rate {
 	return s.bucketLocked(cred.bucket, cred.anonymous(), resource, s.now()).rate(resource)
 }
 
+// fault is a planned failure: the next count requests whose path starts
+// with prefix get status.
+type fault struct {
+	prefix string
+	status int
+	left   int
+}
+
+// FailNext makes the next count API requests (REST or GraphQL) whose path,
+// without the /api/v3 prefix, starts with pathPrefix fail with status, as
+// GitHub's front end sometimes does (502, 503, 500). Failed requests cost
+// no rate limit and carry no validators; Stats counts them as Failed.
+func (s *Server) FailNext(pathPrefix string, status, count int) {
+	s.init()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = append(s.faults, &fault{prefix: pathPrefix, status: status, left: count})
+}
+
+// injectFault answers with a planned failure if one matches path.
+func (s *Server) injectFault(w http.ResponseWriter, cred *credential, resource, path, rid string) bool {
+	s.mu.Lock()
+	var f *fault
+	for i, x := range s.faults {
+		if strings.HasPrefix(path, x.prefix) {
+			f = x
+			if x.left--; x.left <= 0 {
+				s.faults = append(s.faults[:i], s.faults[i+1:]...)
+			}
+			break
+		}
+	}
+	if f != nil {
+		s.recordLocked(outcome{label: cred.label, resource: resource, failed: true})
+	}
+	s.mu.Unlock()
+	if f == nil {
+		return false
+	}
+	s.log().Info("injected failure", "request_id", rid, "path", path, "status", f.status, "label", cred.label)
+	msg := http.StatusText(f.status)
+	if f.status >= 500 {
+		msg = "Server Error"
+	}
+	writeJSON(w, f.status, errorBody(f.status, msg, ""))
+	return true
+}
+
 // writeLimited writes a primary or secondary rate-limit refusal.
 func (s *Server) writeLimited(w http.ResponseWriter, cred *credential, a admission, rid string) {
 	h := w.Header()
@@ -491,6 +540,9 @@ func (s *Server) serveREST(w http.ResponseWriter, r *http.Request, rid string) {
 		return
 	}
 	resource := restResource(path)
+	if s.injectFault(w, cred, resource, path, rid) {
+		return
+	}
 	cost := 1
 	if path == "/rate_limit" {
 		cost = 0

@@ -23,6 +23,7 @@ type LabelStats struct {
 	Counted     int `json:"counted"`      // requests that spent primary rate limit
 	NotModified int `json:"not_modified"` // 304s (they spend nothing)
 	Limited     int `json:"limited"`      // refused by a primary or secondary limit
+	Failed      int `json:"failed"`       // failures planned with FailNext
 	Points      int `json:"points"`       // GraphQL points spent
 	Git         int `json:"git"`          // git smart HTTP requests (never counted)
 	// Resources splits the counts by rate-limit resource (core, search,
@@ -36,6 +37,7 @@ type ResourceStats struct {
 	Counted     int `json:"counted"`
 	NotModified int `json:"not_modified"`
 	Limited     int `json:"limited"`
+	Failed      int `json:"failed,omitempty"`
 	Points      int `json:"points,omitempty"`
 }
 
@@ -48,6 +50,7 @@ type outcome struct {
 	limited     bool
 	points      int
 	git         bool
+	failed      bool
 }
 
 func (s *Server) recordLocked(o outcome) {
@@ -71,6 +74,9 @@ func (s *Server) recordLocked(o outcome) {
 		if o.limited {
 			l.Limited++
 		}
+		if o.failed {
+			l.Failed++
+		}
 	}
 	add(&ls)
 	add(&s.stats.Total)
@@ -86,6 +92,9 @@ func (s *Server) recordLocked(o outcome) {
 		}
 		if o.limited {
 			rs.Limited++
+		}
+		if o.failed {
+			rs.Failed++
 		}
 		ls.Resources[o.resource] = rs
 	}
