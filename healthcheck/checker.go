@@ -31,9 +31,11 @@ const (
 // fields, call Update with the config and Run, and read Changes.
 //
 //	hc := &healthcheck.Checker{SrcIP: src, Log: log, Registerer: reg}
-//	hc.Update(cfg)
+//	hc.Update(cfg) // and again on every config reload
 //	go hc.Run(ctx)
-//	for h := range hc.Changes() { rebuild(cfg, h) }
+//	for h := range hc.Changes() {
+//		rebuild(cfg, h) // table.Build(spec, h) for every table
+//	}
 //
 // The fields must not change once Run has been called.
 type Checker struct {
@@ -168,12 +170,31 @@ func (c *Checker) Changes() <-chan table.Health {
 	return c.changes
 }
 
-// Health returns the current snapshot (see Changes).
-func (c *Checker) Health() table.Health {
+// Snapshot returns the current health (see Changes).
+func (c *Checker) Snapshot() table.Health {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.init()
 	return maps.Clone(c.health)
+}
+
+// Watch signals changed, without blocking, whenever the health changes,
+// until ctx is done; the receiver reads the new state with Snapshot. With
+// Snapshot it makes the Checker the director daemon's health source
+// (daemon.Health). It consumes Changes: use one or the other.
+func (c *Checker) Watch(ctx context.Context, changed chan<- struct{}) {
+	ch := c.Changes()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
+		}
+	}
 }
 
 // Status returns the state of every check, sorted by backend, kind, port
@@ -465,7 +486,7 @@ func (c *Checker) publish() {
 
 // String describes the settings, for a startup log line.
 func (c *Checker) String() string {
-	src := "route's"
+	src := "the route's"
 	if c.SrcIP.IsValid() {
 		src = c.SrcIP.String()
 	}

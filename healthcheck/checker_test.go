@@ -284,7 +284,7 @@ func TestFirstResultCountsAtOnceThenThreeInARow(t *testing.T) {
 		t.Fatalf("third fail in a row: %+v", s)
 	}
 	wantHealth(t, h.change(t), health(a, false))
-	wantHealth(t, h.c.Health(), health(a, false))
+	wantHealth(t, h.c.Snapshot(), health(a, false))
 
 	if err := testutil.GatherAndCompare(h.reg, strings.NewReader(fmt.Sprintf(`
 # HELP glb_healthcheck_flaps_total Changes of a backend's health (healthy to unhealthy or back), each of which rebuilt the table.
@@ -315,7 +315,7 @@ func TestBackendIsHealthyWhenAllItsChecksPass(t *testing.T) {
 	h := newHarness(t, config([]table.Backend{aSpec, bSpec}), nil)
 
 	h.round(t, 4)
-	wantHealth(t, h.c.Health(), health(a, true, b, false))
+	wantHealth(t, h.c.Snapshot(), health(a, true, b, false))
 	var bReason string
 	for _, s := range h.c.Status() {
 		if s.Backend == b.ip && s.Kind == TCP {
@@ -333,7 +333,7 @@ func TestUnknownUntilEveryCheckHasReported(t *testing.T) {
 	spec.Healthchecks.TCP = a.port
 	h := newHarness(t, config([]table.Backend{spec}), nil)
 	h.next(t)
-	if got := h.c.Health(); len(got) != 0 {
+	if got := h.c.Snapshot(); len(got) != 0 {
 		t.Fatalf("one of two checks passed, health already %v", got)
 	}
 	h.next(t)
@@ -353,7 +353,7 @@ func TestInactiveBackendsAreNotChecked(t *testing.T) {
 	if st := h.c.Status(); len(st) != 1 || st[0].Backend != a.ip {
 		t.Fatalf("status lists %v", st)
 	}
-	wantHealth(t, h.c.Health(), health(a, true))
+	wantHealth(t, h.c.Snapshot(), health(a, true))
 }
 
 func TestSharedBackendIsCheckedOncePerDistinctCheck(t *testing.T) {
