@@ -315,6 +315,9 @@ func TestRESTAuth(t *testing.T) {
 				if st.BadCredentials != 1 || st.Total.Calls != 0 {
 					t.Errorf("stats = %+v", st)
 				}
+				if r.header.Get("X-RateLimit-Limit") != "60" || r.header.Get("X-GitHub-Request-Id") == "" {
+					t.Errorf("401 headers %v", r.header)
+				}
 				return
 			}
 			if st.Labels[tt.label].Calls != 1 {

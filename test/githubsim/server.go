@@ -191,6 +191,16 @@ func labelUserID(label string) int64 {
 	return int64(h[0])<<16 | int64(h[1])<<8 | int64(h[2]) + 20000000
 }
 
+// anonymousCred is the credential of a request without one: its limit is
+// per client IP.
+func anonymousCred(r *http.Request) *credential {
+	ip, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		ip = r.RemoteAddr
+	}
+	return &credential{label: "anonymous", kind: kindAnonymous, bucket: "anonymous:" + ip, ip: ip}
+}
+
 // authError is a 401 with GitHub's message.
 type authError struct{ message string }
 
@@ -201,11 +211,7 @@ func (e *authError) Error() string { return e.message }
 func (s *Server) authenticate(r *http.Request, allowJWT bool) (*credential, error) {
 	h := r.Header.Get("Authorization")
 	if h == "" {
-		ip, _, err := net.SplitHostPort(r.RemoteAddr)
-		if err != nil {
-			ip = r.RemoteAddr
-		}
-		return &credential{label: "anonymous", kind: kindAnonymous, bucket: "anonymous:" + ip, ip: ip}, nil
+		return anonymousCred(r), nil
 	}
 	scheme, tok, _ := strings.Cut(h, " ")
 	tok = strings.TrimSpace(tok)
@@ -531,6 +537,8 @@ func (s *Server) serveREST(w http.ResponseWriter, r *http.Request, rid string) {
 		s.stats.BadCredentials++
 		s.mu.Unlock()
 		s.log().Info("request", "request_id", rid, "method", r.Method, "path", r.URL.Path, "status", 401, "label", "-")
+		// GitHub reports the client IP's (unspent) limit on a 401.
+		setRate(h, s.currentRate(anonymousCred(r), ResourceCore))
 		writeJSON(w, http.StatusUnauthorized, errorBody(401, err.Error(), docsREST))
 		return
 	}
