@@ -1,0 +1,104 @@
+package consul
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/glb-project/glb/director/table"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// testState has two tables that share proxy-1 and proxy-2.
+const testState = `{"tables": [
+ {"name": "github-api", "hash_key": "000102030405060708090a0b0c0d0e0f", "seed": "49a3d861d661ae5ab06ed9326871a2f5",
+  "binds": [{"ip": "10.100.0.0/29", "proto": "tcp", "port": 443}],
+  "backends": [
+   {"ip": "10.1.0.11", "name": "proxy-1", "state": "active", "healthchecks": {"http": 8080, "http_uri": "/_glb/health"}},
+   {"ip": "10.1.0.12", "name": "proxy-2", "state": "active"},
+   {"ip": "10.1.0.13", "name": "proxy-3", "state": "active"},
+   {"ip": "10.1.0.14", "name": "proxy-4", "state": "active"}]},
+ {"name": "git", "hash_key": "0f0e0d0c0b0a09080706050403020100", "seed": "0f0e0d0c0b0a09080706050403020100",
+  "binds": [{"ip": "10.100.0.9", "proto": "tcp", "port_start": 22, "port_end": 23}],
+  "backends": [
+   {"ip": "10.1.0.11", "name": "proxy-1", "state": "active"},
+   {"ip": "10.1.0.12", "name": "proxy-2", "state": "active"},
+   {"ip": "10.1.0.21", "name": "git-1", "state": "active"}]}]}`
+
+func parseState(t testing.TB, s string) *table.Config {
+	t.Helper()
+	cfg, err := table.Parse([]byte(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// rows is every row of every table, as bytes: what two directors must
+// agree on byte for byte.
+func rows(cfg *table.Config) string {
+	var b strings.Builder
+	for i := range cfg.Tables {
+		tb := table.Build(&cfg.Tables[i], nil)
+		b.WriteString(tb.Name)
+		b.WriteByte('\n')
+		for r := range table.NumRows {
+			for _, h := range tb.Hops(uint16(r)) {
+				b.Write(h.AsSlice())
+			}
+			b.WriteByte('\n')
+		}
+	}
+	return b.String()
+}
+
+// gauge reads one metric (the first series of that name) from a registry.
+func gauge(t testing.TB, reg *prometheus.Registry, name string, labels ...string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metric:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
+						found = true
+					}
+				}
+				if !found {
+					continue metric
+				}
+			}
+			switch {
+			case m.Gauge != nil:
+				return m.Gauge.GetValue()
+			case m.Counter != nil:
+				return m.Counter.GetValue()
+			}
+		}
+	}
+	t.Fatalf("metric %s%v not found", name, labels)
+	return 0
+}
+
+// eventually polls cond every few milliseconds until it holds or the
+// deadline passes.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

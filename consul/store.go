@@ -1,0 +1,363 @@
+package consul
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/glb-project/glb/director/table"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// DefaultFile is the state glbctl and glb-director use when neither
+// --state nor GLB_STATE says otherwise.
+const DefaultFile = "/etc/glb/forwarding_table.json"
+
+// EnvState is the environment variable that sets the default state.
+const EnvState = "GLB_STATE"
+
+// Store is where the forwarding-table state lives: a file (FileStore) or a
+// Consul KV prefix (KVStore). Every method is safe for concurrent use.
+type Store interface {
+	// Load reads and validates the current state.
+	Load(ctx context.Context) (*table.Config, error)
+	// Update reads the state, calls change on a copy, validates the result
+	// and writes it, unless somebody else wrote in between: then it reads
+	// again and calls change again (so change must be a pure function of
+	// its argument), up to a few times before it gives up with
+	// ErrConflict. An error from change aborts the update and is returned
+	// as is. When change leaves the state as it was, nothing is written.
+	Update(ctx context.Context, change func(*table.Config) error) (before, after *table.Config, err error)
+	// Watch calls apply with the state once it is first read, then after
+	// every change, until ctx ends; it then returns nil. apply runs on
+	// Watch's goroutine and owns its argument. A read that fails or does
+	// not validate keeps the last good state and marks the store stale
+	// (Status, metrics); Watch retries with backoff.
+	Watch(ctx context.Context, apply func(*table.Config)) error
+	// Refresh makes a running Watch re-read now (glb-director calls it on
+	// SIGHUP).
+	Refresh()
+	// PublishHealth records one health checker's view of the backends, so
+	// that glbctl status can show live health. Readers see the latest
+	// report of each source.
+	PublishHealth(ctx context.Context, r HealthReport) error
+	// HealthReports returns the latest report of every source.
+	HealthReports(ctx context.Context) ([]HealthReport, error)
+	// Status says how fresh the state seen by Watch is.
+	Status() Status
+	// String names the store: a file path or consul://HOST:PORT/PREFIX.
+	String() string
+	// Close releases the store's resources.
+	Close() error
+}
+
+// ErrConflict means Update kept losing races with other writers.
+var ErrConflict = errors.New("the state kept changing while this update was being written: run the command again")
+
+// HealthReport is a health checker's view of the backends: glb-director
+// publishes one (Source is its host name) after every health change.
+type HealthReport struct {
+	Source   string              `json:"source"`
+	At       time.Time           `json:"at"`
+	Backends map[netip.Addr]bool `json:"backends"`
+}
+
+// Status is the freshness of a store's watched state.
+type Status struct {
+	// LastSuccess is when the store was last read successfully (zero if
+	// never).
+	LastSuccess time.Time
+	// Stale is set when the last read failed or did not validate: the
+	// state in use is the last good one.
+	Stale bool
+	// Err is the last read error, while Stale.
+	Err error
+	// Index is the Consul index of the state in use (0 for a file).
+	Index uint64
+}
+
+// Options configures a store. The zero value works.
+type Options struct {
+	// Log receives the store's logs; nil discards them.
+	Log *slog.Logger
+	// Registerer receives the watch metrics (glb_state_*); nil registers
+	// none. Use one registry per store.
+	Registerer prometheus.Registerer
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+
+	// PollInterval is how often a file is re-read when no inotify event
+	// came (a safety net, e.g. on network file systems). Zero means 2s.
+	PollInterval time.Duration
+	// WaitTime is the longest a Consul blocking query waits. Zero means
+	// one minute.
+	WaitTime time.Duration
+	// MinBackoff and MaxBackoff bound the retry delay after an error
+	// (doubling, with jitter). Zero means 250ms and 30s.
+	MinBackoff, MaxBackoff time.Duration
+	// MinWatchInterval is the rate limit on Consul watch rounds once a
+	// burst of two is spent (Consul's advice against busy loops when the
+	// state churns). Zero means one second.
+	MinWatchInterval time.Duration
+}
+
+func (o *Options) log() *slog.Logger {
+	if o.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return o.Log
+}
+
+func (o *Options) now() time.Time {
+	if o.Now == nil {
+		return time.Now()
+	}
+	return o.Now()
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// Open returns the store that spec names: "consul://HOST:PORT/PREFIX" for
+// Consul, anything else is a file path. An empty spec means DefaultFile.
+func Open(spec string, opts Options) (Store, error) {
+	if spec == "" {
+		spec = DefaultFile
+	}
+	if strings.Contains(spec, "://") {
+		addr, prefix, err := ParseURL(spec)
+		if err != nil {
+			return nil, err
+		}
+		return NewKVStore(addr, prefix, opts)
+	}
+	return NewFileStore(spec, opts), nil
+}
+
+// Resolve picks the state to use: the --state flag if set, else the value
+// of $GLB_STATE (env), else DefaultFile.
+func Resolve(flag, env string) string {
+	switch {
+	case flag != "":
+		return flag
+	case env != "":
+		return env
+	}
+	return DefaultFile
+}
+
+// metrics are the watch metrics, shared by both stores.
+type metrics struct {
+	stale       prometheus.Gauge
+	lastSuccess prometheus.Gauge
+	invalid     prometheus.Gauge
+	index       prometheus.Gauge
+	errors      *prometheus.CounterVec
+	reads       prometheus.Counter
+	changes     prometheus.Counter
+	resets      prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer, store string) *metrics {
+	if reg == nil {
+		return nil
+	}
+	labels := prometheus.Labels{"store": store}
+	m := &metrics{
+		stale: prometheus.NewGauge(prometheus.GaugeOpts{Name: "glb_state_stale", ConstLabels: labels,
+			Help: "1 when the last read of the state failed or did not validate and the last good state is in use."}),
+		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{Name: "glb_state_last_success_timestamp_seconds", ConstLabels: labels,
+			Help: "Unix time of the last successful read of the state."}),
+		invalid: prometheus.NewGauge(prometheus.GaugeOpts{Name: "glb_state_invalid", ConstLabels: labels,
+			Help: "1 when the state as stored does not validate (it is not applied)."}),
+		index: prometheus.NewGauge(prometheus.GaugeOpts{Name: "glb_state_index", ConstLabels: labels,
+			Help: "Consul index of the state in use (0 for a file)."}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "glb_state_errors_total", ConstLabels: labels,
+			Help: "Failed state reads by kind: read (store unreachable), decode (state does not validate), empty (refused to apply an empty state)."}, []string{"kind"}),
+		reads: prometheus.NewCounter(prometheus.CounterOpts{Name: "glb_state_reads_total", ConstLabels: labels,
+			Help: "Successful state reads (watch rounds); most are not changes."}),
+		changes: prometheus.NewCounter(prometheus.CounterOpts{Name: "glb_state_changes_total", ConstLabels: labels,
+			Help: "State changes applied."}),
+		resets: prometheus.NewCounter(prometheus.CounterOpts{Name: "glb_state_index_resets_total", ConstLabels: labels,
+			Help: "Times the Consul index went backwards and the watch restarted."}),
+	}
+	for _, k := range []string{"read", "decode", "empty"} {
+		m.errors.WithLabelValues(k)
+	}
+	for _, c := range []prometheus.Collector{m.stale, m.lastSuccess, m.invalid, m.index, m.errors, m.reads, m.changes, m.resets} {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				panic(fmt.Sprintf("register state metrics: %v", err))
+			}
+		}
+	}
+	return m
+}
+
+// tracker keeps a watch's last good state and freshness, and applies only
+// real changes.
+type tracker struct {
+	log  *slog.Logger
+	m    *metrics
+	now  func() time.Time
+	name string
+
+	mu     sync.Mutex
+	status Status
+	last   []byte // the applied state, marshalled
+	tables int    // tables in the applied state
+	seeded bool   // a state has been applied
+}
+
+func newTracker(name, kind string, opts *Options) *tracker {
+	return &tracker{log: opts.log().With("state", name), m: newMetrics(opts.Registerer, kind), now: opts.now, name: name}
+}
+
+// fail records a failed read: the state in use goes stale.
+func (t *tracker) fail(kind string, err error) {
+	t.mu.Lock()
+	wasStale := t.status.Stale
+	t.status.Stale, t.status.Err = true, err
+	t.mu.Unlock()
+	if t.m != nil {
+		t.m.stale.Set(1)
+		t.m.errors.WithLabelValues(kind).Inc()
+		if kind == "decode" || kind == "empty" {
+			t.m.invalid.Set(1)
+		}
+	}
+	if !wasStale {
+		t.log.Error("state read failed; keeping the last good state", "kind", kind, "err", err)
+	} else {
+		t.log.Debug("state read failed again", "kind", kind, "err", err)
+	}
+}
+
+// ok records a successful read at index.
+func (t *tracker) ok(index uint64) {
+	now := t.now()
+	t.mu.Lock()
+	t.status.LastSuccess = now
+	t.status.Index = index
+	t.mu.Unlock()
+	if t.m != nil {
+		t.m.lastSuccess.Set(float64(now.UnixNano()) / 1e9)
+		t.m.reads.Inc()
+	}
+}
+
+// offer applies cfg if it differs from the last applied state. A state
+// with no tables is refused once a state with tables was applied: an empty
+// prefix or file is far more likely a wiped store than an intent to drop
+// every VIP (restart the process to accept it).
+func (t *tracker) offer(cfg *table.Config, apply func(*table.Config)) {
+	b, err := cfg.Marshal()
+	if err != nil {
+		t.fail("decode", err)
+		return
+	}
+	t.mu.Lock()
+	if t.seeded && t.tables > 0 && len(cfg.Tables) == 0 {
+		t.mu.Unlock()
+		t.fail("empty", fmt.Errorf("%s holds no tables; keeping the last good state (%d tables): restore the state, or restart to accept an empty one", t.name, t.tables))
+		return
+	}
+	wasStale := t.status.Stale
+	t.status.Stale, t.status.Err = false, nil
+	same := t.seeded && bytes.Equal(b, t.last)
+	t.last, t.tables, t.seeded = b, len(cfg.Tables), true
+	t.mu.Unlock()
+	if t.m != nil {
+		t.m.stale.Set(0)
+		t.m.invalid.Set(0)
+	}
+	if wasStale {
+		t.log.Info("state readable again")
+	}
+	if same {
+		return
+	}
+	if t.m != nil {
+		t.m.changes.Inc()
+	}
+	t.log.Info("state changed", "tables", len(cfg.Tables))
+	apply(cfg)
+}
+
+func (t *tracker) snapshot() Status {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.status
+}
+
+// backoff is a capped exponential delay with jitter.
+type backoff struct {
+	min, max, cur time.Duration
+}
+
+// next returns the next delay: the current step doubled (capped), drawn
+// uniformly from its upper half so that many clients spread out.
+func (b *backoff) next() time.Duration {
+	if b.cur == 0 {
+		b.cur = b.min
+	} else {
+		b.cur = min(2*b.cur, b.max)
+	}
+	return b.cur/2 + rand.N(b.cur/2+1)
+}
+
+func (b *backoff) reset() { b.cur = 0 }
+
+// limiter is a token bucket: burst rounds go at once, then one per every.
+type limiter struct {
+	every  time.Duration
+	burst  float64
+	tokens float64
+	last   time.Time
+}
+
+// wait takes a token, sleeping until one is available; it reports whether
+// ctx is still live.
+func (l *limiter) wait(ctx context.Context) bool {
+	now := time.Now()
+	if l.last.IsZero() {
+		l.tokens = l.burst
+	} else {
+		l.tokens = min(l.burst, l.tokens+float64(now.Sub(l.last))/float64(l.every))
+	}
+	l.last = now
+	if l.tokens >= 1 {
+		l.tokens--
+		return true
+	}
+	need := time.Duration((1 - l.tokens) * float64(l.every))
+	l.tokens = 0
+	l.last = now.Add(need)
+	return sleep(ctx, need, nil)
+}
+
+// sleep waits d or until ctx ends or wake fires; it reports whether ctx is
+// still live.
+func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+	case <-wake:
+	}
+	return true
+}
