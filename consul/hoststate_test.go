@@ -28,7 +28,7 @@ func TestChangeStateMachine(t *testing.T) {
 	all := []table.State{table.Active, table.Filling, table.Draining, table.Inactive}
 	legal := map[[2]table.State]bool{
 		{table.Filling, table.Active}: true, {table.Filling, table.Draining}: true,
-		{table.Active, table.Draining}: true,
+		{table.Active, table.Draining}:  true,
 		{table.Draining, table.Filling}: true, {table.Draining, table.Inactive}: true, {table.Draining, table.Active}: true,
 		{table.Inactive, table.Filling}: true,
 	}
