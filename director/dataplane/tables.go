@@ -469,3 +469,11 @@ func (d *Dataplane) Tables() []TableInfo {
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
+
+// Adopted reports whether Open found tables pinned by an earlier
+// glb-director that no Apply has replaced yet.
+func (d *Dataplane) Adopted() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.state.foreign) > 0
+}

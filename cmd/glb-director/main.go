@@ -1,0 +1,327 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cilium/ebpf/rlimit"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/glb-project/glb/director/daemon"
+	"github.com/glb-project/glb/director/dataplane"
+	"github.com/glb-project/glb/internal/version"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		stop()
+		fmt.Fprintln(os.Stderr, "glb-director:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `Usage: glb-director --config FILE | --state consul://HOST:PORT/PREFIX
+                    --iface NAME [--iface NAME...] --src-ip IP
+                    [--gateway-mac MAC] [--xdp-mode auto|native|generic]
+                    [--metrics-addr ADDR] [--bpffs DIR] [--keep-attached]
+
+glb-director is glb's stateless L4 load balancer. It attaches an XDP program
+to each --iface. For every packet to a VIP of the forwarding table config
+(binds: VIP prefix, protocol, port range) it hashes the client's flow with
+SipHash, picks the row of proxy hosts for that hash, wraps the packet in GUE
+(UDP port 19523) listing the backup hosts, and sends it back out of the same
+interface to the first host. Every other packet (SSH, BGP, ARP) goes to the
+host's stack untouched. Every director computes the same rows, so routers
+can spread clients over several directors with ECMP.
+
+The config is the JSON forwarding table of docs/director.md, a superset of
+glb-director's forwarding_table.json. glb-director reloads it when the file
+changes and on SIGHUP. A config that does not load or validate is logged and
+counted (glb_director_config_last_reload_success 0), and the running tables
+stay in use.
+
+Next hop: with --gateway-mac every GUE packet goes to that MAC (the usual
+router setup). Without it the kernel's FIB picks the next hop per proxy
+host; that needs net.ipv4.conf.IFACE.forwarding=1, and glb-director keeps
+the neighbour entries of the hosts resolved.
+
+Restarts: the maps and XDP links are pinned under --bpffs. On SIGTERM
+glb-director detaches and removes them. On SIGUSR2, or SIGTERM with
+--keep-attached, it exits and leaves the program forwarding with the last
+table; the next glb-director takes the pinned links and maps over with no
+gap (an upgrade without packet loss).
+
+Metrics (Prometheus, --metrics-addr): glb_director_packets_total{verdict},
+glb_director_end_total{reason}, glb_director_bind_packets_total{table,bind},
+glb_director_table_generation{table}, glb_director_config_* and more.
+
+Needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN to mount bpffs).
+
+Flags:
+`
+
+// ifaceList is a repeatable flag; each value may be a comma-separated list.
+type ifaceList []string
+
+func (l *ifaceList) String() string { return strings.Join(*l, ",") }
+
+func (l *ifaceList) Set(s string) error {
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			return errors.New("empty interface name")
+		}
+		*l = append(*l, part)
+	}
+	return nil
+}
+
+// options are the parsed flags.
+type options struct {
+	config       string
+	state        string
+	ifaces       ifaceList
+	srcIP        netip.Addr
+	gatewayMAC   net.HardwareAddr
+	mode         dataplane.Mode
+	metricsAddr  string
+	bpffs        string
+	keepAttached bool
+	poll         time.Duration
+	logLevel     slog.Level
+}
+
+// errDone means --help or --version was handled.
+var errDone = errors.New("done")
+
+func parseFlags(args []string, stdout io.Writer) (*options, error) {
+	fs := flag.NewFlagSet("glb-director", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	o := &options{}
+	fs.StringVar(&o.config, "config", "", "forwarding table `FILE` (JSON); reloaded on change and SIGHUP")
+	fs.StringVar(&o.state, "state", "", "state `URL` instead of --config: consul://HOST:PORT/PREFIX, or file:///PATH")
+	fs.Var(&o.ifaces, "iface", "interface `NAME` to attach to; repeat it or separate with commas (required)")
+	srcIP := fs.String("src-ip", "", "outer source `IP` (IPv4) of the GUE packets: this director's address (required)")
+	gw := fs.String("gateway-mac", "", "send every GUE packet to this `MAC` instead of asking the kernel FIB")
+	mode := fs.String("xdp-mode", "auto", "XDP attach `MODE`: auto (native if the driver can), native or generic")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", ":9461", "`ADDR` to serve Prometheus metrics on (/metrics); empty disables")
+	fs.StringVar(&o.bpffs, "bpffs", filepath.Join(dataplane.DefaultBPFFS, "glb"), "`DIR` on a BPF filesystem for the pinned maps and links")
+	fs.BoolVar(&o.keepAttached, "keep-attached", false, "on SIGTERM leave the program attached and pinned, for a restart without a gap")
+	fs.DurationVar(&o.poll, "poll-interval", time.Second, "how often to check the config file for changes")
+	logLevel := fs.String("log-level", "info", "log `LEVEL`: debug, info, warn or error")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usage)
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
+			return nil, errDone
+		}
+		return nil, fmt.Errorf("%w (see glb-director --help)", err)
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, "glb-director", version.Version)
+		return nil, errDone
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (see glb-director --help)", fs.Arg(0))
+	}
+	if err := o.logLevel.UnmarshalText([]byte(*logLevel)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", *logLevel)
+	}
+	if (o.config == "") == (o.state == "") {
+		return nil, errors.New("give exactly one of --config FILE and --state URL (see glb-director --help)")
+	}
+	if len(o.ifaces) == 0 {
+		return nil, errors.New("--iface is required: the interface(s) the VIP traffic arrives on")
+	}
+	a, err := netip.ParseAddr(*srcIP)
+	if err != nil || !a.Is4() {
+		return nil, fmt.Errorf("--src-ip %q: give this director's IPv4 address (the outer source of GUE packets)", *srcIP)
+	}
+	o.srcIP = a
+	if *gw != "" {
+		mac, err := net.ParseMAC(*gw)
+		if err != nil || len(mac) != 6 {
+			return nil, fmt.Errorf("--gateway-mac %q: want an Ethernet address like 02:00:5e:00:53:01", *gw)
+		}
+		o.gatewayMAC = mac
+	}
+	if o.mode, err = dataplane.ParseMode(*mode); err != nil {
+		return nil, fmt.Errorf("--xdp-mode: %w", err)
+	}
+	if o.poll <= 0 {
+		return nil, errors.New("--poll-interval must be positive")
+	}
+	return o, nil
+}
+
+// newState returns the config source named by --config or --state. This
+// is the seam for Consul: it will return a consul-backed daemon.State.
+func newState(o *options) (daemon.State, error) {
+	if o.config != "" {
+		return &daemon.FileState{Path: o.config, Interval: o.poll}, nil
+	}
+	u, err := url.Parse(o.state)
+	if err != nil {
+		return nil, fmt.Errorf("--state %q: %w", o.state, err)
+	}
+	switch u.Scheme {
+	case "file":
+		return &daemon.FileState{Path: u.Path, Interval: o.poll}, nil
+	case "consul":
+		return nil, errors.New("--state consul://: Consul state is not supported by this build yet; use --config FILE")
+	}
+	return nil, fmt.Errorf("--state %q: use consul://HOST:PORT/PREFIX or file:///PATH", o.state)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
+	o, err := parseFlags(args, stdout)
+	if errors.Is(err, errDone) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
+	state, err := newState(o)
+	if err != nil {
+		return err
+	}
+
+	// Signals: SIGHUP reloads; SIGUSR2 exits and leaves the program
+	// attached for the next glb-director to take over.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR2)
+	defer signal.Stop(sigs)
+
+	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return fmt.Errorf("lift the memlock limit for BPF: %w", err)
+	}
+	if err := dataplane.EnsureBPFFS(o.bpffs); err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var ln net.Listener
+	if o.metricsAddr != "" {
+		if ln, err = net.Listen("tcp", o.metricsAddr); err != nil {
+			return fmt.Errorf("listen for metrics: %w", err)
+		}
+		defer ln.Close()
+	}
+
+	dp, err := dataplane.Open(dataplane.Config{PinPath: o.bpffs, SrcIP: o.srcIP, GatewayMAC: o.gatewayMAC, Log: log})
+	if err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			err = fmt.Errorf("%w (glb-director needs root: CAP_BPF, CAP_NET_ADMIN)", err)
+		}
+		return err
+	}
+	// A director that took over pinned state from a running one never
+	// detaches on a startup error: the old tables keep forwarding.
+	adopted := dp.Adopted()
+	keep := o.keepAttached
+	defer func() {
+		if keep || (err != nil && adopted) {
+			log.Info("leaving the director attached and pinned for the next glb-director", "bpffs", o.bpffs)
+			if err := dp.Close(); err != nil {
+				log.Error("close", "err", err)
+			}
+			return
+		}
+		log.Info("detaching and removing pinned maps and links", "bpffs", o.bpffs)
+		if err := dp.Detach(); err != nil {
+			log.Error("detach", "err", err)
+		}
+	}()
+	reg.MustRegister(dataplane.NewCollector(dp))
+
+	d, err := daemon.New(daemon.Config{State: state, Plane: dp, ResolveNeighbors: o.gatewayMAC == nil, Log: log, Registerer: reg})
+	if err != nil {
+		return err
+	}
+	// Tables first, then attach: the program never runs without them.
+	if err := d.Start(ctx); err != nil {
+		return fmt.Errorf("load config: %w", err)
+	}
+	for _, name := range o.ifaces {
+		if err := dp.Attach(name, o.mode); err != nil {
+			return err
+		}
+		if o.gatewayMAC == nil {
+			warnForwarding(log, name)
+		}
+	}
+	if o.gatewayMAC == nil {
+		// Neighbours are resolved per attached interface: do it again
+		// now that the interfaces are attached.
+		d.Reload()
+	}
+
+	if ln != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("metrics server stopped", "err", err)
+			}
+		}()
+		defer func() {
+			shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			srv.Shutdown(shut)
+		}()
+		log.Info("serving metrics", "addr", ln.Addr().String(), "path", "/metrics")
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	runErr := make(chan error, 1)
+	go func() { runErr <- d.Run(ctx) }()
+	log.Info("glb-director running", "version", version.Version, "ifaces", o.ifaces.String(), "src_ip", o.srcIP, "xdp_mode", o.mode, "bpffs", o.bpffs)
+	for {
+		select {
+		case s := <-sigs:
+			if s == syscall.SIGHUP {
+				d.Reload()
+				continue
+			}
+			log.Info("SIGUSR2: exiting and leaving the director attached")
+			keep = true
+			cancel()
+		case <-ctx.Done():
+		}
+		break
+	}
+	cancel()
+	return <-runErr
+}
+
+// warnForwarding logs when FIB mode cannot work on an interface.
+func warnForwarding(log *slog.Logger, iface string) {
+	b, err := os.ReadFile(filepath.Join("/proc/sys/net/ipv4/conf", iface, "forwarding"))
+	if err == nil && strings.TrimSpace(string(b)) == "0" {
+		log.Warn("IPv4 forwarding is off on the interface: the kernel FIB will not give next hops and every GUE packet is dropped (drop_forwarding_disabled); set net.ipv4.conf."+iface+".forwarding=1 or use --gateway-mac", "iface", iface)
+	}
+}
