@@ -157,8 +157,8 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 		"/_sim/issues":    {http.MethodPost, s.ctlIssues},
 		"/_sim/push":      {http.MethodPost, s.ctlPush},
 		"/_sim/repos":     {http.MethodPost, s.ctlRepos},
-		"/_sim/remaining": {http.MethodPost, s.ctlRemaining},
-		"/_sim/limit":     {http.MethodPost, s.ctlLimit},
+		"/_sim/remaining": {http.MethodPost, ctlBucket("remaining", s.SetRemaining)},
+		"/_sim/limit":     {http.MethodPost, ctlBucket("limit", s.SetLimit)},
 		"/_sim/secondary": {http.MethodPost, s.ctlSecondary},
 		"/_sim/fail":      {http.MethodPost, s.ctlFail},
 	}
@@ -357,34 +357,27 @@ type limitInput struct {
 	Limit     *int   `json:"limit"`
 }
 
-func (s *Server) ctlRemaining(_ http.ResponseWriter, r *http.Request) (any, error) {
-	var in limitInput
-	if err := decodeCtl(r, &in); err != nil {
-		return nil, err
+// ctlBucket handles /_sim/remaining and /_sim/limit: set one number of
+// a credential's bucket.
+func ctlBucket(field string, set func(label, resource string, n int)) func(http.ResponseWriter, *http.Request) (any, error) {
+	return func(_ http.ResponseWriter, r *http.Request) (any, error) {
+		var in limitInput
+		if err := decodeCtl(r, &in); err != nil {
+			return nil, err
+		}
+		n := in.Remaining
+		if field == "limit" {
+			n = in.Limit
+		}
+		if in.Label == "" || n == nil {
+			return nil, fmt.Errorf(`want {"label": "...", "resource": "core", %q: N}`, field)
+		}
+		if in.Resource == "" {
+			in.Resource = ResourceCore
+		}
+		set(in.Label, in.Resource, *n)
+		return in, nil
 	}
-	if in.Label == "" || in.Remaining == nil {
-		return nil, errors.New(`want {"label": "...", "resource": "core", "remaining": N}`)
-	}
-	if in.Resource == "" {
-		in.Resource = ResourceCore
-	}
-	s.SetRemaining(in.Label, in.Resource, *in.Remaining)
-	return in, nil
-}
-
-func (s *Server) ctlLimit(_ http.ResponseWriter, r *http.Request) (any, error) {
-	var in limitInput
-	if err := decodeCtl(r, &in); err != nil {
-		return nil, err
-	}
-	if in.Label == "" || in.Limit == nil {
-		return nil, errors.New(`want {"label": "...", "resource": "core", "limit": N}`)
-	}
-	if in.Resource == "" {
-		in.Resource = ResourceCore
-	}
-	s.SetLimit(in.Label, in.Resource, *in.Limit)
-	return in, nil
 }
 
 func (s *Server) ctlSecondary(_ http.ResponseWriter, r *http.Request) (any, error) {

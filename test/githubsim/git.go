@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"time"
 )
 
 // Git smart HTTP, served by `git http-backend` over bare repositories that
@@ -131,12 +130,8 @@ func (s *Server) serveGit(w http.ResponseWriter, r *http.Request) {
 		gitError(w, http.StatusForbidden, "githubsim: pushing over git is not supported; use PushCommit or POST /_sim/push")
 		return
 	}
-	if s.Latency > 0 {
-		select {
-		case <-time.After(s.Latency):
-		case <-r.Context().Done():
-			return
-		}
+	if !s.pause(r, false) {
+		return
 	}
 	bin := s.Git
 	if bin == "" {

@@ -249,15 +249,7 @@ func (s *Server) serveGraphQL(w http.ResponseWriter, r *http.Request, rid string
 		writeJSON(w, http.StatusOK, map[string]any{"errors": prep.errs})
 		return
 	}
-	if s.Hold != nil {
-		s.Hold(r)
-	}
-	if s.Latency > 0 {
-		select {
-		case <-time.After(s.Latency):
-		case <-r.Context().Done():
-		}
-	}
+	s.pause(r, true)
 	c := &call{s: s, r: r, cred: cred, resource: ResourceGraphQL, now: s.now()}
 	c.apiBase, c.webBase = baseURLs(r, strings.HasPrefix(r.URL.Path, "/api/"))
 	schema, _ := loadSchema()

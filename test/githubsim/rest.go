@@ -22,6 +22,19 @@ func (s *Server) routes() *http.ServeMux {
 			w.(*captureWriter).resp = fn(c)
 		})
 	}
+	// repo serves a read of one repository the caller may see, under the
+	// read lock.
+	repoGET := func(pattern string, fn func(c *call, r *repo) *response) {
+		h(pattern, func(c *call) *response {
+			s.dataMu.RLock()
+			defer s.dataMu.RUnlock()
+			r := s.repoOf(c)
+			if r == nil {
+				return notFound()
+			}
+			return fn(c, r)
+		})
+	}
 	h("/", func(*call) *response { return notFound() })
 	h("GET /{$}", s.getRoot)
 	h("GET /rate_limit", s.getRateLimit)
@@ -32,23 +45,23 @@ func (s *Server) routes() *http.ServeMux {
 	h("GET /users/{user}/repos", s.listUserRepos)
 	h("GET /orgs/{org}", s.getOrg)
 	h("GET /orgs/{org}/repos", s.listOrgRepos)
-	h("GET /repos/{owner}/{repo}", s.getRepo)
-	h("GET /repos/{owner}/{repo}/issues", s.listIssues)
+	repoGET("GET /repos/{owner}/{repo}", s.getRepo)
+	repoGET("GET /repos/{owner}/{repo}/issues", s.listIssues)
 	h("POST /repos/{owner}/{repo}/issues", s.createIssue)
-	h("GET /repos/{owner}/{repo}/issues/{number}", s.getIssue)
+	repoGET("GET /repos/{owner}/{repo}/issues/{number}", s.getIssue)
 	h("PATCH /repos/{owner}/{repo}/issues/{number}", s.updateIssue)
-	h("GET /repos/{owner}/{repo}/issues/{number}/comments", s.listComments)
+	repoGET("GET /repos/{owner}/{repo}/issues/{number}/comments", s.listComments)
 	h("POST /repos/{owner}/{repo}/issues/{number}/comments", s.createComment)
-	h("GET /repos/{owner}/{repo}/labels", s.listLabels)
-	h("GET /repos/{owner}/{repo}/pulls", s.listPulls)
-	h("GET /repos/{owner}/{repo}/pulls/{number}", s.getPull)
-	h("GET /repos/{owner}/{repo}/commits", s.listCommits)
-	h("GET /repos/{owner}/{repo}/commits/{sha}", s.getCommit)
-	h("GET /repos/{owner}/{repo}/branches", s.listBranches)
-	h("GET /repos/{owner}/{repo}/branches/{branch...}", s.getBranch)
-	h("GET /repos/{owner}/{repo}/contents", s.getContents)
-	h("GET /repos/{owner}/{repo}/contents/{path...}", s.getContents)
-	h("GET /repos/{owner}/{repo}/readme", s.getReadme)
+	repoGET("GET /repos/{owner}/{repo}/labels", s.listLabels)
+	repoGET("GET /repos/{owner}/{repo}/pulls", s.listPulls)
+	repoGET("GET /repos/{owner}/{repo}/pulls/{number}", s.getPull)
+	repoGET("GET /repos/{owner}/{repo}/commits", s.listCommits)
+	repoGET("GET /repos/{owner}/{repo}/commits/{sha}", s.getCommit)
+	repoGET("GET /repos/{owner}/{repo}/branches", s.listBranches)
+	repoGET("GET /repos/{owner}/{repo}/branches/{branch...}", s.getBranch)
+	repoGET("GET /repos/{owner}/{repo}/contents", s.getContents)
+	repoGET("GET /repos/{owner}/{repo}/contents/{path...}", s.getContents)
+	repoGET("GET /repos/{owner}/{repo}/readme", s.getReadme)
 	h("GET /repos/{owner}/{repo}/installation", s.getRepoInstallation)
 	h("GET /search/issues", s.searchIssues)
 	h("GET /search/repositories", s.searchRepos)
@@ -333,23 +346,11 @@ func (r *repo) changed() time.Time {
 	return t
 }
 
-func (s *Server) getRepo(c *call) *response {
-	s.dataMu.RLock()
-	defer s.dataMu.RUnlock()
-	r := s.repoOf(c)
-	if r == nil {
-		return notFound()
-	}
+func (s *Server) getRepo(c *call, r *repo) *response {
 	return ok(c.repo(r, true), later(r.updated, r.pushed))
 }
 
-func (s *Server) listIssues(c *call) *response {
-	s.dataMu.RLock()
-	defer s.dataMu.RUnlock()
-	r := s.repoOf(c)
-	if r == nil {
-		return notFound()
-	}
+func (s *Server) listIssues(c *call, r *repo) *response {
 	q := c.r.URL.Query()
 	state := q.Get("state")
 	if state == "" {
@@ -439,22 +440,26 @@ func sortIssues(items []*issue, by, dir string) {
 	})
 }
 
+// issueIn finds the {number} of the path in r.
+func issueIn(c *call, r *repo) *issue {
+	n, err := strconv.Atoi(c.r.PathValue("number"))
+	if err != nil {
+		return nil
+	}
+	return r.issue(n)
+}
+
+// issueOf finds the {owner}/{repo} and {number} of the path.
 func (s *Server) issueOf(c *call) (*repo, *issue) {
 	r := s.repoOf(c)
 	if r == nil {
 		return nil, nil
 	}
-	n, err := strconv.Atoi(c.r.PathValue("number"))
-	if err != nil {
-		return r, nil
-	}
-	return r, r.issue(n)
+	return r, issueIn(c, r)
 }
 
-func (s *Server) getIssue(c *call) *response {
-	s.dataMu.RLock()
-	defer s.dataMu.RUnlock()
-	r, is := s.issueOf(c)
+func (s *Server) getIssue(c *call, r *repo) *response {
+	is := issueIn(c, r)
 	if is == nil {
 		return notFound()
 	}
@@ -592,10 +597,8 @@ func (s *Server) updateIssue(c *call) *response {
 	return ok(c.issue(r, is), is.updated)
 }
 
-func (s *Server) listComments(c *call) *response {
-	s.dataMu.RLock()
-	defer s.dataMu.RUnlock()
-	r, is := s.issueOf(c)
+func (s *Server) listComments(c *call, r *repo) *response {
+	is := issueIn(c, r)
 	if is == nil {
 		return notFound()
 	}
@@ -631,13 +634,7 @@ func (s *Server) createComment(c *call) *response {
 	return &response{status: http.StatusCreated, body: m, location: m["url"].(string)}
 }
 
-func (s *Server) listLabels(c *call) *response {
-	s.dataMu.RLock()
-	defer s.dataMu.RUnlock()
-	r := s.repoOf(c)
-	if r == nil {
-		return notFound()
-	}
+func (s *Server) listLabels(c *call, r *repo) *response {
 	page, link := paginate(c, r.labels)
 	out := make([]any, 0, len(page))
 	for _, l := range page {
@@ -646,13 +643,7 @@ func (s *Server) listLabels(c *call) *response {
 	return &response{status: http.StatusOK, body: out, link: link, modified: r.created}
 }
 
-func (s *Server) listPulls(c *call) *response {
-	s.dataMu.RLock()
-	defer s.dataMu.RUnlock()
-	r := s.repoOf(c)
-	if r == nil {
-		return notFound()
-	}
+func (s *Server) listPulls(c *call, r *repo) *response {
 	q := c.r.URL.Query()
 	state := q.Get("state")
 	if state == "" {
@@ -688,23 +679,15 @@ func (s *Server) listPulls(c *call) *response {
 	return &response{status: http.StatusOK, body: out, link: link, modified: r.changed()}
 }
 
-func (s *Server) getPull(c *call) *response {
-	s.dataMu.RLock()
-	defer s.dataMu.RUnlock()
-	r, is := s.issueOf(c)
+func (s *Server) getPull(c *call, r *repo) *response {
+	is := issueIn(c, r)
 	if is == nil || is.pull == nil {
 		return notFound()
 	}
 	return ok(c.pullRequest(r, is, true), is.updated)
 }
 
-func (s *Server) listCommits(c *call) *response {
-	s.dataMu.RLock()
-	defer s.dataMu.RUnlock()
-	r := s.repoOf(c)
-	if r == nil {
-		return notFound()
-	}
+func (s *Server) listCommits(c *call, r *repo) *response {
 	q := c.r.URL.Query()
 	tip := r.resolve(q.Get("sha"))
 	if tip == nil {
@@ -742,13 +725,7 @@ func touches(cm *commit, p string) bool {
 	return false
 }
 
-func (s *Server) getCommit(c *call) *response {
-	s.dataMu.RLock()
-	defer s.dataMu.RUnlock()
-	r := s.repoOf(c)
-	if r == nil {
-		return notFound()
-	}
+func (s *Server) getCommit(c *call, r *repo) *response {
 	ref := c.r.PathValue("sha")
 	cm := r.resolve(ref)
 	if cm == nil {
@@ -758,13 +735,7 @@ func (s *Server) getCommit(c *call) *response {
 	return ok(c.commit(r, cm, true), cm.committer.when)
 }
 
-func (s *Server) listBranches(c *call) *response {
-	s.dataMu.RLock()
-	defer s.dataMu.RUnlock()
-	r := s.repoOf(c)
-	if r == nil {
-		return notFound()
-	}
+func (s *Server) listBranches(c *call, r *repo) *response {
 	names := r.sortedBranches()
 	if c.r.URL.Query().Get("protected") == "true" {
 		names = filter(names, func(n string) bool { return n == r.defaultBranch })
@@ -777,13 +748,7 @@ func (s *Server) listBranches(c *call) *response {
 	return &response{status: http.StatusOK, body: out, link: link, modified: r.pushed}
 }
 
-func (s *Server) getBranch(c *call) *response {
-	s.dataMu.RLock()
-	defer s.dataMu.RUnlock()
-	r := s.repoOf(c)
-	if r == nil {
-		return notFound()
-	}
+func (s *Server) getBranch(c *call, r *repo) *response {
 	name := c.r.PathValue("branch")
 	if _, ok := r.branches[name]; !ok {
 		return errResp(http.StatusNotFound, "Branch not found")
@@ -796,13 +761,7 @@ func rawMedia(accept string) bool {
 	return strings.Contains(accept, "application/vnd.github.raw") || strings.Contains(accept, "application/vnd.github.v3.raw")
 }
 
-func (s *Server) getContents(c *call) *response {
-	s.dataMu.RLock()
-	defer s.dataMu.RUnlock()
-	r := s.repoOf(c)
-	if r == nil {
-		return notFound()
-	}
+func (s *Server) getContents(c *call, r *repo) *response {
 	ref := c.r.URL.Query().Get("ref")
 	cm := r.resolve(ref)
 	if cm == nil {
@@ -840,13 +799,7 @@ func (s *Server) contentAt(c *call, r *repo, cm *commit, ref, p string) *respons
 	return ok(out, cm.committer.when)
 }
 
-func (s *Server) getReadme(c *call) *response {
-	s.dataMu.RLock()
-	defer s.dataMu.RUnlock()
-	r := s.repoOf(c)
-	if r == nil {
-		return notFound()
-	}
+func (s *Server) getReadme(c *call, r *repo) *response {
 	ref := c.r.URL.Query().Get("ref")
 	cm := r.resolve(ref)
 	if cm == nil {

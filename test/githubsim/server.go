@@ -376,6 +376,25 @@ func (s *Server) currentRate(cred *credential, resource string) rate {
 	return s.bucketLocked(cred.bucket, cred.anonymous(), resource, s.now()).rate(resource)
 }
 
+// pause runs the Hold hook (for API calls) and waits Latency; it returns
+// false if the client went away meanwhile.
+func (s *Server) pause(r *http.Request, api bool) bool {
+	if api && s.Hold != nil {
+		s.Hold(r)
+	}
+	if s.Latency <= 0 {
+		return true
+	}
+	t := time.NewTimer(s.Latency)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-r.Context().Done():
+		return false
+	}
+}
+
 // fault is a planned failure: the next count requests whose path starts
 // with prefix get status.
 type fault struct {
@@ -563,15 +582,7 @@ func (s *Server) serveREST(w http.ResponseWriter, r *http.Request, rid string) {
 		s.writeLimited(w, cred, a, rid)
 		return
 	}
-	if s.Hold != nil {
-		s.Hold(r)
-	}
-	if s.Latency > 0 {
-		select {
-		case <-time.After(s.Latency):
-		case <-r.Context().Done():
-		}
-	}
+	s.pause(r, true)
 	c := &call{s: s, cred: cred, resource: resource, now: s.now()}
 	c.apiBase, c.webBase = baseURLs(r, ghes)
 	r2 := new(http.Request)

@@ -17,28 +17,24 @@ type Stats struct {
 	BadCredentials int `json:"bad_credentials"`
 }
 
-// LabelStats are the counts for one credential.
+// LabelStats are the counts for one credential: its calls over all
+// resources, the git requests, and the split by resource.
 type LabelStats struct {
+	ResourceStats
+	Git int `json:"git"` // git smart HTTP requests (never counted)
+	// Resources splits the API counts by rate-limit resource (core,
+	// search, graphql, ...).
+	Resources map[string]ResourceStats `json:"resources,omitempty"`
+}
+
+// ResourceStats are the counts of API calls.
+type ResourceStats struct {
 	Calls       int `json:"calls"`        // every request that reached the simulator
 	Counted     int `json:"counted"`      // requests that spent primary rate limit
 	NotModified int `json:"not_modified"` // 304s (they spend nothing)
 	Limited     int `json:"limited"`      // refused by a primary or secondary limit
 	Failed      int `json:"failed"`       // failures planned with FailNext
 	Points      int `json:"points"`       // GraphQL points spent
-	Git         int `json:"git"`          // git smart HTTP requests (never counted)
-	// Resources splits the counts by rate-limit resource (core, search,
-	// graphql, ...); Git is not split.
-	Resources map[string]ResourceStats `json:"resources,omitempty"`
-}
-
-// ResourceStats are the counts for one credential and one resource.
-type ResourceStats struct {
-	Calls       int `json:"calls"`
-	Counted     int `json:"counted"`
-	NotModified int `json:"not_modified"`
-	Limited     int `json:"limited"`
-	Failed      int `json:"failed,omitempty"`
-	Points      int `json:"points,omitempty"`
 }
 
 // outcome is how one API call ended, for the stats.
@@ -53,49 +49,40 @@ type outcome struct {
 	failed      bool
 }
 
+func (c *ResourceStats) add(o outcome) {
+	c.Calls++
+	c.Counted += one(o.counted)
+	c.NotModified += one(o.notModified)
+	c.Limited += one(o.limited)
+	c.Failed += one(o.failed)
+	c.Points += o.points
+}
+
+func one(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 func (s *Server) recordLocked(o outcome) {
 	ls := s.stats.Labels[o.label]
-	if ls.Resources == nil {
-		ls.Resources = map[string]ResourceStats{}
+	if o.git {
+		ls.Calls++
+		ls.Git++
+		s.stats.Total.Calls++
+		s.stats.Total.Git++
+		s.stats.Labels[o.label] = ls
+		return
 	}
-	add := func(l *LabelStats) {
-		l.Calls++
-		if o.git {
-			l.Git++
-			return
+	ls.add(o)
+	s.stats.Total.add(o)
+	if o.resource != "" {
+		if ls.Resources == nil {
+			ls.Resources = map[string]ResourceStats{}
 		}
-		l.Points += o.points
-		if o.counted {
-			l.Counted++
-		}
-		if o.notModified {
-			l.NotModified++
-		}
-		if o.limited {
-			l.Limited++
-		}
-		if o.failed {
-			l.Failed++
-		}
-	}
-	add(&ls)
-	add(&s.stats.Total)
-	if !o.git && o.resource != "" {
 		rs := ls.Resources[o.resource]
-		rs.Calls++
-		rs.Points += o.points
-		if o.counted {
-			rs.Counted++
-		}
-		if o.notModified {
-			rs.NotModified++
-		}
-		if o.limited {
-			rs.Limited++
-		}
-		if o.failed {
-			rs.Failed++
-		}
+		rs.add(o)
 		ls.Resources[o.resource] = rs
 	}
 	s.stats.Labels[o.label] = ls
