@@ -389,8 +389,10 @@ func TestUpdateKeepsUnchangedChecks(t *testing.T) {
 	h.round(t, 2) // a: one fail, still healthy
 
 	// b leaves, c arrives; a is unchanged and keeps its count.
+	// The update's own snapshot (without b) may be replaced by the one
+	// c's first result makes before the test reads it: Changes keeps the
+	// latest.
 	h.c.Update(config([]table.Backend{a.spec(table.Active), c.spec(table.Active)}))
-	wantHealth(t, h.change(t), health(a, true))
 	if s := h.next(t); s.Backend != c.ip || !s.Healthy {
 		t.Fatalf("new backend's first result: %+v", s)
 	}
@@ -485,4 +487,83 @@ func TestTwoCheckersOnOneRegistry(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// daemonHealth is the director daemon's health source interface
+// (director/daemon.Health), restated so this package's tests do not
+// depend on the daemon.
+type daemonHealth interface {
+	Snapshot() table.Health
+	Watch(ctx context.Context, changed chan<- struct{})
+}
+
+var _ daemonHealth = (*Checker)(nil)
+
+func TestWatchSignalsEveryChange(t *testing.T) {
+	a := newBackend(t, "127.0.0.1")
+	a.status.Store(500)
+	h := newHarness(t, config([]table.Backend{a.spec(table.Active)}), nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	changed := make(chan struct{}, 1)
+	done := make(chan struct{})
+	go func() { h.c.Watch(ctx, changed); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	h.next(t)
+	waitSignal(t, changed)
+	wantHealth(t, h.c.Snapshot(), health(a, false))
+	a.status.Store(200)
+	for range 3 {
+		h.tick(t, 1)
+		h.next(t)
+	}
+	waitSignal(t, changed)
+	wantHealth(t, h.c.Snapshot(), health(a, true))
+}
+
+func waitSignal(tb testing.TB, ch <-chan struct{}) {
+	tb.Helper()
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		tb.Fatal("Watch did not signal the change")
+	}
+}
+
+func TestChangesKeepsOnlyTheLatestSnapshot(t *testing.T) {
+	c := &Checker{}
+	ip1, ip2 := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
+	c.mu.Lock()
+	c.init()
+	c.backends[ip1] = backendState{known: true, healthy: true}
+	c.publish()
+	c.backends[ip2] = backendState{known: true, healthy: false}
+	c.publish()
+	c.publish() // no change: nothing sent
+	c.mu.Unlock()
+	wantHealth(t, <-c.Changes(), table.Health{ip1: true, ip2: false})
+	select {
+	case s := <-c.Changes():
+		t.Fatalf("a second snapshot %v was queued", s)
+	default:
+	}
+}
+
+func TestCheckAddedToAHealthyBackend(t *testing.T) {
+	a := newBackend(t, "127.0.0.1")
+	h := newHarness(t, config([]table.Backend{a.spec(table.Active)}), nil)
+	h.next(t)
+	wantHealth(t, h.change(t), health(a, true))
+
+	// A TCP check to a closed port joins: the backend stays healthy until
+	// it reports, and its first (failing) result counts at once.
+	spec := a.spec(table.Active)
+	spec.Healthchecks.TCP = int(closedPort(t).Port())
+	h.c.Update(config([]table.Backend{spec}))
+	h.noChange(t)
+	wantHealth(t, h.c.Snapshot(), health(a, true))
+	if s := h.next(t); s.Kind != TCP || s.Healthy {
+		t.Fatalf("new check's first result: %+v", s)
+	}
+	wantHealth(t, h.change(t), health(a, false))
 }

@@ -121,6 +121,9 @@ func TestGUEPathChild(t *testing.T) {
 		if counters["accepted_icmp"] == 0 {
 			t.Fatalf("glb-redirect decapsulated no ICMP: %v", counters)
 		}
+		if n := testutil.ToFloat64(hc.m.icmp.WithLabelValues(icmpMatchedReply)); n == 0 {
+			t.Fatal("the raw socket matched no echo reply")
+		}
 	})
 
 	t.Run("detaching glb-redirect fails only the GUE check", func(t *testing.T) {
