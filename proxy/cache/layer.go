@@ -167,7 +167,10 @@ func (l *Layer) RoundTrip(req *http.Request) (*http.Response, error) {
 	out := req.Clone(ctx)
 	out.Header.Del("If-None-Match")
 	out.Header.Del("If-Modified-Since")
-	choice := &credentials.Choice{}
+	choice := credentials.ChoiceFrom(ctx)
+	if choice == nil {
+		choice = &credentials.Choice{}
+	}
 	if entry != nil {
 		if et := entry.ETag(); et != "" {
 			out.Header.Set("If-None-Match", et)

@@ -88,6 +88,15 @@ func (f *File) done(err error) error {
 	return err
 }
 
+// Check reloads the file if it changed since the last load (modification
+// time, size, inode or content). Errors are reported through Log and
+// OnLoad.
+func (f *File) Check() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_ = f.load(false)
+}
+
 // Watch polls the file every interval (zero means 2s) and reloads it when
 // it changes (modification time, size, inode or content), until ctx ends.
 // Editors and GitOps tools that replace the file by rename are seen too.
@@ -102,9 +111,7 @@ func (f *File) Watch(ctx context.Context, interval time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			f.mu.Lock()
-			_ = f.load(false) // reported by done
-			f.mu.Unlock()
+			f.Check()
 		}
 	}
 }

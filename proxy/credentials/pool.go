@@ -160,6 +160,9 @@ func WithChoice(ctx context.Context, c *Choice) context.Context {
 	return context.WithValue(ctx, choiceKey{}, c)
 }
 
+// ChoiceFrom returns the Choice attached to ctx, or nil.
+func ChoiceFrom(ctx context.Context) *Choice { return choiceFrom(ctx) }
+
 func choiceFrom(ctx context.Context) *Choice {
 	c, _ := ctx.Value(choiceKey{}).(*Choice)
 	return c

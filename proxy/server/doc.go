@@ -1,0 +1,32 @@
+// Package server is glb-proxy's HTTP front: it turns a configuration into
+// listeners, authenticates clients, checks scopes and hands each request to
+// the right upstream path.
+//
+//	client ─TLS─► Proxy.ServeHTTP
+//	   route.Parse        one normalised path (400 on anything ambiguous)
+//	   /_glb/health, /_glb/ready, /metrics
+//	   clients.Registry   token → client (401), scope check (403)
+//	   ├─ REST      cache.Coalesce → cache.Layer → credentials.Pool → GitHub
+//	   │            client validators answered here (304), Link and
+//	   │            Location rewritten to point back at the proxy
+//	   ├─ GraphQL   classified by parsing, re-encoded, → credentials.Pool
+//	   └─ git       httputil.ReverseProxy (Rewrite + SetURL, streamed,
+//	                FlushInterval -1) with a pool credential as Basic auth
+//
+// Upstream requests carry only an allow-list of the client's headers, the
+// canonical path and query, a pool credential and X-GLB-Request-Id; the
+// client's Authorization never leaves the proxy. Every response carries
+// X-GLB-Request-Id and X-GLB-Cache. Errors have GitHub's shape,
+// {"message", "documentation_url"}, so clients report them as they would
+// GitHub's.
+//
+// Paths whose answer describes the caller's own identity (/user,
+// /notifications, /installation, /app, /rate_limit, /issues, /gists, …)
+// are never cached: their answer depends on which pool credential served
+// them, not on the path (see package cache).
+//
+// Seams for operations: Options.Register announces the proxy to a service
+// catalog once it listens, and withdraws it on shutdown (issue 6 wires
+// Consul there); a client registry from any other source only needs
+// clients.Parse and Proxy.Clients().Replace.
+package server

@@ -1,0 +1,486 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/glb-project/glb/proxy/cache"
+	"github.com/glb-project/glb/proxy/clients"
+	"github.com/glb-project/glb/proxy/credentials"
+	"github.com/glb-project/glb/proxy/route"
+)
+
+// Request body caps. GitHub's own API bodies are small; uploads of
+// release assets go to another host.
+const (
+	maxRESTBody    = 32 << 20
+	maxGraphQLBody = 4 << 20
+)
+
+// RequestIDHeader carries the proxy's request id to the client and to
+// GitHub, and is in every log line of the request.
+const RequestIDHeader = "X-GLB-Request-Id"
+
+const docsURL = "https://docs.github.com/rest"
+
+// forwarded are the client headers that reach GitHub; everything else
+// (Authorization, cookies, hop-by-hop headers, client validators of
+// cacheable requests) stays here.
+var forwarded = []string{"Accept", "Content-Type", "User-Agent", "X-GitHub-Api-Version", "Time-Zone",
+	"If-Match", "If-Unmodified-Since", "GraphQL-Features"}
+
+// exchange is one client request in flight: what the log line and the
+// metrics need.
+type exchange struct {
+	p      *Proxy
+	w      *recorder
+	r      *http.Request
+	rid    string
+	start  time.Time
+	kind   string
+	route  string
+	path   string
+	client string
+	mode   string
+	choice *credentials.Choice
+	log    *slog.Logger
+	upID   string
+}
+
+// ServeHTTP implements http.Handler.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rid := newRequestID()
+	w.Header().Set(RequestIDHeader, rid)
+	x := &exchange{p: p, w: &recorder{ResponseWriter: w}, r: r, rid: rid, start: time.Now(),
+		kind: "invalid", route: "invalid", path: "-", client: "-", mode: cache.Bypass, choice: &credentials.Choice{}}
+	x.log = p.log.With("request_id", rid)
+	defer x.finish()
+
+	rt, err := route.Parse(r.Method, r.URL.EscapedPath(), r.URL.RawQuery)
+	if err != nil {
+		x.reject("bad_path", http.StatusBadRequest, "Bad request: "+clients.Redact(err.Error()))
+		return
+	}
+	x.kind, x.route, x.path = rt.Kind.String(), rt.Template, clients.Redact(rt.Path)
+	if rt.Kind == route.Internal {
+		p.internal(x, rt)
+		return
+	}
+	if p.registry.Current() == nil {
+		x.reject("not_ready", http.StatusServiceUnavailable, "glb-proxy is not ready: the client registry is not loaded")
+		return
+	}
+	c, ok := x.authenticate(rt)
+	if !ok {
+		return
+	}
+	x.client = c.Name
+	switch rt.Kind {
+	case route.REST:
+		x.rest(rt, c)
+	case route.GraphQL:
+		x.graphql(c)
+	case route.Git:
+		x.gitRequest(rt, c)
+	}
+}
+
+func newRequestID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// authenticate finds the client or answers 401.
+func (x *exchange) authenticate(rt route.Request) (*clients.Client, bool) {
+	tok, err := clients.ParseAuthorization(x.r.Header.Get("Authorization"))
+	var c *clients.Client
+	reason := ""
+	switch {
+	case errors.Is(err, clients.ErrNoCredentials):
+		reason = "missing"
+	case err != nil:
+		reason = "malformed"
+	default:
+		var ok bool
+		if c, ok = x.p.registry.Authenticate(tok); !ok {
+			reason = "unknown"
+		}
+	}
+	if reason == "" {
+		return c, true
+	}
+	x.p.metrics.authFail.WithLabelValues(reason).Inc()
+	if rt.Kind == route.Git {
+		// git sends credentials only after a challenge.
+		x.w.Header().Set("WWW-Authenticate", `Basic realm="glb-proxy"`)
+	}
+	msg := "Bad credentials"
+	if reason == "missing" {
+		msg = "Requires authentication"
+	}
+	x.writeError(http.StatusUnauthorized, msg)
+	return nil, false
+}
+
+func (x *exchange) reject(reason string, status int, msg string) {
+	x.p.metrics.rejected.WithLabelValues(reason).Inc()
+	x.writeError(status, msg)
+}
+
+// writeError answers in GitHub's error shape.
+func (x *exchange) writeError(status int, msg string) {
+	b, _ := json.Marshal(map[string]string{"message": msg, "documentation_url": docsURL})
+	h := x.w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	h.Set(cache.Header, cache.Bypass)
+	x.w.WriteHeader(status)
+	if x.r.Method != http.MethodHead {
+		x.w.Write(b)
+	}
+}
+
+func (x *exchange) finish() {
+	d := time.Since(x.start)
+	p := x.p
+	code := x.w.status
+	if code == 0 {
+		code = http.StatusOK
+	}
+	p.metrics.requests.WithLabelValues(x.client, methodLabel(x.r.Method), p.metrics.route(x.route), x.mode, strconv.Itoa(code)).Inc()
+	p.metrics.duration.WithLabelValues(x.kind, x.mode).Observe(d.Seconds())
+	if x.client != "-" && cache.Saved(x.mode) {
+		p.metrics.saved.WithLabelValues(x.client).Inc()
+	}
+	if x.kind == "internal" && code == http.StatusOK {
+		return // health checks and scrapes would drown the log
+	}
+	attrs := []any{"client", x.client, "method", methodLabel(x.r.Method), "route", x.route, "path", x.path,
+		"status", code, "cache", x.mode, "duration_ms", float64(d.Microseconds()) / 1000, "bytes", x.w.bytes}
+	if x.choice.Used != "" {
+		attrs = append(attrs, "credential", x.choice.Used)
+	}
+	if x.upID != "" {
+		attrs = append(attrs, "github_request_id", x.upID)
+	}
+	x.log.Info("request", attrs...)
+}
+
+func (p *Proxy) internal(x *exchange, rt route.Request) {
+	x.client = "-"
+	switch rt.Path {
+	case route.HealthPath:
+		x.w.Header().Set("Content-Type", "application/json")
+		x.w.Header().Set(cache.Header, cache.Bypass)
+		x.w.WriteHeader(http.StatusOK)
+		json.NewEncoder(x.w).Encode(map[string]string{"status": "ok", "version": p.opt.Version})
+	case route.ReadyPath:
+		x.w.Header().Set("Content-Type", "application/json")
+		x.w.Header().Set(cache.Header, cache.Bypass)
+		if err := p.ready(); err != nil {
+			x.w.WriteHeader(http.StatusServiceUnavailable)
+			json.NewEncoder(x.w).Encode(map[string]string{"status": "not ready", "reason": err.Error()})
+			return
+		}
+		x.w.WriteHeader(http.StatusOK)
+		json.NewEncoder(x.w).Encode(map[string]string{"status": "ready"})
+	case route.MetricsPath:
+		x.w.Header().Set(cache.Header, cache.Bypass)
+		p.promh.ServeHTTP(x.w, x.r)
+	}
+}
+
+// identityDependent reports whether a path's answer describes the caller
+// (the pool credential) rather than the resource: such answers differ per
+// credential and are never cached.
+func identityDependent(segs []string) bool {
+	if len(segs) == 0 {
+		return false
+	}
+	switch segs[0] {
+	case "user", "notifications", "installation", "app", "rate_limit", "feeds", "authorizations", "applications":
+		return true
+	case "issues":
+		return len(segs) == 1
+	case "gists":
+		return len(segs) == 1 || segs[1] == "starred"
+	case "repos":
+		return len(segs) >= 4 && (segs[3] == "subscription" || segs[3] == "notifications")
+	}
+	return false
+}
+
+func (x *exchange) rest(rt route.Request, c *clients.Client) {
+	r, p := x.r, x.p
+	if !methods[r.Method] {
+		x.w.Header().Set("Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+		x.reject("method", http.StatusMethodNotAllowed, "Method not allowed")
+		return
+	}
+	grant, ok := c.AllowREST(r.Method, rt.KeySegments)
+	if !ok {
+		x.reject("scope", http.StatusForbidden, "glb-proxy: client "+c.Name+" may not "+r.Method+" "+x.path+": ask for a scope in the client registry")
+		return
+	}
+	var body []byte
+	if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Body != nil {
+		var err error
+		if body, err = readBody(r.Body, maxRESTBody); err != nil {
+			x.reject("too_large", http.StatusRequestEntityTooLarge, "glb-proxy: request body too large or unreadable")
+			return
+		}
+	}
+	target := p.restPrefix + rt.Path
+	if rt.Query != "" {
+		target += "?" + rt.Query
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
+	defer cancel()
+	cacheable := (r.Method == http.MethodGet || r.Method == http.MethodHead) && !identityDependent(rt.KeySegments)
+	var inm, ims string
+	if cacheable {
+		inm, ims = r.Header.Get("If-None-Match"), r.Header.Get("If-Modified-Since")
+		key := rt.Key
+		if rt.Query != "" {
+			key += "?" + rt.Query
+		}
+		ctx = cache.WithPolicy(ctx, cache.Policy{Key: key, MaxAge: grant.MaxAge, StaleIfError: grant.StaleIfError})
+	}
+	ctx = credentials.WithChoice(ctx, x.choice)
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	out, err := http.NewRequestWithContext(ctx, r.Method, target, rd)
+	if err != nil {
+		x.reject("bad_path", http.StatusBadRequest, "Bad request")
+		return
+	}
+	copyForwarded(out.Header, r.Header)
+	if !cacheable {
+		for _, h := range []string{"If-None-Match", "If-Modified-Since"} {
+			if v := r.Header.Get(h); v != "" {
+				out.Header.Set(h, v)
+			}
+		}
+	}
+	out.Header.Set(RequestIDHeader, x.rid)
+	resp, err := p.stack.RoundTrip(out)
+	if err != nil {
+		x.upstreamFailed(ctx, err)
+		return
+	}
+	defer resp.Body.Close()
+	x.relay(resp, rt.Prefixed, cacheable, inm, ims)
+}
+
+func (x *exchange) graphql(c *clients.Client) {
+	r, p := x.r, x.p
+	if r.Method != http.MethodPost {
+		x.w.Header().Set("Allow", "POST")
+		x.reject("method", http.StatusMethodNotAllowed, "glb-proxy: GraphQL takes POST")
+		return
+	}
+	body, err := readBody(r.Body, maxGraphQLBody)
+	if err != nil {
+		x.reject("too_large", http.StatusRequestEntityTooLarge, "glb-proxy: GraphQL body too large or unreadable")
+		return
+	}
+	g, err := route.ParseGraphQL(body)
+	if err != nil {
+		x.reject("bad_graphql", http.StatusBadRequest, "Problems parsing JSON: "+clients.Redact(err.Error()))
+		return
+	}
+	if !c.AllowGraphQL(g.Operation) {
+		x.reject("scope", http.StatusForbidden, "glb-proxy: client "+c.Name+" may not run GraphQL "+string(g.Operation)+" operations: ask for a scope in the client registry")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
+	defer cancel()
+	ctx = credentials.WithChoice(ctx, x.choice)
+	out, err := http.NewRequestWithContext(ctx, http.MethodPost, p.graphqlURL.String(), bytes.NewReader(g.Body))
+	if err != nil {
+		x.reject("bad_graphql", http.StatusBadRequest, "Bad request")
+		return
+	}
+	copyForwarded(out.Header, r.Header)
+	out.Header.Set("Content-Type", "application/json")
+	out.Header.Set(RequestIDHeader, x.rid)
+	resp, err := p.stack.RoundTrip(out)
+	if err != nil {
+		x.upstreamFailed(ctx, err)
+		return
+	}
+	defer resp.Body.Close()
+	x.relay(resp, false, false, "", "")
+}
+
+func (x *exchange) upstreamFailed(ctx context.Context, err error) {
+	if x.r.Context().Err() != nil {
+		x.w.status = 499 // the client went away; nothing to write
+		return
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		x.writeError(http.StatusGatewayTimeout, "glb-proxy: GitHub did not answer in time (request "+x.rid+")")
+		return
+	}
+	x.log.Warn("upstream request failed", "err", err)
+	x.writeError(http.StatusBadGateway, "glb-proxy: GitHub could not be reached (request "+x.rid+")")
+}
+
+func readBody(r io.Reader, limit int64) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, errors.New("too large")
+	}
+	return b, nil
+}
+
+func copyForwarded(dst, src http.Header) {
+	for _, k := range forwarded {
+		if vs := src.Values(k); len(vs) > 0 {
+			dst[k] = append([]string(nil), vs...)
+		}
+	}
+	if dst.Get("User-Agent") == "" {
+		dst.Set("User-Agent", "glb-proxy")
+	}
+}
+
+// notRelayed are upstream headers that stay at the proxy.
+var notRelayed = map[string]bool{
+	"Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true, "Proxy-Connection": true,
+	"Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true, "Set-Cookie": true,
+	"Content-Length": true, cache.Header: true, RequestIDHeader: true,
+}
+
+// relay writes GitHub's (or the cache's) answer to the client: headers
+// filtered, URLs rewritten to point back at the proxy, the client's own
+// validators answered with a 304.
+func (x *exchange) relay(resp *http.Response, prefixed, cacheable bool, inm, ims string) {
+	h := x.w.Header()
+	for k, vs := range resp.Header {
+		if !notRelayed[k] {
+			h[k] = vs
+		}
+	}
+	x.mode = resp.Header.Get(cache.Header)
+	if x.mode == "" {
+		x.mode = cache.Bypass
+	}
+	h.Set(cache.Header, x.mode)
+	x.upID = resp.Header.Get("X-GitHub-Request-Id")
+	x.rewriteURLs(h, prefixed)
+	status := resp.StatusCode
+	if cacheable && status == http.StatusOK && clientNotModified(inm, ims, resp.Header) {
+		h.Del("Content-Type")
+		h.Del("Content-Length")
+		x.w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	if resp.ContentLength >= 0 {
+		h.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
+	}
+	x.w.WriteHeader(status)
+	if x.r.Method == http.MethodHead {
+		return
+	}
+	if _, err := io.Copy(x.w, resp.Body); err != nil && x.r.Context().Err() == nil {
+		x.log.Warn("copy upstream body", "err", err)
+	}
+}
+
+// rewriteURLs points Link and Location back at the proxy, so pagination
+// and redirects do not send the client (and its glbp_ token) to GitHub.
+func (x *exchange) rewriteURLs(h http.Header, prefixed bool) {
+	scheme := "http"
+	if x.r.TLS != nil {
+		scheme = "https"
+	}
+	base := scheme + "://" + x.r.Host
+	if prefixed {
+		base += "/api/v3"
+	}
+	up := x.p.restPrefix
+	if links := h.Values("Link"); len(links) > 0 {
+		out := make([]string, len(links))
+		for i, l := range links {
+			out[i] = strings.ReplaceAll(l, "<"+up, "<"+base)
+		}
+		h["Link"] = out
+	}
+	if loc := h.Get("Location"); strings.HasPrefix(loc, up) {
+		h.Set("Location", base+strings.TrimPrefix(loc, up))
+	}
+}
+
+// clientNotModified evaluates a client's own validators against the
+// current (cached or revalidated) answer.
+func clientNotModified(inm, ims string, h http.Header) bool {
+	if inm != "" {
+		tag := h.Get("ETag")
+		if tag == "" {
+			return false
+		}
+		want := strings.TrimPrefix(tag, "W/")
+		for _, t := range strings.Split(inm, ",") {
+			t = strings.TrimSpace(t)
+			if t == "*" || strings.TrimPrefix(t, "W/") == want {
+				return true
+			}
+		}
+		return false
+	}
+	if ims != "" {
+		lm, err1 := http.ParseTime(h.Get("Last-Modified"))
+		since, err2 := http.ParseTime(ims)
+		return err1 == nil && err2 == nil && !lm.After(since)
+	}
+	return false
+}
+
+// recorder notes the status and size of what is written, and lets
+// http.ResponseController reach the connection (git streams flush).
+type recorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += int64(n)
+	return n, err
+}
+
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+func (r *recorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}

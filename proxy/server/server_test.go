@@ -1,0 +1,306 @@
+package server
+
+import (
+	"encoding/base64"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/glb-project/glb/proxy/cache"
+	"github.com/glb-project/glb/proxy/clients"
+)
+
+var matrixClients = []clientSpec{
+	{"reader", []string{`{methods: [GET, HEAD], path: "/repos/acme/widgets/**"}`}},
+	{"docs-reader", []string{`{path: "/repos/acme/widgets/contents/docs/**"}`}},
+	{"issue-writer", []string{`{methods: [GET, POST], path: "/repos/acme/widgets/issues"}`}},
+	{"org-reader", []string{`{path: "/repos/acme/*"}`, `{path: "/orgs/acme/**"}`}},
+	{"gql-reader", []string{`{graphql: query}`}},
+	{"git-fetcher", []string{`{git: fetch, path: "/acme/*"}`}},
+}
+
+// TestScopeMatrix sends every client every request, including the tricky
+// spellings, and checks that exactly the allowed ones reach GitHub. A
+// refused request must leave githubsim untouched.
+func TestScopeMatrix(t *testing.T) {
+	f := newFixture(t, []string{"bot"}, matrixClients, nil)
+	type req struct{ method, path, body string }
+	reqs := []req{
+		{"GET", "/repos/acme/widgets", ""},
+		{"GET", "/api/v3/repos/acme/widgets/issues", ""},
+		{"GET", "/repos/ACME/Widgets/issues", ""},
+		{"HEAD", "/api/v3/repos/Acme/widgets", ""},
+		{"GET", "/repos/acme/widgets/contents/docs/guide.md", ""},
+		{"GET", "/repos/acme/widgets/contents/DOCS/guide.md", ""},
+		{"GET", "/repos/acme/widgets/contents/README.md", ""},
+		{"GET", "/repos/acme/gadgets", ""},
+		{"GET", "/api/v3/repos/acme/gadgets/issues", ""},
+		{"GET", "/repos/acme/widgets/../gadgets", ""},
+		{"GET", "/repos/acme/widgets/%2e%2e/gadgets", ""},
+		{"GET", "/repos/acme/widgets/.%2E/gadgets", ""},
+		{"GET", "/api/v3/../repos/acme/gadgets", ""},
+		{"GET", "/repos/acme%2Fwidgets/issues", ""},
+		{"GET", "/repos/acme/widgets%2F..%2Fgadgets", ""},
+		{"GET", "//repos/acme/widgets", ""},
+		{"GET", "/repos/acme/widgets/", ""},
+		{"GET", "/repos/acme/widgets%5C..%5Cgadgets", ""},
+		{"GET", "/orgs/acme", ""},
+		{"GET", "/orgs/ACME/repos", ""},
+		{"GET", "/user", ""},
+		{"POST", "/repos/acme/widgets/issues", `{"title":"matrix"}`},
+		{"POST", "/repos/ACME/WIDGETS/issues", `{"title":"matrix"}`},
+		{"PATCH", "/repos/acme/widgets/issues/1", `{"title":"x"}`},
+		{"DELETE", "/repos/acme/widgets", ""},
+		{"POST", "/graphql", `{"query":"{ viewer { login } }"}`},
+		{"POST", "/api/graphql", `{"query":"mutation { addStar(input:{starrableId:\"x\"}) { clientMutationId } }"}`},
+		{"POST", "/api/v3/graphql", `{"query":"query A { viewer { login } } mutation B { x }","operationName":"B"}`},
+		{"POST", "/graphql", `{"query":"{ a }","query":"mutation { b }"}`},
+		{"GET", "/acme/widgets.git/info/refs?service=git-upload-pack", ""},
+		{"GET", "/ACME/Widgets.git/info/refs?service=git-upload-pack", ""},
+		{"GET", "/acme/widgets.git/info/refs?service=git-receive-pack", ""},
+		{"GET", "/octo/widgets.git/info/refs?service=git-upload-pack", ""},
+		{"GET", "/acme/widgets.git/../../octo/x.git/info/refs?service=git-upload-pack", ""},
+	}
+	// allowed[client] lists the indexes of reqs that client may send.
+	allowed := map[string][]int{
+		"reader":       {0, 1, 2, 3, 4, 5, 6},
+		"docs-reader":  {4},
+		"issue-writer": {1, 2, 21, 22},
+		"org-reader":   {0, 3, 7, 18, 19},
+		"gql-reader":   {25},
+		"git-fetcher":  {29, 30},
+	}
+	// Requests refused before any client check.
+	badPath := map[int]bool{9: true, 10: true, 11: true, 12: true, 13: true, 14: true, 15: true, 16: true, 17: true, 33: true}
+	for client := range f.tokens {
+		ok := map[int]bool{}
+		for _, i := range allowed[client] {
+			ok[i] = true
+		}
+		for i, rq := range reqs {
+			before := f.calls()
+			r := f.do(t, client, rq.method, rq.path, rq.body)
+			after := f.calls()
+			switch {
+			case ok[i]:
+				if after == before {
+					t.Errorf("%s %s %s: allowed but did not reach githubsim (status %d %s)", client, rq.method, rq.path, r.status, r.body)
+				}
+			case badPath[i]:
+				if r.status != http.StatusBadRequest || after != before {
+					t.Errorf("%s %s %s: status %d, upstream calls +%d; want 400 and none", client, rq.method, rq.path, r.status, after-before)
+				}
+			default:
+				if (r.status != http.StatusForbidden && r.status != http.StatusBadRequest) || after != before {
+					t.Errorf("%s %s %s: status %d, upstream calls +%d; want 403 and none (%s)", client, rq.method, rq.path, r.status, after-before, r.body)
+				}
+			}
+			if r.status >= 400 && r.status != 404 && !strings.Contains(r.body, `"documentation_url"`) && rq.method != "HEAD" && !strings.Contains(rq.path, ".git") {
+				t.Errorf("%s %s %s: %d body not GitHub-shaped: %s", client, rq.method, rq.path, r.status, r.body)
+			}
+			if r.header.Get(cache.Header) == "" || r.header.Get(RequestIDHeader) == "" {
+				t.Errorf("%s %s %s: missing X-GLB-Cache or X-GLB-Request-Id", client, rq.method, rq.path)
+			}
+		}
+	}
+}
+
+func TestAuthentication(t *testing.T) {
+	f := newFixture(t, []string{"bot"}, matrixClients, nil)
+	stranger, _ := clients.NewToken()
+	tok := f.tokens["reader"]
+	basic := func(u, p string) string { return "Basic " + base64.StdEncoding.EncodeToString([]byte(u+":"+p)) }
+	for _, tt := range []struct {
+		name, auth string
+		want       int
+	}{
+		{"token", "token " + tok, 200},
+		{"bearer", "Bearer " + tok, 200},
+		{"basic", basic("x-access-token", tok), 200},
+		{"none", "", 401},
+		{"unknown", "token " + stranger, 401},
+		{"malformed", "token glbp_nope", 401},
+		{"github pat", "token " + f.pats["bot"], 401},
+		{"garbage", "Negotiate abc", 401},
+	} {
+		before := f.calls()
+		req, _ := http.NewRequest("GET", f.ts.URL+"/repos/acme/widgets", nil)
+		if tt.auth != "" {
+			req.Header.Set("Authorization", tt.auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tt.want {
+			t.Errorf("%s: status %d, want %d", tt.name, resp.StatusCode, tt.want)
+		}
+		if tt.want == 401 && f.calls() != before {
+			t.Errorf("%s: a 401 reached githubsim", tt.name)
+		}
+	}
+	// git gets a Basic challenge, so it sends credentials.
+	r := f.do(t, "", "GET", "/acme/widgets.git/info/refs?service=git-upload-pack", "")
+	if r.status != 401 || !strings.HasPrefix(r.header.Get("WWW-Authenticate"), "Basic") {
+		t.Errorf("git without credentials: %d %q", r.status, r.header.Get("WWW-Authenticate"))
+	}
+}
+
+func TestClientValidatorAnsweredLocally(t *testing.T) {
+	f := newFixture(t, []string{"bot"}, matrixClients, nil)
+	// First request already carries a validator (say, from a previous CI
+	// run): the proxy must not forward it and store an empty 304.
+	first := f.do(t, "reader", "GET", "/repos/acme/widgets", "", "If-None-Match", `W/"stale"`)
+	if first.status != 200 || first.body == "" {
+		t.Fatalf("first: %d", first.status)
+	}
+	etag := first.header.Get("ETag")
+	st := f.sim.Stats().Total
+	r := f.do(t, "reader", "GET", "/repos/acme/widgets", "", "If-None-Match", etag)
+	if r.status != http.StatusNotModified || r.body != "" || r.header.Get(cache.Header) != cache.Revalidated {
+		t.Fatalf("client validator: %d %s %q", r.status, r.header.Get(cache.Header), r.body)
+	}
+	after := f.sim.Stats().Total
+	if after.Counted != st.Counted || after.NotModified != st.NotModified+1 {
+		t.Fatalf("githubsim counted %d→%d, 304s %d→%d", st.Counted, after.Counted, st.NotModified, after.NotModified)
+	}
+	// Another client without a validator gets the full body, not an
+	// empty 304 stored on the first client's behalf.
+	o := f.do(t, "org-reader", "GET", "/repos/acme/widgets", "")
+	if o.status != 200 || o.body != first.body {
+		t.Fatalf("second client: %d, %d bytes", o.status, len(o.body))
+	}
+	// If-Modified-Since works the same way.
+	if lm := first.header.Get("Last-Modified"); lm != "" {
+		if r := f.do(t, "reader", "GET", "/repos/acme/widgets", "", "If-Modified-Since", lm); r.status != http.StatusNotModified {
+			t.Errorf("If-Modified-Since: %d", r.status)
+		}
+	}
+}
+
+func TestLinksPointBackAtTheProxy(t *testing.T) {
+	f := newFixture(t, []string{"bot"}, matrixClients, nil)
+	for _, prefix := range []string{"", "/api/v3"} {
+		r := f.do(t, "reader", "GET", prefix+"/repos/acme/widgets/issues?per_page=5", "")
+		link := r.header.Get("Link")
+		if !strings.Contains(link, "<"+f.ts.URL+prefix+"/repos") && !strings.Contains(link, "<"+f.ts.URL+prefix+"/repositories") {
+			t.Errorf("prefix %q: Link %q does not point at the proxy", prefix, link)
+		}
+		if strings.Contains(link, f.simTS.URL) {
+			t.Errorf("prefix %q: Link %q points at GitHub", prefix, link)
+		}
+	}
+}
+
+func TestIdentityPathsBypassTheCache(t *testing.T) {
+	f := newFixture(t, []string{"a", "b"}, []clientSpec{{"all", []string{`{path: "/**"}`}}}, nil)
+	for range 3 {
+		r := f.do(t, "all", "GET", "/user", "")
+		if r.status != 200 || r.header.Get(cache.Header) != cache.Bypass {
+			t.Fatalf("/user: %d %s", r.status, r.header.Get(cache.Header))
+		}
+	}
+	if c := f.sim.Stats().Total.Counted; c != 3 {
+		t.Errorf("/user counted %d times, want 3 (never cached)", c)
+	}
+	if r := f.do(t, "all", "GET", "/rate_limit", ""); r.header.Get(cache.Header) != cache.Bypass {
+		t.Errorf("/rate_limit cached")
+	}
+}
+
+func TestConcurrentClientsOneUpstreamCallEach(t *testing.T) {
+	f := newFixture(t, []string{"bot"}, matrixClients, nil)
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if r := f.do(t, "reader", "GET", "/repos/acme/widgets/pulls", ""); r.status != 200 {
+				t.Errorf("status %d", r.status)
+			}
+		}()
+	}
+	wg.Wait()
+	// Coalescing makes this at most 20 and usually far fewer; what
+	// matters is that only the first one spent rate limit.
+	if c := f.sim.Stats().Total.Counted; c != 1 {
+		t.Errorf("counted %d, want 1", c)
+	}
+}
+
+func TestHealthReadyMetrics(t *testing.T) {
+	f := newFixture(t, []string{"bot"}, matrixClients, nil)
+	for _, p := range []string{"/_glb/health", "/_glb/ready"} {
+		resp, err := http.Get(f.ts.URL + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("%s: %d", p, resp.StatusCode)
+		}
+	}
+	f.do(t, "reader", "GET", "/repos/acme/widgets", "")
+	f.do(t, "reader", "GET", "/repos/acme/widgets", "")
+	f.do(t, "gql-reader", "GET", "/repos/acme/widgets", "")
+	m := f.metrics(t)
+	for _, want := range []string{
+		`glb_proxy_requests_total{cache="MISS",client="reader",code="200",method="GET",route="/repos/{owner}/{repo}"} 1`,
+		`glb_proxy_requests_total{cache="REVALIDATED",client="reader",code="200",method="GET",route="/repos/{owner}/{repo}"} 1`,
+		`glb_proxy_saved_requests_total{client="reader"} 1`,
+		`glb_proxy_rejected_requests_total{reason="scope"} 1`,
+		`glb_proxy_rate_limit_remaining{credential="bot",resource="core"}`,
+		`glb_proxy_upstream_requests_total{code="304",credential="bot",resource="core"} 1`,
+		`glb_proxy_ready 1`,
+		`glb_proxy_clients 6`,
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	// Exhaust the only credential: not ready.
+	f.sim.SetRemaining("bot", "core", 0)
+	f.do(t, "reader", "GET", "/repos/acme/widgets/issues", "")
+	resp, err := http.Get(f.ts.URL + "/_glb/ready")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("ready with no usable credential: %d", resp.StatusCode)
+	}
+}
+
+func TestNoTokenInLogsOrMetrics(t *testing.T) {
+	f := newFixture(t, []string{"bot", "spare"}, matrixClients, nil)
+	stranger, _ := clients.NewToken()
+	for c := range f.tokens {
+		f.do(t, c, "GET", "/repos/acme/widgets", "")
+		f.do(t, c, "GET", "/repos/acme/gadgets/"+f.tokens[c], "")
+		f.do(t, c, "POST", "/graphql", `{"query":"{ viewer { login } }"}`)
+		f.do(t, c, "GET", "/user?access_token="+f.tokens[c], "")
+	}
+	req, _ := http.NewRequest("GET", f.ts.URL+"/repos/acme/widgets", nil)
+	req.Header.Set("Authorization", "token "+stranger)
+	http.DefaultClient.Do(req)
+	f.sim.SetRemaining("bot", "core", 0)
+	f.do(t, "reader", "GET", "/repos/acme/widgets/pulls", "")
+	all := f.logs.String() + f.metrics(t)
+	secrets := []string{stranger}
+	for _, tok := range f.tokens {
+		secrets = append(secrets, tok)
+	}
+	for _, pat := range f.pats {
+		secrets = append(secrets, pat)
+	}
+	for _, s := range secrets {
+		if strings.Contains(all, s) || strings.Contains(all, s[5:25]) {
+			t.Fatalf("a token (or a long part of one) is in the logs or metrics")
+		}
+	}
+	if !strings.Contains(f.logs.String(), `"msg":"request"`) {
+		t.Fatal("no request logs to check")
+	}
+}
