@@ -29,9 +29,9 @@ func gitPath(p string) (owner, name, rest string, ok bool) {
 	switch rest {
 	case "info/refs", "git-upload-pack", "git-receive-pack", "HEAD":
 	default:
-		if !strings.HasSuffix(segs[1], ".git") {
-			return "", "", "", false
-		}
+		// Not a smart-HTTP service (the dumb protocol is not served):
+		// the REST router answers 404.
+		return "", "", "", false
 	}
 	return segs[0], strings.TrimSuffix(segs[1], ".git"), rest, true
 }
@@ -118,7 +118,7 @@ func (s *Server) serveGit(w http.ResponseWriter, r *http.Request) {
 	if err == nil && repo.gitDir == "" {
 		err = repo.writeGit(root)
 	}
-	fullName := repo.fullName()
+	fullName := repo.fullName() // canonical case, as on disk
 	s.dataMu.Unlock()
 	if err != nil {
 		s.log().Error("write git repository", "repo", fullName, "err", err)
@@ -144,7 +144,7 @@ func (s *Server) serveGit(w http.ResponseWriter, r *http.Request) {
 	r2 := new(http.Request)
 	*r2 = *r
 	u := *r.URL
-	u.Path, u.RawPath = "/"+owner+"/"+name+".git/"+rest, ""
+	u.Path, u.RawPath = "/"+fullName+".git/"+rest, ""
 	r2.URL = &u
 	h := &cgi.Handler{
 		Path: bin,
@@ -160,7 +160,7 @@ func (s *Server) serveGit(w http.ResponseWriter, r *http.Request) {
 		Stderr: logWriter{s},
 	}
 	h.ServeHTTP(w, r2)
-	s.log().Info("git", "method", r.Method, "repo", owner+"/"+name, "service", rest, "label", cred.label)
+	s.log().Info("git", "method", r.Method, "repo", fullName, "service", rest, "label", cred.label)
 }
 
 // logWriter sends http-backend's stderr to the logger.

@@ -71,10 +71,13 @@ func TestGitClone(t *testing.T) {
 	}
 	mustGit(t, wt, "fsck", "--strict")
 
-	// Without .git, as GitHub also allows.
-	mustGit(t, dir, "clone", "-q", ts.URL+"/octo/hello", "hello")
+	// Without .git and in another case, as GitHub also allows.
+	mustGit(t, dir, "clone", "-q", ts.URL+"/Octo/Hello", "hello")
 	if st := s.Stats().Labels["anonymous"]; st.Git < 4 || st.Counted != 0 {
 		t.Errorf("git stats %+v", st)
+	}
+	if r := get(t, ts, "/acme/widgets.git/objects/info/packs", ""); r.status != 404 {
+		t.Errorf("dumb protocol: %d", r.status)
 	}
 }
 
