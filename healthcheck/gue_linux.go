@@ -31,7 +31,8 @@ type gueProber struct {
 	readers sync.WaitGroup
 
 	localMu sync.Mutex
-	local   map[netip.Addr]net.Interface
+	local   map[netip.Addr]int // local address -> index in ifcs
+	ifcs    []net.Interface
 	localAt time.Time
 }
 
@@ -42,8 +43,8 @@ func newGUEProber(src netip.Addr, outcome func(string)) *gueProber {
 }
 
 func (g *gueProber) probe(ctx context.Context, c Check) result {
-	if ifc, ok := g.localInterface(c.Backend); ok {
-		return g.probeInPlace(c, ifc)
+	if ifcs, ok := g.localInterfaces(c.Backend); ok {
+		return g.probeInPlace(c, ifcs)
 	}
 	return g.probeWire(ctx, c)
 }
@@ -166,26 +167,35 @@ func (g *gueProber) close() {
 	g.readers.Wait()
 }
 
-// localInterface reports whether addr is assigned to this host (in the
-// Checker's network namespace), and on which interface. The answer is
-// cached for a second.
-func (g *gueProber) localInterface(addr netip.Addr) (net.Interface, bool) {
+// localInterfaces reports whether addr is assigned to this host (in the
+// Checker's network namespace). If so it returns every interface, the one
+// holding addr first. The answer is cached for a second.
+func (g *gueProber) localInterfaces(addr netip.Addr) ([]net.Interface, bool) {
 	g.localMu.Lock()
 	defer g.localMu.Unlock()
 	if g.local == nil || time.Since(g.localAt) > time.Second {
-		g.local, g.localAt = map[netip.Addr]net.Interface{}, time.Now()
-		ifcs, _ := net.Interfaces()
-		for _, ifc := range ifcs {
+		g.local, g.localAt = map[netip.Addr]int{}, time.Now()
+		g.ifcs, _ = net.Interfaces()
+		for i, ifc := range g.ifcs {
 			addrs, _ := ifc.Addrs()
 			for _, a := range addrs {
 				if p, err := netip.ParsePrefix(a.String()); err == nil {
-					g.local[p.Addr().Unmap()] = ifc
+					g.local[p.Addr().Unmap()] = i
 				}
 			}
 		}
 	}
-	ifc, ok := g.local[addr]
-	return ifc, ok
+	own, ok := g.local[addr]
+	if !ok {
+		return nil, false
+	}
+	out := []net.Interface{g.ifcs[own]}
+	for i, ifc := range g.ifcs {
+		if i != own {
+			out = append(out, ifc)
+		}
+	}
+	return out, true
 }
 
 // tcx verdicts (include/uapi/linux/bpf.h, enum tcx_action_base).
@@ -197,17 +207,38 @@ const (
 )
 
 // probeInPlace checks a backend address of this very host. A GUE packet to
-// it would loop back over lo and never meet the uplink's glb-redirect
-// (GLB issue 139), so instead the probe, framed as it would arrive on ifc,
-// runs through the programs on ifc's tcx ingress. They must hand back the
-// inner echo request, decapsulated and unchanged.
-func (g *gueProber) probeInPlace(c Check, ifc net.Interface) result {
+// it would loop back over lo and never meet glb-redirect on the uplink
+// (GLB issue 139), so instead the probe, framed as it would arrive, runs
+// through the programs on an interface's tcx ingress. They must hand back
+// the inner echo request, decapsulated and unchanged. The interface that
+// holds the address is tried first; the others follow, for hosts whose
+// address lives on lo or a dummy device while GUE comes in on an uplink.
+func (g *gueProber) probeInPlace(c Check, ifcs []net.Interface) result {
+	var failed []result
+	for _, ifc := range ifcs {
+		r, attached := g.runChain(c, ifc)
+		if r.ok {
+			return r
+		}
+		if attached {
+			failed = append(failed, r)
+		}
+	}
+	if len(failed) > 0 {
+		return failed[0]
+	}
+	return fail("this host is the backend, and no program on %s's tcx ingress (nor any other interface's) decapsulates GUE: is glb-redirect running?", ifcs[0].Name)
+}
+
+// runChain runs the probe through ifc's tcx ingress programs in order, as
+// the kernel would. attached is false when ifc has none.
+func (g *gueProber) runChain(c Check, ifc net.Interface) (r result, attached bool) {
 	q, err := link.QueryPrograms(link.QueryOptions{Target: ifc.Index, Attach: ebpf.AttachTCXIngress})
 	if err != nil {
-		return fail("this host is the backend: list tcx programs on %s: %v", ifc.Name, err)
+		return fail("this host is the backend: list tcx programs on %s: %v", ifc.Name, err), true
 	}
 	if len(q.Programs) == 0 {
-		return fail("this host is the backend, and no program on %s's tcx ingress decapsulates GUE: is glb-redirect running?", ifc.Name)
+		return result{}, false
 	}
 	src := g.src
 	if !src.IsValid() {
@@ -221,7 +252,7 @@ run:
 	for _, ap := range q.Programs {
 		verdict, out, name, err := runProgram(ap.ID, pkt)
 		if err != nil {
-			return fail("this host is the backend: run tcx program %d on %s: %v", ap.ID, ifc.Name, err)
+			return fail("this host is the backend: run tcx program %d on %s: %v", ap.ID, ifc.Name, err), true
 		}
 		pkt = out
 		switch verdict {
@@ -229,17 +260,17 @@ run:
 		case tcxPass:
 			break run
 		case tcxDrop:
-			return fail("this host is the backend: tcx program %d (%s) on %s drops the GUE probe", ap.ID, name, ifc.Name)
+			return fail("this host is the backend: tcx program %d (%s) on %s drops the GUE probe", ap.ID, name, ifc.Name), true
 		case tcxRedirect:
-			return fail("this host is the backend: tcx program %d (%s) on %s redirects the GUE probe instead of taking it", ap.ID, name, ifc.Name)
+			return fail("this host is the backend: tcx program %d (%s) on %s redirects the GUE probe instead of taking it", ap.ID, name, ifc.Name), true
 		default:
-			return fail("this host is the backend: tcx program %d (%s) on %s returns %d for the GUE probe", ap.ID, name, ifc.Name, int32(verdict))
+			return fail("this host is the backend: tcx program %d (%s) on %s returns %d for the GUE probe", ap.ID, name, ifc.Name, int32(verdict)), true
 		}
 	}
 	if !bytes.Equal(pkt, want) {
-		return fail("this host is the backend, and the tcx programs on %s do not decapsulate the GUE probe: is glb-redirect running?", ifc.Name)
+		return fail("this host is the backend, and the tcx programs on %s do not decapsulate the GUE probe: is glb-redirect running there?", ifc.Name), true
 	}
-	return pass()
+	return pass(), true
 }
 
 // runProgram runs one attached program on pkt with BPF_PROG_TEST_RUN.

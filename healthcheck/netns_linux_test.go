@@ -191,6 +191,19 @@ func TestGUEPathChild(t *testing.T) {
 		stopRedirect(t, nil, self)
 		waitChecks(t, hc, "own GUE failing once glb-redirect is gone", map[Check]bool{selfHTTP: true, selfGUE: false})
 	})
+
+	t.Run("an own address on lo is checked through the uplink's glb-redirect", func(t *testing.T) {
+		loAddr := netip.MustParseAddr("10.0.1.1")
+		ip(t, "addr", "add", loAddr.String()+"/32", "dev", "lo")
+		defer ip(t, "addr", "del", loAddr.String()+"/32", "dev", "lo")
+		onLo := table.Backend{IP: loAddr, State: table.Active, Healthchecks: table.Healthchecks{GUE: 19523}}
+		hc.Update(config([]table.Backend{remote, self, onLo}))
+		loGUE := Check{Backend: loAddr, Kind: GUE, Port: 19523}
+		waitChecks(t, hc, "the lo address's GUE failing without glb-redirect", map[Check]bool{loGUE: false})
+		agent := startRedirect(t, nil, "hc0", loAddr, "10.100.0.3")
+		waitChecks(t, hc, "the lo address's GUE passing", map[Check]bool{loGUE: true})
+		stopRedirect(t, nil, agent)
+	})
 }
 
 // ip runs `ip ARGS…` in this process's namespace.
