@@ -1,0 +1,212 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/glb-project/glb/internal/version"
+	"github.com/glb-project/glb/proxy/clients"
+	"github.com/glb-project/glb/proxy/config"
+	"github.com/glb-project/glb/proxy/server"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	if err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, hup); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "glb-proxy:", err)
+			os.Exit(1)
+		}
+	}
+}
+
+const usage = `glb-proxy is a caching proxy for the GitHub REST and GraphQL APIs and git
+smart HTTP. Clients (gh, go-github, octokit, curl, git) use it as a GitHub
+Enterprise host with a glbp_ client token; the proxy answers from its cache,
+revalidates with ETags (a 304 costs no rate limit) and signs upstream
+requests with a shared pool of PATs and GitHub App installations.
+
+Usage:
+  glb-proxy --config FILE [--log-level LEVEL]   serve (SIGHUP reloads, SIGTERM stops)
+  glb-proxy token new [--name NAME]             mint a client token; print it and its sha256
+  glb-proxy token hash                          read a token on stdin; print its sha256
+  glb-proxy check (--config FILE | --clients FILE) [--no-secrets]
+                                                validate a configuration or a client registry
+  glb-proxy --version
+
+The configuration and the client registry are described in docs/proxy.md.
+
+Flags:
+`
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, hup <-chan os.Signal) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "token":
+			return runToken(args[1:], stdin, stdout, stderr)
+		case "check":
+			return runCheck(args[1:], stdout, stderr)
+		}
+	}
+	fs := flag.NewFlagSet("glb-proxy", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "the configuration `FILE` (YAML; see docs/proxy.md)")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, "glb-proxy", version.Version)
+		return nil
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q (see --help)", fs.Arg(0))
+	}
+	if *cfgPath == "" {
+		fs.Usage()
+		return errors.New("--config is required")
+	}
+	var level slog.LevelVar
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("--log-level %q: want debug, info, warn or error", *logLevel)
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: &level}))
+	redis.SetLogger(redisLogger{log})
+
+	cfg, err := config.Load(*cfgPath, nil)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	p, err := server.New(cfg, server.Options{Log: log, Registry: reg, Version: version.Version})
+	if err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-hup:
+			log.Info("SIGHUP: reloading the configuration", "config", *cfgPath)
+			ncfg, err := config.Load(*cfgPath, nil)
+			if err != nil {
+				log.Error("reload failed; keeping the running configuration", "err", err)
+				continue
+			}
+			if err := p.Reload(ncfg); err != nil {
+				log.Error("reload incomplete", "err", err)
+			}
+		}
+	}
+}
+
+// redisLogger sends go-redis's own messages to the structured log.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, "redis client", "msg_detail", clients.Redact(fmt.Sprintf(format, v...)))
+}
+
+func runToken(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return errors.New("token: want \"new\" or \"hash\" (see glb-proxy --help)")
+	}
+	switch args[0] {
+	case "new":
+		fs := flag.NewFlagSet("glb-proxy token new", flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		name := fs.String("name", "", "client `NAME`: also print a registry entry for it")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		tok, err := clients.NewToken()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "token:        %s\ntoken_sha256: %s\n", tok, clients.HashToken(tok))
+		if *name != "" {
+			fmt.Fprintf(stdout, "\n# Give the token to the client; put this entry in the client registry:\n"+
+				"  - name: %s\n    token_sha256: %q\n    scopes:\n      - {methods: [GET, HEAD], path: \"/repos/OWNER/*/**\"}\n",
+				*name, clients.HashToken(tok))
+		}
+		return nil
+	case "hash":
+		line, err := bufio.NewReader(stdin).ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("token hash: read stdin: %w", err)
+		}
+		tok := strings.TrimSpace(line)
+		if err := clients.CheckToken(tok); err != nil {
+			return fmt.Errorf("token hash: %w", err)
+		}
+		fmt.Fprintln(stdout, clients.HashToken(tok))
+		return nil
+	}
+	return fmt.Errorf("token: unknown command %q: want new or hash", args[0])
+}
+
+func runCheck(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("glb-proxy check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "validate this configuration `FILE` and the registry it names")
+	clientsPath := fs.String("clients", "", "validate this client registry `FILE` alone (for GitOps CI)")
+	noSecrets := fs.Bool("no-secrets", false, "do not read secrets (environment variables, key files)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if (*cfgPath == "") == (*clientsPath == "") {
+		return errors.New("check: give --config or --clients")
+	}
+	path := *clientsPath
+	if *cfgPath != "" {
+		data, err := os.ReadFile(*cfgPath)
+		if err != nil {
+			return fmt.Errorf("check: %w", err)
+		}
+		cfg, err := config.Parse(data)
+		if err != nil {
+			return fmt.Errorf("config %s: %w", *cfgPath, err)
+		}
+		if !*noSecrets {
+			if err := cfg.ResolveSecrets(nil); err != nil {
+				return fmt.Errorf("config %s: %w", *cfgPath, err)
+			}
+		}
+		fmt.Fprintf(stdout, "config %s: ok (%d credentials)\n", *cfgPath, len(cfg.Credentials))
+		path = cfg.ClientsFile
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("check: %w", err)
+	}
+	set, err := clients.Parse(data)
+	if err != nil {
+		return fmt.Errorf("clients %s: %w", path, err)
+	}
+	fmt.Fprintf(stdout, "clients %s: ok (%d clients)\n", path, len(set.Clients))
+	return nil
+}
