@@ -87,6 +87,16 @@ func TestRESTEndpoints(t *testing.T) {
 				t.Errorf("%d items, %d pulls", len(v.([]any)), pulls)
 			}
 		}},
+		{"issues by assignee", "/repos/acme/widgets/issues?assignee=octocat&state=all", tokBot, 200, func(t *testing.T, v any) {
+			for _, is := range v.([]any) {
+				if dig(is, "assignee", "login") != "octocat" {
+					t.Errorf("issue %v is not octocat's", dig(is, "number"))
+				}
+			}
+			if len(v.([]any)) != 9 {
+				t.Errorf("%d issues", len(v.([]any)))
+			}
+		}},
 		{"an issue", "/repos/acme/widgets/issues/4", tokBot, 200, func(t *testing.T, v any) {
 			if dig(v, "number") != 4.0 || dig(v, "state") != "closed" || dig(v, "state_reason") != "completed" || dig(v, "closed_by", "login") != "acme" {
 				t.Errorf("issue = %v", v)

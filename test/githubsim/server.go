@@ -513,9 +513,6 @@ func baseURLs(r *http.Request, ghes bool) (api, web string) {
 	if r.TLS != nil {
 		scheme = "https"
 	}
-	if p := r.Header.Get("X-Forwarded-Proto"); p == "http" || p == "https" {
-		scheme = p
-	}
 	web = scheme + "://" + r.Host
 	api = web
 	if ghes {
