@@ -40,10 +40,12 @@ Usage: githubsim [flags]
 
 Seed data: acme/widgets (public), acme/gadgets (private), octo/hello (public),
 with issues, pull requests, commits and branches. REST is served at / and
-/api/v3, GraphQL at /graphql and /api/graphql, git at /<owner>/<repo>.git.
+/api/v3, GraphQL at /graphql and /api/graphql, git (clone, fetch, push) at
+/<owner>/<repo>.git with the token as Basic-auth password.
 Control and stats (JSON, no auth): GET /_sim/stats, POST /_sim/reset-stats,
 /_sim/tokens, /_sim/apps, /_sim/issues, /_sim/push, /_sim/repos,
-/_sim/remaining, /_sim/limit, /_sim/secondary; GET /_sim/stream, /_sim/health.
+/_sim/remaining, /_sim/limit, /_sim/secondary, /_sim/fail, /_sim/reset-limits;
+GET /_sim/stream?chunks=N&interval=100ms, /_sim/health.
 
 Tokens are never logged; only their labels are. SIGHUP re-reads --tokens-file.
 

@@ -30,9 +30,10 @@
 //   - GitHub App auth: RS256 JWTs checked as GitHub does (exp at most ten
 //     minutes ahead), installation tokens (ghs_…, one hour) minted by
 //     POST /app/installations/{id}/access_tokens;
-//   - git smart HTTP (clone, fetch; not push) at /<owner>/<repo>.git over
-//     real bare repositories written from the server's own objects, served
-//     by `git http-backend`, with Basic auth (the token as password).
+//   - git smart HTTP (clone, fetch, push) at /<owner>/<repo>.git over real
+//     bare repositories written from the server's own objects, served by
+//     `git http-backend`, with Basic auth (the token as password; pushes
+//     need one). Pushed commits show in REST and GraphQL.
 //
 // The seed data is deterministic: acme/widgets (public, 40 issues, 3 pull
 // requests, 4 branches), acme/gadgets (private) and octo/hello (public).

@@ -1,11 +1,17 @@
 package githubsim
 
 import (
+	"bufio"
+	"bytes"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/cgi"
 	"os"
 	"os/exec"
+	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -126,8 +132,9 @@ func (s *Server) serveGit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.record(outcome{label: cred.label, git: true})
-	if rest == "git-receive-pack" || r.URL.Query().Get("service") == "git-receive-pack" {
-		gitError(w, http.StatusForbidden, "githubsim: pushing over git is not supported; use PushCommit or POST /_sim/push")
+	push := rest == "git-receive-pack" || r.URL.Query().Get("service") == "git-receive-pack"
+	if push && cred.anonymous() {
+		gitError(w, http.StatusUnauthorized, "Authentication required to push.")
 		return
 	}
 	if !s.pause(r, false) {
@@ -159,8 +166,180 @@ func (s *Server) serveGit(w http.ResponseWriter, r *http.Request) {
 		},
 		Stderr: logWriter{s},
 	}
+	if rest != "git-receive-pack" {
+		h.ServeHTTP(w, r2)
+		s.log().Info("git", "method", r.Method, "repo", fullName, "service", rest, "label", cred.label)
+		return
+	}
+	// A push: hold the data lock while git updates the repository, then
+	// bring the pushed commits into the REST and GraphQL data.
+	s.dataMu.Lock()
+	defer s.dataMu.Unlock()
 	h.ServeHTTP(w, r2)
-	s.log().Info("git", "method", r.Method, "repo", fullName, "service", rest, "label", cred.label)
+	if err := s.importPush(repo, bin); err != nil {
+		s.log().Error("import pushed commits", "repo", fullName, "err", err)
+		return
+	}
+	s.log().Info("git push", "repo", fullName, "label", cred.label)
+}
+
+// importPush reads the branches of repo's bare repository after a push
+// and adds every new commit (with its trees and blobs) to the world, so
+// REST and GraphQL see what git received. s.dataMu must be held.
+func (s *Server) importPush(r *repo, gitBin string) error {
+	out, err := exec.Command(gitBin, "-C", r.gitDir, "for-each-ref", "--format=%(objectname) %(refname:lstrip=2)", "refs/heads/").Output()
+	if err != nil {
+		return fmt.Errorf("list refs: %w", err)
+	}
+	cat := exec.Command(gitBin, "-C", r.gitDir, "cat-file", "--batch")
+	in, err := cat.StdinPipe()
+	if err != nil {
+		return err
+	}
+	stdout, err := cat.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cat.Start(); err != nil {
+		return fmt.Errorf("start git cat-file: %w", err)
+	}
+	rd := &objectReader{w: in, r: bufio.NewReader(stdout)}
+	defer func() {
+		in.Close()
+		cat.Wait()
+	}()
+	seen := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		sha, name, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		if err := s.importCommit(r, rd, sha); err != nil {
+			return fmt.Errorf("import %s: %w", name, err)
+		}
+		seen[name] = true
+		if r.branches[name] != sha {
+			r.branches[name] = sha
+			r.pushed = later(r.pushed, r.commits[sha].committer.when)
+			for _, is := range r.issues {
+				if is.pull != nil && is.state == "open" && is.pull.head == name {
+					is.pull.headSHA = sha
+				}
+			}
+		}
+	}
+	for name := range r.branches {
+		if !seen[name] && name != r.defaultBranch {
+			delete(r.branches, name)
+		}
+	}
+	return nil
+}
+
+// importCommit adds commit sha and its ancestors that the world lacks.
+func (s *Server) importCommit(r *repo, rd *objectReader, sha string) error {
+	var todo []string
+	for pending := []string{sha}; len(pending) > 0; {
+		c := pending[len(pending)-1]
+		pending = pending[:len(pending)-1]
+		if _, ok := r.commits[c]; ok || slices.Contains(todo, c) {
+			continue
+		}
+		typ, data, err := rd.read(c)
+		if err != nil || typ != objCommit {
+			return fmt.Errorf("read commit %s: %v %s", c, err, typ)
+		}
+		r.objects[c] = gitObject{typ: objCommit, data: data}
+		todo = append(todo, c)
+		pending = append(pending, parseCommit(data).parents...)
+	}
+	// Oldest first, so each parent's snapshot exists for the diff.
+	slices.Reverse(todo)
+	for _, c := range todo {
+		cm := parseCommit(r.objects[c].data)
+		cm.sha = c
+		files := map[string]string{}
+		if err := readTree(r, rd, cm.tree, "", files); err != nil {
+			return err
+		}
+		cm.files = files
+		var before map[string]string
+		if len(cm.parents) > 0 && r.commits[cm.parents[0]] != nil {
+			before = r.commits[cm.parents[0]].files
+		}
+		cm.changes = changesBetween(before, files)
+		for _, sig := range []*signature{&cm.author, &cm.committer} {
+			for _, u := range s.world.users {
+				if strings.EqualFold(u.email, sig.email) {
+					sig.user = u
+				}
+			}
+		}
+		r.commits[c] = cm
+	}
+	return nil
+}
+
+// readTree fills files with every blob under tree.
+func readTree(r *repo, rd *objectReader, tree, prefix string, files map[string]string) error {
+	typ, data, err := rd.read(tree)
+	if err != nil || typ != objTree {
+		return fmt.Errorf("read tree %s: %v %s", tree, err, typ)
+	}
+	r.objects[tree] = gitObject{typ: objTree, data: data}
+	for len(data) > 0 {
+		sp := bytes.IndexByte(data, ' ')
+		nul := bytes.IndexByte(data, 0)
+		if sp < 0 || nul < sp || len(data) < nul+21 {
+			return fmt.Errorf("bad tree %s", tree)
+		}
+		mode, name, sha := string(data[:sp]), string(data[sp+1:nul]), hex.EncodeToString(data[nul+1:nul+21])
+		data = data[nul+21:]
+		switch mode {
+		case "40000":
+			if err := readTree(r, rd, sha, prefix+name+"/", files); err != nil {
+				return err
+			}
+		case "160000": // a submodule: nothing to read
+		default:
+			typ, body, err := rd.read(sha)
+			if err != nil || typ != objBlob {
+				return fmt.Errorf("read blob %s: %v", sha, err)
+			}
+			r.objects[sha] = gitObject{typ: objBlob, data: body}
+			files[prefix+name] = string(body)
+		}
+	}
+	return nil
+}
+
+// objectReader asks a running `git cat-file --batch` for objects.
+type objectReader struct {
+	w io.Writer
+	r *bufio.Reader
+}
+
+func (o *objectReader) read(sha string) (typ string, data []byte, err error) {
+	if _, err := fmt.Fprintln(o.w, sha); err != nil {
+		return "", nil, err
+	}
+	head, err := o.r.ReadString('\n')
+	if err != nil {
+		return "", nil, err
+	}
+	f := strings.Fields(head)
+	if len(f) != 3 {
+		return "", nil, fmt.Errorf("cat-file: %q", strings.TrimSpace(head))
+	}
+	n, err := strconv.Atoi(f[2])
+	if err != nil {
+		return "", nil, err
+	}
+	data = make([]byte, n+1) // and the newline after the object
+	if _, err := io.ReadFull(o.r, data); err != nil {
+		return "", nil, err
+	}
+	return f[1], data[:n], nil
 }
 
 // logWriter sends http-backend's stderr to the logger.

@@ -112,12 +112,57 @@ func TestGitAuth(t *testing.T) {
 	if st := s.Stats().Labels["ci"]; st.Git == 0 || st.Counted != 0 {
 		t.Errorf("ci stats %+v", st)
 	}
-	// Pushing over git is refused with a message that says what to do.
-	wt := filepath.Join(dir, "c")
-	mustGit(t, wt, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "--allow-empty", "-m", "x")
-	out, err := gitCmd(t, wt, "push", "origin", "HEAD:main")
-	if err == nil || !strings.Contains(out, "PushCommit") {
-		t.Errorf("push: %v %s", err, out)
+}
+
+func TestGitPush(t *testing.T) {
+	s, ts := newSim(t)
+	host := strings.TrimPrefix(ts.URL, "http://")
+	dir := t.TempDir()
+	mustGit(t, dir, "clone", "-q", "http://x:"+tokCI+"@"+host+"/acme/widgets.git", "w")
+	wt := filepath.Join(dir, "w")
+	if err := os.WriteFile(filepath.Join(wt, "docs", "pushed.md"), []byte("pushed\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustGit(t, wt, "add", ".")
+	mustGit(t, wt, "-c", "user.name=Mona Lisa Octocat", "-c", "user.email=monalisa@github.com", "commit", "-q", "-m", "Push over git\n\nWith a body.")
+	mustGit(t, wt, "push", "-q", "origin", "HEAD:main", "HEAD:refs/heads/pushed")
+	sha := mustGit(t, wt, "rev-parse", "HEAD")
+
+	// REST and GraphQL see the pushed commit.
+	c := get(t, ts, "/repos/acme/widgets/commits/main", tokBot).obj(t)
+	if dig(c, "sha") != sha || dig(c, "commit", "message") != "Push over git\n\nWith a body." ||
+		dig(c, "author", "login") != "monalisa" || dig(c, "files", 0, "filename") != "docs/pushed.md" || dig(c, "files", 0, "status") != "added" {
+		t.Errorf("REST commit %v", c)
+	}
+	if r := get(t, ts, "/repos/acme/widgets/contents/docs/pushed.md?ref=pushed", tokBot); r.status != 200 {
+		t.Errorf("contents on the pushed branch: %d", r.status)
+	}
+	v := gql(t, ts, tokBot, `{repository(owner:"acme",name:"widgets"){ref(qualifiedName:"refs/heads/pushed"){target{...on Commit{messageHeadline history(first:1){totalCount}}}}}}`, nil)
+	jsonEqual(t, v.json(t), `{"data":{"repository":{"ref":{"target":{"messageHeadline":"Push over git","history":{"totalCount":6}}}}}}`)
+
+	// The Go API builds on top of the pushed commit; a fetch brings it.
+	next := s.PushCommit("acme", "widgets", "main", "After the push")
+	mustGit(t, wt, "pull", "-q", "--ff-only", "origin", "main")
+	if got := mustGit(t, wt, "rev-parse", "HEAD"); got != next {
+		t.Errorf("HEAD %s, want %s", got, next)
+	}
+	if got := mustGit(t, wt, "rev-parse", "HEAD~1"); got != sha {
+		t.Errorf("HEAD~1 %s, want the pushed %s", got, sha)
+	}
+	mustGit(t, wt, "fsck", "--strict")
+
+	// Deleting a branch over git deletes it for REST.
+	mustGit(t, wt, "push", "-q", "origin", ":pushed")
+	if r := get(t, ts, "/repos/acme/widgets/branches/pushed", tokBot); r.status != 404 {
+		t.Errorf("deleted branch: %d", r.status)
+	}
+
+	// Anonymous pushes are refused.
+	mustGit(t, dir, "clone", "-q", ts.URL+"/octo/hello.git", "h")
+	hw := filepath.Join(dir, "h")
+	mustGit(t, hw, "-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "--allow-empty", "-m", "x")
+	if out, err := gitCmd(t, hw, "push", "origin", "HEAD:main"); err == nil || !strings.Contains(out, "could not read Username") {
+		t.Errorf("anonymous push: %v %s", err, out)
 	}
 }
 

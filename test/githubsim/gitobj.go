@@ -11,7 +11,9 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // Git objects are hashed here, in Go, so REST and GraphQL report the same
@@ -100,6 +102,79 @@ func (c *commit) encode() []byte {
 	return b.Bytes()
 }
 
+// parseCommit reads a commit object's tree, parents, signatures and
+// message (other headers, like gpgsig, are skipped).
+func parseCommit(data []byte) *commit {
+	c := &commit{}
+	head, msg, _ := strings.Cut(string(data), "\n\n")
+	c.message = strings.TrimSuffix(msg, "\n")
+	for _, line := range strings.Split(head, "\n") {
+		k, v, _ := strings.Cut(line, " ")
+		switch k {
+		case "tree":
+			c.tree = v
+		case "parent":
+			c.parents = append(c.parents, v)
+		case "author":
+			c.author = parseSignature(v)
+		case "committer":
+			c.committer = parseSignature(v)
+		}
+	}
+	return c
+}
+
+// parseSignature reads "Name <email> 1700000000 +0000".
+func parseSignature(s string) signature {
+	name, rest, _ := strings.Cut(s, " <")
+	email, rest, _ := strings.Cut(rest, "> ")
+	secs, zone, _ := strings.Cut(rest, " ")
+	t, _ := strconv.ParseInt(secs, 10, 64)
+	when := time.Unix(t, 0).UTC()
+	if tz, err := time.Parse("-0700", zone); err == nil {
+		when = when.In(tz.Location())
+	}
+	return signature{name: name, email: email, when: when}
+}
+
+// changesBetween lists what changed from before to after, for REST.
+func changesBetween(before, after map[string]string) []fileChange {
+	paths := map[string]bool{}
+	for p := range before {
+		paths[p] = true
+	}
+	for p := range after {
+		paths[p] = true
+	}
+	sorted := make([]string, 0, len(paths))
+	for p := range paths {
+		sorted = append(sorted, p)
+	}
+	sort.Strings(sorted)
+	var out []fileChange
+	for _, p := range sorted {
+		old, had := before[p]
+		cur, has := after[p]
+		fc := fileChange{path: p}
+		switch {
+		case had && !has:
+			fc.status, fc.deletions = "removed", lineCount(old)
+		case had && old == cur:
+			continue
+		case had:
+			fc.status = "modified"
+		default:
+			fc.status = "added"
+		}
+		if has {
+			fc.blob = hashObject(objBlob, []byte(cur))
+			fc.additions, fc.deletions, fc.patch = diffLines(old, cur)
+		}
+		out = append(out, fc)
+	}
+	return out
+}
+
 // writeGit writes (or brings up to date) the bare repository of r under
 // root/<owner>/<name>.git: loose objects, branch refs and HEAD.
 func (r *repo) writeGit(root string) error {
@@ -110,7 +185,7 @@ func (r *repo) writeGit(root string) error {
 				return fmt.Errorf("create git repository %s: %w", r.fullName(), err)
 			}
 		}
-		config := "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = true\n[http]\n\tuploadpack = true\n\treceivepack = false\n"
+		config := "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = true\n[http]\n\tuploadpack = true\n\treceivepack = true\n"
 		if err := writeFileAtomic(filepath.Join(dir, "config"), []byte(config)); err != nil {
 			return err
 		}
