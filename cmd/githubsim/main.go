@@ -61,7 +61,7 @@ func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, hup <-chan os.Signal) error {
 	fs := flag.NewFlagSet("githubsim", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var tokens, installations multiFlag
+	var tokens, installations, limits multiFlag
 	listen := fs.String("listen", "127.0.0.1:8080", "address to listen on (`HOST:PORT`; port 0 picks a free one)")
 	addrFile := fs.String("addr-file", "", "write the address actually listened on to `FILE` once ready")
 	tlsCert := fs.String("tls-cert", "", "serve HTTPS with this certificate `FILE` (PEM; needs --tls-key)")
@@ -75,6 +75,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, hup <-cha
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	latency := fs.Duration("latency", 0, "add this `DURATION` before every API answer, like a distant GitHub")
 	limitStatus := fs.Int("limit-status", 403, "status of rate-limited REST answers: 403 or 429")
+	fs.Var(&limits, "limit", "change a primary limit for every token, as `RESOURCE=N[/WINDOW]` (repeatable; e.g. core=100, search=5/1m)")
 	maxConcurrent := fs.Int("max-concurrent", 0, "requests one credential may have in flight before a secondary limit (GitHub: 100; 0: no limit)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.Usage = func() {
@@ -108,15 +109,29 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, hup <-cha
 
 	sim := &githubsim.Server{Log: log, DataDir: *dataDir, Latency: *latency, LimitStatus: *limitStatus, MaxConcurrent: *maxConcurrent}
 	defer sim.Close()
+	for _, l := range limits {
+		resource, limit, err := parseLimit(l)
+		if err != nil {
+			return fmt.Errorf("--limit: %w", err)
+		}
+		if sim.Limits == nil {
+			sim.Limits = map[string]githubsim.Limit{}
+		}
+		sim.Limits[resource] = limit
+	}
+	flagTokens := map[string]bool{}
 	for _, t := range tokens {
 		label, tok, err := parseTokenSpec(t)
 		if err != nil {
 			return fmt.Errorf("--token: %w", err)
 		}
 		sim.AddToken(tok, label)
+		flagTokens[tok] = true
 	}
+	var fileTokens map[string]string
 	if *tokensFile != "" {
-		if err := loadTokens(sim, *tokensFile, log); err != nil {
+		var err error
+		if fileTokens, err = loadTokens(sim, *tokensFile, nil, flagTokens, log); err != nil {
 			return err
 		}
 	}
@@ -180,8 +195,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, hup <-cha
 		select {
 		case <-hup:
 			if *tokensFile != "" {
-				if err := loadTokens(sim, *tokensFile, log); err != nil {
-					log.Error("reload tokens", "err", err)
+				if loaded, err := loadTokens(sim, *tokensFile, fileTokens, flagTokens, log); err != nil {
+					log.Error("reload tokens; keeping the old ones", "err", err)
+				} else {
+					fileTokens = loaded
 				}
 			}
 		case err := <-errc:
@@ -206,30 +223,58 @@ func parseTokenSpec(s string) (label, token string, err error) {
 	return label, token, nil
 }
 
-func loadTokens(sim *githubsim.Server, path string, log *slog.Logger) error {
+// loadTokens reads LABEL=TOKEN lines from path and registers them. Tokens
+// of the previous load (old) that the file no longer has are revoked,
+// unless a --token flag gave them too. It returns the tokens it loaded.
+func loadTokens(sim *githubsim.Server, path string, old map[string]string, keep map[string]bool, log *slog.Logger) (map[string]string, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return fmt.Errorf("read tokens: %w", err)
+		return nil, fmt.Errorf("read tokens: %w", err)
 	}
 	defer f.Close()
+	loaded := map[string]string{}
 	sc := bufio.NewScanner(f)
-	n, line := 0, 0
-	for sc.Scan() {
-		line++
+	for line := 1; sc.Scan(); line++ {
 		t := strings.TrimSpace(sc.Text())
 		if t == "" || strings.HasPrefix(t, "#") {
 			continue
 		}
 		label, tok, err := parseTokenSpec(t)
 		if err != nil {
-			return fmt.Errorf("%s:%d: %w", path, line, err)
+			return nil, fmt.Errorf("%s:%d: %w", path, line, err)
 		}
-		sim.AddToken(tok, label)
-		n++
+		loaded[tok] = label
 	}
 	if err := sc.Err(); err != nil {
-		return fmt.Errorf("read tokens: %w", err)
+		return nil, fmt.Errorf("read tokens: %w", err)
 	}
-	log.Info("tokens loaded", "file", path, "count", n)
-	return nil
+	for tok, label := range loaded {
+		sim.AddToken(tok, label)
+	}
+	var revoked []string
+	for tok, label := range old {
+		if _, still := loaded[tok]; !still && !keep[tok] {
+			sim.RemoveToken(tok)
+			revoked = append(revoked, label)
+		}
+	}
+	log.Info("tokens loaded", "file", path, "count", len(loaded), "revoked_labels", revoked)
+	return loaded, nil
+}
+
+// parseLimit reads RESOURCE=N or RESOURCE=N/WINDOW.
+func parseLimit(s string) (string, githubsim.Limit, error) {
+	resource, spec, ok := strings.Cut(s, "=")
+	n, window, hasWindow := strings.Cut(spec, "/")
+	count, err := strconv.Atoi(n)
+	if !ok || resource == "" || err != nil || count < 0 {
+		return "", githubsim.Limit{}, fmt.Errorf("%q: want RESOURCE=N or RESOURCE=N/WINDOW", s)
+	}
+	l := githubsim.Limit{N: count}
+	if hasWindow {
+		if l.Window, err = time.ParseDuration(window); err != nil || l.Window <= 0 {
+			return "", githubsim.Limit{}, fmt.Errorf("%q: bad window %q", s, window)
+		}
+	}
+	return resource, l, nil
 }

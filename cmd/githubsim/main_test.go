@@ -89,6 +89,8 @@ func TestFlags(t *testing.T) {
 		{"app id without key", []string{"--app-id", "1"}, "go together", ""},
 		{"installation without app", []string{"--installation", "5"}, "needs --app-id", ""},
 		{"missing tokens file", []string{"--tokens-file", "/nonexistent/tokens"}, "read tokens", ""},
+		{"bad limit", []string{"--limit", "core"}, "RESOURCE=N", ""},
+		{"bad limit window", []string{"--limit", "core=5/soon"}, "bad window", ""},
 		{"bad listen address", []string{"--listen", "256.0.0.1:99999"}, "listen", ""},
 	}
 	for _, tt := range tests {
@@ -150,7 +152,8 @@ func TestServe(t *testing.T) {
 	go func() {
 		done <- run(ctx, []string{"--listen", "127.0.0.1:0", "--addr-file", addrFile, "--tls-cert", cert, "--tls-key", key,
 			"--token", "flag-bot=ghp_fromflag", "--tokens-file", tokens, "--app-id", "77", "--app-key", appKeyFile,
-			"--installation", "1", "--installation", "2", "--data-dir", dataDir, "--log-level", "debug"}, io.Discard, &logs, hup)
+			"--installation", "1", "--installation", "2", "--data-dir", dataDir, "--log-level", "debug",
+			"--limit", "search=1/1m"}, io.Discard, &logs, hup)
 	}()
 	addr := readAddr(t, addrFile)
 	pool := x509.NewCertPool()
@@ -183,10 +186,45 @@ func TestServe(t *testing.T) {
 		t.Errorf("--data-dir: %v", err)
 	}
 
-	// SIGHUP re-reads the tokens file.
-	os.WriteFile(tokens, []byte("later=ghp_later\n"), 0o600)
-	hup <- syscall.SIGHUP
-	waitFor(t, "the reloaded token", func() bool { return call("GET", "/user", "token ghp_later") == 200 })
+	if call("GET", "/search/issues?q=x", "token ghp_fromflag") != 200 || call("GET", "/search/issues?q=x", "token ghp_fromflag") != 403 {
+		t.Error("--limit search=1/1m is not applied")
+	}
+
+	// SIGHUP re-reads the tokens file: new tokens work, dropped ones are
+	// revoked (unless a flag gave them), a bad file changes nothing.
+	loads := 1
+	reload := func(content string) {
+		t.Helper()
+		tmp := tokens + ".new"
+		os.WriteFile(tmp, []byte(content), 0o600)
+		if err := os.Rename(tmp, tokens); err != nil {
+			t.Fatal(err)
+		}
+		hup <- syscall.SIGHUP
+	}
+	waitLoaded := func() {
+		t.Helper()
+		loads++
+		waitFor(t, "the tokens to be reloaded", func() bool { return strings.Count(logs.String(), `"msg":"tokens loaded"`) == loads })
+	}
+	reload("later=ghp_later\nflag-bot=ghp_fromflag\n")
+	waitLoaded()
+	if got := call("GET", "/user", "token ghp_later"); got != 200 {
+		t.Errorf("a token added to the file: %d", got)
+	}
+	if got := call("GET", "/user", "token ghp_fromfile"); got != 401 {
+		t.Errorf("a token dropped from the file: %d", got)
+	}
+	reload("later=ghp_later\n")
+	waitLoaded()
+	reload("later=ghp_later\nbroken line\n")
+	waitFor(t, "the bad file to be reported", func() bool { return strings.Contains(logs.String(), "keeping the old ones") })
+	if got := call("GET", "/user", "token ghp_fromflag"); got != 200 {
+		t.Errorf("a --token dropped from the file: %d", got)
+	}
+	if got := call("GET", "/user", "token ghp_later"); got != 200 {
+		t.Errorf("after a bad file: %d", got)
+	}
 
 	req, _ := http.NewRequest("GET", "https://"+addr+"/_sim/stats", nil)
 	resp, err := client.Do(req)
@@ -199,7 +237,7 @@ func TestServe(t *testing.T) {
 	}
 	json.NewDecoder(resp.Body).Decode(&st)
 	resp.Body.Close()
-	if st.Labels["flag-bot"].Calls != 1 || st.Labels["file-bot"].Calls != 1 || st.Mints["app-77-inst-2"] != 1 {
+	if st.Labels["flag-bot"].Calls < 3 || st.Labels["file-bot"].Calls != 1 || st.Mints["app-77-inst-2"] != 1 {
 		t.Errorf("stats %+v", st)
 	}
 
