@@ -26,6 +26,10 @@ import (
 // namespace.
 const childEnv = "GLB_HEALTHCHECK_NETNS_CHILD"
 
+// childNSLine starts the line on which the child names the namespace it
+// creates.
+const childNSLine = "healthcheck test namespace: "
+
 // TestGUEPathInNamespaces runs TestGUEPathChild in a throw-away "director"
 // namespace. A Checker opens sockets from whatever thread a goroutine runs
 // on, so the director side must be a whole process inside the namespace,
@@ -42,6 +46,13 @@ func TestGUEPathInNamespaces(t *testing.T) {
 	cmd := dir.Command(ctx, exe, "-test.run=^TestGUEPathChild$", "-test.count=1", "-test.timeout=3m", "-test.v")
 	cmd.Env = append(os.Environ(), childEnv+"=1")
 	out, err := cmd.CombinedOutput()
+	// The child's cleanup removes the namespace it made, unless it was
+	// killed (a -test.timeout panic skips cleanups): then do it here.
+	for _, line := range strings.Split(string(out), "\n") {
+		if name, ok := strings.CutPrefix(line, childNSLine); ok {
+			_ = exec.Command("ip", "netns", "del", strings.TrimSpace(name)).Run()
+		}
+	}
 	if err != nil || testing.Verbose() {
 		t.Logf("director namespace:\n%s", out)
 	}
@@ -71,6 +82,7 @@ func TestGUEPathChild(t *testing.T) {
 	}
 	testenv.RequireRoot(t)
 	prx := nstest.New(t, "prx")
+	fmt.Println(childNSLine + prx.Name)
 	nstest.Veth(t, nil, "hc0", prx, "eth0")
 	ip(t, "addr", "add", nsDirector.String()+"/24", "dev", "hc0")
 	prx.IP(t, "addr", "add", nsProxy.String()+"/24", "dev", "eth0")
