@@ -60,7 +60,6 @@ volatile const enum outcome outcome_len = OUTCOME_LEN;
 #define OUTER_UDP_OFF (OUTER_IP_OFF + GLB_OUTER_IPV4_LEN)
 #define GUE_OFF (OUTER_UDP_OFF + GLB_OUTER_UDP_LEN)
 #define UDP_CSUM_OFF (OUTER_UDP_OFF + offsetof(struct udphdr, check))
-#define NEXT_HOP_WORD_OFF (GUE_OFF + sizeof(struct gue_base) + offsetof(struct glb_priv, next_hop))
 
 /* What the parser learnt about one GUE packet. */
 struct gue_pkt {
@@ -68,7 +67,6 @@ struct gue_pkt {
 	__u32 strip;	    /* outer IPv4 + UDP + GUE + private data */
 	__be32 outer_daddr; /* the address the packet was sent to */
 	__be32 hop;	    /* hops[next_hop], valid when next_hop < hop_count */
-	__u16 outer_len;    /* outer IPv4 total length, host order */
 	__u8 next_hop;
 	__u8 hop_count;
 	__u8 inner_v6;
@@ -175,6 +173,12 @@ static __always_inline int forward(struct __sk_buff *skb, const struct gue_pkt *
 				    BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0 | sizeof(self));
 		bpf_l4_csum_replace(skb, UDP_CSUM_OFF, old_word, new_word,
 				    BPF_F_MARK_MANGLED_0 | sizeof(old_word));
+	} else {
+		/* Nothing compensates the next_hop change inside the packet:
+		 * keep a CHECKSUM_COMPLETE skb->csum right for whoever
+		 * receives the skb next (a veth peer passes it on as is).
+		 * The helper does nothing for other skbs. */
+		bpf_csum_update(skb, (__u16)~old_word + (__u32)(__u16)new_word);
 	}
 
 	return count(OUTCOME_FORWARDED_TO_ALTERNATE, g->wire_len, bpf_redirect_neigh(skb->ifindex, NULL, 0, 0));
@@ -390,7 +394,6 @@ static __always_inline int gue(struct __sk_buff *skb, struct gue_pkt *g)
 	}
 
 	g->outer_daddr = ip->daddr;
-	g->outer_len = bpf_ntohs(ip->tot_len);
 	g->strip = GLB_OUTER_IPV4_LEN + GLB_OUTER_UDP_LEN + sizeof(struct gue_base) + hlen * 4;
 	g->inner_v6 = gh->base.proto == GUE_PROTO_IPV6;
 	if (g->inner_v6)

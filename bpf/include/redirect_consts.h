@@ -21,9 +21,6 @@
  * IPv6 (40), ports (4). Rounded up. */
 #define REDIRECT_MAX_HEADERS 320
 
-#define AF_INET 2
-#define AF_INET6 10
-
 #define IP_MF 0x2000
 #define IP_OFFSET 0x1fff
 

@@ -170,8 +170,8 @@ func containsAddr(list []netip.Addr, v netip.Addr) bool {
 }
 
 // Counters returns the program's packet counters, summed over CPUs, by
-// outcome label.
-func (a *Agent) Counters() (map[Outcome]uint64, error) {
+// outcome label ("accepted_syn", "forwarded_to_alternate", ...).
+func (a *Agent) Counters() (map[string]uint64, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.objs == nil {
@@ -181,7 +181,7 @@ func (a *Agent) Counters() (map[Outcome]uint64, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[Outcome]uint64, len(stats))
+	out := make(map[string]uint64, len(stats))
 	for i, s := range stats {
 		out[outcomeLabels[i]] = s.Packets
 	}

@@ -14,9 +14,6 @@ var errNotLinux = errors.New("glb-redirect runs on Linux only")
 // Agent is glb-redirect running on a proxy host; see agent_linux.go.
 type Agent struct{}
 
-// Outcome names why bpf/redirect.c let a packet go.
-type Outcome = string
-
 // Start fails off Linux.
 func Start(cfg Config) (*Agent, error) {
 	if err := cfg.validate(); err != nil {
@@ -32,10 +29,7 @@ func (*Agent) Self() netip.Addr { return netip.Addr{} }
 func (*Agent) Reconcile() error { return errNotLinux }
 
 // Counters fails off Linux.
-func (*Agent) Counters() (map[Outcome]uint64, error) { return nil, errNotLinux }
+func (*Agent) Counters() (map[string]uint64, error) { return nil, errNotLinux }
 
 // Close does nothing off Linux.
 func (*Agent) Close() error { return nil }
-
-// Outcomes is empty off Linux.
-func Outcomes() []Outcome { return nil }

@@ -32,10 +32,3 @@ var outcomeLabels = [...]string{
 	bpf.RedirectOutcomeOUTCOME_MALFORMED_NEXT_HOP:     "malformed_next_hop",
 	bpf.RedirectOutcomeOUTCOME_MALFORMED_INNER:        "malformed_inner",
 }
-
-// Outcome names why bpf/redirect.c let a packet go, as exported in the
-// outcome label: "accepted_syn", "forwarded_to_alternate", ...
-type Outcome = string
-
-// Outcomes returns every outcome label, in the C enum's order.
-func Outcomes() []Outcome { return append([]string(nil), outcomeLabels[:]...) }
