@@ -37,7 +37,7 @@ const (
 //		rebuild(cfg, h) // table.Build(spec, h) for every table
 //	}
 //
-// The fields must not change once Run has been called.
+// Set the fields before calling any method; they must not change after.
 type Checker struct {
 	// Interval is the time between the starts of two probes of one check.
 	// Zero means 2s.
@@ -66,6 +66,7 @@ type Checker struct {
 
 	mu       sync.Mutex
 	inited   bool
+	log      *slog.Logger
 	runCtx   context.Context // set while Run runs
 	stopped  bool
 	targets  map[Check]*target
@@ -145,8 +146,9 @@ func (c *Checker) init() {
 	if c.clock == nil {
 		c.clock = realClock{}
 	}
-	if c.Log == nil {
-		c.Log = slog.New(slog.DiscardHandler)
+	c.log = c.Log
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
 	}
 	c.targets = map[Check]*target{}
 	c.backends = map[netip.Addr]backendState{}
@@ -235,7 +237,7 @@ func (c *Checker) Update(cfg *table.Config) {
 		if c.runCtx != nil && !c.stopped {
 			c.start(t)
 		}
-		c.Log.Debug("health check added", "backend", chk.Backend, "check", chk.String())
+		c.log.Debug("health check added", "backend", chk.Backend, "check", chk.String())
 	}
 	for chk, t := range c.targets {
 		if keep[chk] {
@@ -247,7 +249,7 @@ func (c *Checker) Update(cfg *table.Config) {
 		delete(c.targets, chk)
 		c.m.forgetCheck(chk)
 		affected[chk.Backend] = true
-		c.Log.Debug("health check removed", "backend", chk.Backend, "check", chk.String())
+		c.log.Debug("health check removed", "backend", chk.Backend, "check", chk.String())
 	}
 	for ip := range affected {
 		c.updateBackend(ip, nil)
@@ -367,7 +369,7 @@ func (c *Checker) record(t *target, r result, took time.Duration) {
 		if !now.healthy {
 			level = slog.LevelWarn
 		}
-		c.Log.Log(context.Background(), level, "health check changed", "backend", t.check.Backend,
+		c.log.Log(context.Background(), level, "health check changed", "backend", t.check.Backend,
 			"check", t.check.String(), "old", old.String(), "new", now.String(), "reason", reasonText(r))
 		c.updateBackend(t.check.Backend, t)
 		c.publish()
@@ -417,7 +419,7 @@ func (c *Checker) updateBackend(ip netip.Addr, cause *target) {
 		if had {
 			delete(c.backends, ip)
 			c.m.forgetBackend(ip.String())
-			c.Log.Info("backend no longer checked", "backend", ip, "old", old.String())
+			c.log.Info("backend no longer checked", "backend", ip, "old", old.String())
 		}
 		return
 	}
@@ -460,7 +462,7 @@ func (c *Checker) updateBackend(ip netip.Addr, cause *target) {
 	if !now.healthy {
 		level = slog.LevelWarn
 	}
-	c.Log.Log(context.Background(), level, "backend health changed", attrs...)
+	c.log.Log(context.Background(), level, "backend health changed", attrs...)
 }
 
 // publish sends the snapshot if it differs from the last one sent. c.mu
@@ -486,7 +488,7 @@ func (c *Checker) publish() {
 
 // String describes the settings, for a startup log line.
 func (c *Checker) String() string {
-	src := "the route's"
+	src := "chosen by route"
 	if c.SrcIP.IsValid() {
 		src = c.SrcIP.String()
 	}
