@@ -121,30 +121,42 @@ func (e *progEnv) waitState(tb testing.TB, local, remote netip.AddrPort, states 
 	})
 }
 
-// rawSender sends hand-made IPv4 packets from inside the namespace, with
-// any source address: SYNs from remote clients whose replies leave
-// through cl0 and never come back.
+// rawSender sends hand-made IP packets from inside the namespace, with any
+// source address: SYNs from remote clients whose replies leave through
+// cl0 and never come back.
 func (e *progEnv) rawSender(tb testing.TB) func(pkt []byte) {
 	tb.Helper()
-	var fd int
+	var fd4, fd6 int
 	if err := e.ns.Do(tb, func() error {
 		var err error
-		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW)
+		if fd4, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_RAW); err != nil {
+			return err
+		}
+		// IPPROTO_RAW implies IPV6_HDRINCL for IPv6 too.
+		fd6, err = unix.Socket(unix.AF_INET6, unix.SOCK_RAW, unix.IPPROTO_RAW)
 		return err
 	}); err != nil {
 		tb.Fatalf("raw socket: %v", err)
 	}
-	tb.Cleanup(func() { unix.Close(fd) })
+	tb.Cleanup(func() { unix.Close(fd4); unix.Close(fd6) })
 	return func(pkt []byte) {
-		var dst [4]byte
-		copy(dst[:], pkt[16:20])
-		if err := unix.Sendto(fd, pkt, 0, &unix.SockaddrInet4{Addr: dst}); err != nil {
+		var err error
+		if pkt[0]>>4 == 6 {
+			var dst [16]byte
+			copy(dst[:], pkt[24:40])
+			err = unix.Sendto(fd6, pkt, 0, &unix.SockaddrInet6{Addr: dst})
+		} else {
+			var dst [4]byte
+			copy(dst[:], pkt[16:20])
+			err = unix.Sendto(fd4, pkt, 0, &unix.SockaddrInet4{Addr: dst})
+		}
+		if err != nil {
 			tb.Fatalf("send raw packet: %v", err)
 		}
 	}
 }
 
-// capture reads IPv4 packets leaving through cl0, where replies to remote
+// capture reads IP packets leaving through cl0, where replies to remote
 // clients go.
 type capture struct{ fd int }
 
@@ -185,11 +197,18 @@ func (c *capture) synAck(tb testing.TB, client netip.AddrPort) uint32 {
 			tb.Fatalf("wait for the SYN-ACK to %s: %v", client, err)
 		}
 		p := buf[:n]
-		if n < 40 || p[0]>>4 != 4 || p[9] != protoTCP {
+		var th []byte
+		var dst netip.Addr
+		switch {
+		case n >= 40 && p[0]>>4 == 4 && p[9] == protoTCP:
+			th = p[int(p[0]&0xf)*4:]
+			dst, _ = netip.AddrFromSlice(p[16:20])
+		case n >= 60 && p[0]>>4 == 6 && p[6] == protoTCP:
+			th = p[40:]
+			dst, _ = netip.AddrFromSlice(p[24:40])
+		default:
 			continue
 		}
-		th := p[int(p[0]&0xf)*4:]
-		dst, _ := netip.AddrFromSlice(p[16:20])
 		if dst == client.Addr() && binary.BigEndian.Uint16(th[2:]) == client.Port() && th[13]&(tcpSYN|tcpACK) == tcpSYN|tcpACK {
 			return binary.BigEndian.Uint32(th[4:])
 		}
@@ -308,7 +327,7 @@ func TestProgramSocketLookups(t *testing.T) {
 
 		t.Run("and one with a wrong cookie goes on", func(t *testing.T) {
 			bad := ack
-			bad.ack ^= 0x00ff0000
+			bad.ack ^= 0x00ff0000 // the low bits carry the MSS index: any of four is valid
 			wantForward(t, v4tcp(remote, vip4, client.Port(), 8008, bad))
 		})
 		t.Run("and so does a RST carrying the cookie", func(t *testing.T) {
@@ -316,5 +335,28 @@ func TestProgramSocketLookups(t *testing.T) {
 			rst.flags = tcpACK | tcpRST
 			wantForward(t, v4tcp(remote, vip4, client.Port(), 8008, rst))
 		})
+	})
+
+	t.Run("a packet for an IPv6 request socket is taken here", func(t *testing.T) {
+		e.sysctl(t, "net/ipv4/tcp_syncookies", "1")
+		e.listen(t, netip.AddrPortFrom(vip6, 8009))
+		client := netip.AddrPortFrom(remote6, 42009)
+		send(v6tcp(remote6, vip6, client.Port(), 8009, synSeg))
+		e.waitState(t, netip.AddrPortFrom(vip6, 8009), client, "03")
+		wantLocal(t, v6tcp(remote6, vip6, client.Port(), 8009, tcpOpts{flags: tcpACK, seq: synSeg.seq + 1, ack: 1}), "accepted_syn_recv")
+	})
+
+	t.Run("an IPv6 ACK with a valid SYN cookie is taken here", func(t *testing.T) {
+		e.sysctl(t, "net/ipv4/tcp_syncookies", "2")
+		e.listen(t, netip.AddrPortFrom(vip6, 8010))
+		capt := e.capture(t)
+		client := netip.AddrPortFrom(remote6, 42010)
+		send(v6tcp(remote6, vip6, client.Port(), 8010, synSeg))
+		cookie := capt.synAck(t, client)
+		ack := tcpOpts{flags: tcpACK, seq: synSeg.seq + 1, ack: cookie + 1}
+		wantLocal(t, v6tcp(remote6, vip6, client.Port(), 8010, ack), "accepted_syn_cookie")
+		bad := ack
+		bad.ack ^= 0x00ff0000 // the low bits carry the MSS index: any of four is valid
+		wantForward(t, v6tcp(remote6, vip6, client.Port(), 8010, bad))
 	})
 }
