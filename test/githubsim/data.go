@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 	"time"
@@ -452,43 +453,20 @@ func (w *world) commitSeq(r *repo, seq []seedCommit) {
 func (r *repo) addCommit(branch, msg string, sig signature, changes map[string]string) *commit {
 	parent := r.commits[r.branches[branch]]
 	files := map[string]string{}
+	var before map[string]string
 	var parents []string
 	if parent != nil {
-		for p, c := range parent.files {
-			files[p] = c
-		}
-		parents = []string{parent.sha}
+		maps.Copy(files, parent.files)
+		before, parents = parent.files, []string{parent.sha}
 	}
-	paths := make([]string, 0, len(changes))
-	for p := range changes {
-		paths = append(paths, p)
-	}
-	sort.Strings(paths)
-	var fcs []fileChange
-	for _, p := range paths {
-		old, had := files[p]
-		content := changes[p]
-		fc := fileChange{path: p}
-		switch {
-		case content == "" && had:
+	for p, content := range changes {
+		if content == "" {
 			delete(files, p)
-			fc.status, fc.deletions = "removed", lineCount(old)
-		case content == "":
-			continue
-		case had:
+		} else {
 			files[p] = content
-			fc.status = "modified"
-		default:
-			files[p] = content
-			fc.status = "added"
 		}
-		if content != "" {
-			fc.blob = r.store(objBlob, []byte(content))
-			fc.additions, fc.deletions, fc.patch = diffLines(old, content)
-		}
-		fcs = append(fcs, fc)
 	}
-	c := &commit{parents: parents, message: msg, author: sig, committer: sig, files: files, changes: fcs}
+	c := &commit{parents: parents, message: msg, author: sig, committer: sig, files: files, changes: changesBetween(before, files)}
 	c.tree = buildTree(files, r.store)
 	c.sha = r.store(objCommit, c.encode())
 	r.commits[c.sha] = c
