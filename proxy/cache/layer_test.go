@@ -18,7 +18,7 @@ import (
 
 	"github.com/glb-project/glb/proxy/config"
 	"github.com/glb-project/glb/proxy/credentials"
-	"github.com/glb-project/glb/proxy/internal/redistest"
+	"github.com/glb-project/glb/proxy/redistest"
 	"github.com/glb-project/glb/test/githubsim"
 )
 

@@ -22,7 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/glb-project/glb/proxy/config"
-	"github.com/glb-project/glb/proxy/internal/redistest"
+	"github.com/glb-project/glb/proxy/redistest"
 	"github.com/glb-project/glb/test/githubsim"
 )
 
