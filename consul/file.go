@@ -237,8 +237,9 @@ func (f *FileStore) Watch(ctx context.Context, apply func(*table.Config)) error 
 			}
 			f.tr.fail("read", err)
 			haveSum = false
-		case haveSum && sha256.Sum256(data) == lastSum:
-			// A touch or a rewrite with the same content: not a change.
+		case haveSum && sha256.Sum256(data) == lastSum && (!valid || !f.tr.snapshot().Stale):
+			// A touch or a rewrite with the same content: not a change
+			// (and still broken, if it was).
 			if valid {
 				f.tr.ok(0)
 			}

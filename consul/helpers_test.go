@@ -1,6 +1,7 @@
 package consul
 
 import (
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -40,8 +41,10 @@ var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 // agree on byte for byte.
 func rows(cfg *table.Config) string {
 	var b strings.Builder
-	for i := range cfg.Tables {
-		tb := table.Build(&cfg.Tables[i], nil)
+	specs := append([]table.Spec(nil), cfg.Tables...)
+	sort.Slice(specs, func(i, j int) bool { return specs[i].Name < specs[j].Name })
+	for i := range specs {
+		tb := table.Build(&specs[i], nil)
 		b.WriteString(tb.Name)
 		b.WriteByte('\n')
 		for r := range table.NumRows {

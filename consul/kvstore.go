@@ -195,6 +195,8 @@ func (s *KVStore) Watch(ctx context.Context, apply func(*table.Config)) error {
 			continue
 		}
 		if err != nil {
+			// The next query does not block, so a recovery is seen at once.
+			index = 0
 			s.tr.fail("read", fmt.Errorf("read %s: %w", s, err))
 			if !sleep(ctx, bo.next(), s.refresh) {
 				break
@@ -212,7 +214,7 @@ func (s *KVStore) Watch(ctx context.Context, apply func(*table.Config)) error {
 			}
 			decoded = false
 		}
-		if last == index && decoded {
+		if last == index && decoded && !s.tr.snapshot().Stale {
 			s.tr.ok(index) // a timeout or an early return: nothing changed
 			continue
 		}
@@ -313,9 +315,8 @@ func (s *KVStore) WatchClients(ctx context.Context, apply func(data []byte)) err
 			continue
 		}
 		bo.reset()
-		if meta.LastIndex < index {
-			index = 0
-		}
+		// Follow the index even when it goes backwards (that resets the
+		// watch), and never block on 0.
 		index = max(meta.LastIndex, 1)
 		var data []byte
 		if p != nil {

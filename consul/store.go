@@ -245,23 +245,30 @@ func (t *tracker) fail(kind string, err error) {
 	}
 }
 
-// ok records a successful read at index.
+// ok records a successful read of a valid state at index: the state in
+// use is current again.
 func (t *tracker) ok(index uint64) {
 	now := t.now()
 	t.mu.Lock()
-	t.status.LastSuccess = now
-	t.status.Index = index
+	wasStale := t.status.Stale
+	t.status = Status{LastSuccess: now, Index: index}
 	t.mu.Unlock()
 	if t.m != nil {
 		t.m.lastSuccess.Set(float64(now.UnixNano()) / 1e9)
 		t.m.reads.Inc()
+		t.m.stale.Set(0)
+		t.m.invalid.Set(0)
+	}
+	if wasStale {
+		t.log.Info("state readable again")
 	}
 }
 
-// offer applies cfg if it differs from the last applied state. A state
-// with no tables is refused once a state with tables was applied: an empty
-// prefix or file is far more likely a wiped store than an intent to drop
-// every VIP (restart the process to accept it).
+// offer applies cfg, read and recorded with ok, if it differs from the
+// last applied state. A state with no tables is refused once a state with
+// tables was applied: an empty prefix or file is far more likely a wiped
+// store than an intent to drop every VIP (restart the process to accept
+// it).
 func (t *tracker) offer(cfg *table.Config, apply func(*table.Config)) {
 	b, err := cfg.Marshal()
 	if err != nil {
@@ -274,18 +281,9 @@ func (t *tracker) offer(cfg *table.Config, apply func(*table.Config)) {
 		t.fail("empty", fmt.Errorf("%s holds no tables; keeping the last good state (%d tables): restore the state, or restart to accept an empty one", t.name, t.tables))
 		return
 	}
-	wasStale := t.status.Stale
-	t.status.Stale, t.status.Err = false, nil
 	same := t.seeded && bytes.Equal(b, t.last)
 	t.last, t.tables, t.seeded = b, len(cfg.Tables), true
 	t.mu.Unlock()
-	if t.m != nil {
-		t.m.stale.Set(0)
-		t.m.invalid.Set(0)
-	}
-	if wasStale {
-		t.log.Info("state readable again")
-	}
 	if same {
 		return
 	}

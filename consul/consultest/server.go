@@ -158,6 +158,10 @@ func (s *Server) Config() *api.Config {
 	return c
 }
 
+// Waiting is the number of blocking queries parked, waiting for a change:
+// tests use it to act only once a client is waiting.
+func (s *Server) Waiting() int { return int(s.parked.Load()) }
+
 // Index is the last index the server handed out.
 func (s *Server) Index() uint64 {
 	s.mu.Lock()
@@ -165,9 +169,9 @@ func (s *Server) Index() uint64 {
 	return s.index
 }
 
-// Wipe forgets every key, service and check and restarts the index from a
-// low number, as a Consul cluster restored from an old snapshot would:
-// clients see X-Consul-Index go backwards.
+// Wipe forgets every key, service and check and moves the index back to 1,
+// as a Consul cluster restored from an old snapshot would: clients see
+// X-Consul-Index go backwards, and blocking queries return at once.
 func (s *Server) Wipe() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -176,7 +180,7 @@ func (s *Server) Wipe() {
 			c.cancel()
 		}
 	}
-	s.reset(2)
+	s.reset(1)
 	close(s.abandon)
 	s.abandon = make(chan struct{})
 	s.wake()
@@ -353,8 +357,13 @@ func (s *Server) blockingRead(w http.ResponseWriter, r *http.Request, query func
 			s.parked.Add(1)
 			select {
 			case <-changed:
-				s.parked.Add(-1)
-				continue
+				select {
+				case <-abandon: // woken by a Wipe: answer now
+					done = true
+				default:
+					s.parked.Add(-1)
+					continue
+				}
 			case <-abandon:
 				// A restore (Wipe) ends every blocking query at once, as
 				// Consul's abandon channel does.

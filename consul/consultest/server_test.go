@@ -348,7 +348,7 @@ func TestStopStartKeepsDataAndAddress(t *testing.T) {
 		blocked <- err
 	}()
 	// Wait until the query is parked on the server, then stop it.
-	eventually(t, "the blocking query to reach the server", func() bool { return s.blockedQueries() > 0 })
+	eventually(t, "the blocking query to reach the server", func() bool { return s.Waiting() > 0 })
 	s.Stop()
 	select {
 	case err := <-blocked:
@@ -389,7 +389,7 @@ func TestWipeMovesIndexBackAndEndsBlockingQueries(t *testing.T) {
 		}
 		done <- m.LastIndex
 	}()
-	eventually(t, "the blocking query to reach the server", func() bool { return s.blockedQueries() > 0 })
+	eventually(t, "the blocking query to reach the server", func() bool { return s.Waiting() > 0 })
 	s.Wipe()
 	select {
 	case idx := <-done:
@@ -564,9 +564,4 @@ func TestServicesAndChecks(t *testing.T) {
 			t.Fatalf("leader %q %v", leader, err)
 		}
 	})
-}
-
-// blockedQueries is for tests: how many requests wait in blockingRead.
-func (s *Server) blockedQueries() int {
-	return int(s.parked.Load())
 }

@@ -1,0 +1,442 @@
+package consul
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/glb-project/glb/consul/consultest"
+	"github.com/glb-project/glb/director/table"
+	"github.com/hashicorp/consul/api"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// fast are store options for tests: short backoff and rate limit.
+func fast(reg prometheus.Registerer) Options {
+	return Options{Registerer: reg, MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
+		MinWatchInterval: time.Millisecond, WaitTime: 30 * time.Second}
+}
+
+func openKV(t *testing.T, srv *consultest.Server, opts Options) *KVStore {
+	t.Helper()
+	st, err := Open("consul://"+srv.Addr()+"/glb", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.(*KVStore)
+}
+
+// importState replaces the whole state.
+func importState(t *testing.T, st Store, cfg *table.Config) {
+	t.Helper()
+	if _, _, err := st.Update(context.Background(), func(c *table.Config) error { *c = *cfg.Clone(); return nil }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// director is a watcher standing in for a glb-director: it records every
+// state it is given.
+type director struct {
+	st  *KVStore
+	reg *prometheus.Registry
+	got chan *table.Config
+}
+
+func startDirector(t *testing.T, srv *consultest.Server) *director {
+	t.Helper()
+	d := &director{reg: prometheus.NewPedanticRegistry(), got: make(chan *table.Config, 100)}
+	d.st = openKV(t, srv, fast(d.reg))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		d.st.Watch(ctx, func(c *table.Config) { d.got <- c })
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return d
+}
+
+func (d *director) next(t *testing.T, what string) *table.Config {
+	t.Helper()
+	select {
+	case c := <-d.got:
+		return c
+	case <-time.After(30 * time.Second):
+		t.Fatalf("director got no state: %s", what)
+		return nil
+	}
+}
+
+func (d *director) quiet(t *testing.T) {
+	t.Helper()
+	select {
+	case c := <-d.got:
+		t.Fatalf("unexpected state delivered (%d tables)", len(c.Tables))
+	default:
+	}
+}
+
+func TestConsulTwoDirectorsAgree(t *testing.T) {
+	srv := consultest.New(t)
+	ctl := openKV(t, srv, Options{})
+	importState(t, ctl, parseState(t, testState))
+
+	a, b := startDirector(t, srv), startDirector(t, srv)
+	ca, cb := a.next(t, "initial"), b.next(t, "initial")
+	if rows(ca) != rows(cb) || rows(ca) != rows(parseState(t, testState)) {
+		t.Fatal("initial tables differ")
+	}
+
+	ctx := context.Background()
+	steps := []struct {
+		name   string
+		change func(*table.Config) error
+	}{
+		{"drain proxy-2", drain("proxy-2", "kernel upgrade")},
+		{"remove proxy-2", func(c *table.Config) error {
+			_, err := Change{Host: "proxy-2", To: table.Inactive, By: "alice", At: t0}.Apply(c)
+			return err
+		}},
+		{"fill proxy-2", func(c *table.Config) error {
+			_, err := Change{Host: "proxy-2", To: table.Filling, By: "alice", At: t0}.Apply(c)
+			return err
+		}},
+		{"activate proxy-2", func(c *table.Config) error {
+			_, err := Change{Host: "proxy-2", To: table.Active, By: "alice", At: t0}.Apply(c)
+			return err
+		}},
+		{"three hops", func(c *table.Config) error { c.Table("github-api").Hops = 3; return nil }},
+		{"a new backend", func(c *table.Config) error {
+			git := c.Table("git")
+			nb := git.Backends[2]
+			nb.IP, nb.Name = nb.IP.Next(), "git-2"
+			git.Backends = append(git.Backends, nb)
+			return nil
+		}},
+		{"drop a table", func(c *table.Config) error {
+			*c = table.Config{Tables: []table.Spec{*c.Table("github-api")}}
+			return nil
+		}},
+	}
+	for _, step := range steps {
+		readsA := gauge(t, a.reg, "glb_state_reads_total")
+		readsB := gauge(t, b.reg, "glb_state_reads_total")
+		_, want, err := ctl.Update(ctx, step.change)
+		if err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		ca, cb := a.next(t, step.name), b.next(t, step.name)
+		if rows(ca) != rows(cb) {
+			t.Fatalf("%s: the two directors built different tables", step.name)
+		}
+		if rows(ca) != rows(want) {
+			t.Fatalf("%s: the directors' tables differ from the state written", step.name)
+		}
+		// The change arrived in the blocking query that was waiting for it.
+		if d := gauge(t, a.reg, "glb_state_reads_total") - readsA; d != 1 {
+			t.Errorf("%s: director a needed %v rounds", step.name, d)
+		}
+		if d := gauge(t, b.reg, "glb_state_reads_total") - readsB; d != 1 {
+			t.Errorf("%s: director b needed %v rounds", step.name, d)
+		}
+	}
+	loaded, err := ctl.Load(ctx)
+	if err != nil || len(loaded.Tables) != 1 || loaded.Tables[0].Hops != 3 {
+		t.Fatalf("final state %+v %v", loaded, err)
+	}
+
+	// A write that changes nothing is not delivered.
+	kv := ctl.Client().KV()
+	p, _, _ := kv.Get("glb/tables/github-api", nil)
+	if _, err := kv.Put(&api.KVPair{Key: p.Key, Value: p.Value}, nil); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "both directors to see the idempotent write", func() bool {
+		return a.st.Status().Index >= p.ModifyIndex+1 && b.st.Status().Index >= p.ModifyIndex+1
+	})
+	a.quiet(t)
+	b.quiet(t)
+}
+
+func TestConsulOutage(t *testing.T) {
+	srv := consultest.New(t)
+	ctl := openKV(t, srv, Options{})
+	importState(t, ctl, parseState(t, testState))
+	a, b := startDirector(t, srv), startDirector(t, srv)
+	before := rows(a.next(t, "initial"))
+	b.next(t, "initial")
+	lastA := gauge(t, a.reg, "glb_state_last_success_timestamp_seconds")
+
+	srv.Stop()
+	for _, d := range []*director{a, b} {
+		eventually(t, "the director to notice the outage", func() bool { return gauge(t, d.reg, "glb_state_stale") == 1 })
+		if st := d.st.Status(); !st.Stale || st.Err == nil || st.LastSuccess.IsZero() {
+			t.Fatalf("status during the outage: %+v", st)
+		}
+		d.quiet(t) // the directors keep their tables
+	}
+	if gauge(t, a.reg, "glb_state_last_success_timestamp_seconds") != lastA {
+		t.Fatal("last success moved during the outage")
+	}
+	if _, _, err := ctl.Update(context.Background(), drain("proxy-3", "r")); err == nil {
+		t.Fatal("a write succeeded while Consul was down")
+	}
+
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []*director{a, b} {
+		eventually(t, "the director to resync", func() bool { return gauge(t, d.reg, "glb_state_stale") == 0 })
+		d.quiet(t) // same state as before: nothing to apply
+	}
+	if _, _, err := ctl.Update(context.Background(), drain("proxy-3", "after the outage")); err != nil {
+		t.Fatal(err)
+	}
+	ca, cb := a.next(t, "drain after the outage"), b.next(t, "drain after the outage")
+	if rows(ca) != rows(cb) || rows(ca) == before {
+		t.Fatal("after the outage the directors disagree or missed the drain")
+	}
+}
+
+func TestConsulIndexGoesBackwards(t *testing.T) {
+	srv := consultest.New(t)
+	ctl := openKV(t, srv, Options{})
+	importState(t, ctl, parseState(t, testState))
+	d := startDirector(t, srv)
+	d.next(t, "initial")
+
+	// A restore from an empty snapshot: the index goes back and the prefix
+	// is empty. The director restarts its watch and refuses to drop every
+	// table.
+	eventually(t, "the director's query to park", func() bool { return srv.Waiting() > 0 })
+	srv.Wipe()
+	eventually(t, "the empty state to be refused", func() bool {
+		return gauge(t, d.reg, "glb_state_errors_total", "kind", "empty") >= 1
+	})
+	if gauge(t, d.reg, "glb_state_index_resets_total") < 1 || gauge(t, d.reg, "glb_state_stale") != 1 {
+		t.Fatal("no index reset or staleness recorded")
+	}
+	d.quiet(t)
+
+	// Writing the state back brings the director back in step: a drain
+	// after the restore is delivered.
+	importState(t, ctl, parseState(t, testState))
+	eventually(t, "staleness to clear", func() bool { return gauge(t, d.reg, "glb_state_stale") == 0 })
+	if _, _, err := ctl.Update(context.Background(), drain("proxy-1", "r")); err != nil {
+		t.Fatal(err)
+	}
+	if c := d.next(t, "drain after restore"); c.Table("github-api").FindBackend("proxy-1").State != table.Draining {
+		t.Fatal("drain after the restore not delivered")
+	}
+}
+
+func TestConsulInvalidKeyKeepsLastGoodState(t *testing.T) {
+	srv := consultest.New(t)
+	ctl := openKV(t, srv, Options{})
+	importState(t, ctl, parseState(t, testState))
+	d := startDirector(t, srv)
+	d.next(t, "initial")
+	kv := ctl.Client().KV()
+
+	// An operator writes a host key by hand: valid ones apply at once.
+	if _, err := kv.Put(&api.KVPair{Key: "glb/hosts/10.1.0.13", Value: []byte(`{"state":"draining","reason":"by hand","by":"carol"}`)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if c := d.next(t, "hand-written drain"); c.Table("github-api").FindBackend("proxy-3").Reason != "by hand" {
+		t.Fatal("hand-written host key not applied")
+	}
+	// A broken one is not applied, and says so.
+	if _, err := kv.Put(&api.KVPair{Key: "glb/hosts/10.1.0.13", Value: []byte(`{"state":"drainig"}`)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the broken key to be noticed", func() bool { return gauge(t, d.reg, "glb_state_invalid") == 1 })
+	d.quiet(t)
+	if _, err := kv.Delete("glb/hosts/10.1.0.13", nil); err != nil {
+		t.Fatal(err)
+	}
+	if c := d.next(t, "key removed"); c.Table("github-api").FindBackend("proxy-3").State != table.Active {
+		t.Fatal("state after removing the override")
+	}
+	if gauge(t, d.reg, "glb_state_invalid") != 0 {
+		t.Fatal("invalid flag not cleared")
+	}
+}
+
+// Two glbctl runs drain different hosts at once: the serial key makes one
+// transaction fail, it re-reads, and the rule refuses it.
+func TestConsulConcurrentWriters(t *testing.T) {
+	srv := consultest.New(t)
+	importState(t, openKV(t, srv, Options{}), parseState(t, testState))
+	for round := range 5 {
+		// Reset the slot between rounds.
+		ctl := openKV(t, srv, Options{})
+		if _, _, err := ctl.Update(context.Background(), func(c *table.Config) error {
+			for i := range c.Tables {
+				for j := range c.Tables[i].Backends {
+					c.Tables[i].Backends[j].State = table.Active
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		start := make(chan struct{})
+		for i, host := range []string{"proxy-2", "proxy-3"} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				st := openKV(t, srv, Options{})
+				<-start
+				_, _, errs[i] = st.Update(context.Background(), drain(host, "race"))
+			}()
+		}
+		close(start)
+		wg.Wait()
+		ok := 0
+		var se *SlotError
+		for _, err := range errs {
+			if err == nil {
+				ok++
+			} else if !errors.As(err, &se) {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+		if ok != 1 {
+			t.Fatalf("round %d: %d writers won (%v)", round, ok, errs)
+		}
+	}
+}
+
+func TestConsulHealthAndClients(t *testing.T) {
+	srv := consultest.New(t)
+	st := openKV(t, srv, Options{})
+	ctx := context.Background()
+	cfg := parseState(t, testState)
+	ip := cfg.Tables[0].Backends[0].IP
+	if err := st.PublishHealth(ctx, HealthReport{Source: "director-1", At: t0, Backends: map[netip.Addr]bool{ip: false}}); err != nil {
+		t.Fatal(err)
+	}
+	reports, err := st.HealthReports(ctx)
+	if err != nil || len(reports) != 1 || reports[0].Backends[ip] {
+		t.Fatalf("reports %+v %v", reports, err)
+	}
+
+	got := make(chan []byte, 10)
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	w := openKV(t, srv, fast(nil))
+	go func() { defer close(done); w.WatchClients(wctx, func(b []byte) { got <- b }) }()
+	defer func() { cancel(); <-done }()
+	if b := <-got; b != nil {
+		t.Fatalf("no registry yet, got %q", b)
+	}
+	if err := st.PutClients(ctx, []byte("version: 1\nclients: []\n")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case b := <-got:
+		if string(b) != "version: 1\nclients: []\n" {
+			t.Fatalf("registry %q", b)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("client registry change not delivered")
+	}
+}
+
+func TestParseURL(t *testing.T) {
+	for _, tc := range []struct {
+		in, addr, prefix string
+		bad              bool
+	}{
+		{in: "consul://127.0.0.1:8500/glb", addr: "127.0.0.1:8500", prefix: "glb"},
+		{in: "consul://consul.service:8500/glb/east/", addr: "consul.service:8500", prefix: "glb/east"},
+		{in: "consul://localhost/glb", addr: "localhost:8500", prefix: "glb"},
+		{in: "consul://127.0.0.1:8500/", bad: true},
+		{in: "consul://127.0.0.1:8500", bad: true},
+		{in: "consul:///glb", bad: true},
+		{in: "consul://h:1/a/../b", bad: true},
+		{in: "consul://h:1/glb?token=x", bad: true},
+		{in: "http://h:1/glb", bad: true},
+	} {
+		addr, prefix, err := ParseURL(tc.in)
+		if tc.bad != (err != nil) || !tc.bad && (addr != tc.addr || prefix != tc.prefix) {
+			t.Errorf("ParseURL(%q) = %q %q %v", tc.in, addr, prefix, err)
+		}
+	}
+}
+
+func TestProxyRegistration(t *testing.T) {
+	srv := &consultest.Server{MinCheckInterval: 10 * time.Millisecond}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	client, err := api.NewClient(srv.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	health := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/_glb/health" {
+			w.Write([]byte("ok"))
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	t.Cleanup(health.Close)
+	hu, _ := url.Parse(health.URL)
+	port, _ := strconv.Atoi(hu.Port())
+
+	type running struct {
+		cancel context.CancelFunc
+		done   chan error
+	}
+	start := func(addr, table string) running {
+		svc := &Service{Agent: srv.Addr(), Address: addr, Port: port, Cluster: "east", Table: table,
+			CheckURL: health.URL + "/_glb/health", CheckInterval: 10 * time.Millisecond, ResyncInterval: 10 * time.Millisecond}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- svc.Run(ctx) }()
+		return running{cancel, done}
+	}
+	list := func(passing bool) []Proxy {
+		p, _, err := Proxies(context.Background(), client, "east", passing, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+
+	p1 := start("127.0.0.1", "github-api")
+	p2 := start("127.0.0.2", "github-api")
+	eventually(t, "both proxies to pass", func() bool { return len(list(true)) == 2 })
+	got := list(true)
+	if got[0].ID != "glb-proxy-127.0.0.1-"+hu.Port() || got[0].Table != "github-api" || got[0].Cluster != "east" {
+		t.Fatalf("proxies %+v", got)
+	}
+
+	// An agent that lost its state gets the registration back.
+	srv.Wipe()
+	eventually(t, "the proxies to re-register", func() bool { return len(list(true)) == 2 })
+
+	p1.cancel()
+	if err := <-p1.done; err != nil {
+		t.Fatalf("Run on exit: %v", err)
+	}
+	if got := list(false); len(got) != 1 || got[0].Address != "127.0.0.2" {
+		t.Fatalf("after one proxy stopped: %+v", got)
+	}
+	p2.cancel()
+	<-p2.done
+	if got := list(false); len(got) != 0 {
+		t.Fatalf("after both stopped: %+v", got)
+	}
+}
