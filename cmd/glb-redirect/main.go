@@ -75,6 +75,11 @@ func (v *vipList) Set(s string) error {
 		if err != nil {
 			return fmt.Errorf("not an IP address: %q", part)
 		}
+		for _, b := range *v {
+			if a == b {
+				return fmt.Errorf("%s given twice", a)
+			}
+		}
 		*v = append(*v, a)
 	}
 	return nil

@@ -34,7 +34,7 @@ func TestFlags(t *testing.T) {
 		{"bad VIP", []string{"--iface", "eth0", "--vip", "10.0.0.300"}, "", `not an IP address: "10.0.0.300"`},
 		{"bad log level", []string{"--iface", "eth0", "--vip", "10.0.0.1", "--log-level", "loud"}, "", `--log-level "loud"`},
 		{"stray argument", []string{"--iface", "eth0", "--vip", "10.0.0.1", "extra"}, "", `unexpected argument "extra"`},
-		{"a VIP the agent refuses", []string{"--iface", "eth0", "--vip", "10.0.0.1,10.0.0.1", "--metrics-addr", ""}, "", "given twice"},
+		{"a VIP given twice", []string{"--iface", "eth0", "--vip", "10.0.0.1", "--vip", "10.0.0.1"}, "", "10.0.0.1 given twice"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var out, errOut bytes.Buffer
