@@ -480,14 +480,14 @@ static __always_inline int encap(struct xdp_md *ctx, const struct pkt *pk,
 	ip->frag_off = bpf_htons(GLB_OUTER_FRAG_OFF);
 	ip->ttl = GLB_OUTER_TTL;
 	ip->protocol = IPPROTO_UDP;
-	ip->check = 0;
 	ip->saddr = cfg_src_ip;
 	ip->daddr = hop0;
-	__u16 *w = (void *)ip;
-	__u64 sum = 0;
-#pragma unroll
-	for (int i = 0; i < 10; i++)
-		sum += w[i];
+	/* The header checksum from the values just written (16-bit words as
+	 * they lie in memory), rather than reading the header back. */
+	__u32 src = cfg_src_ip;
+	__u64 sum = bpf_htons(0x4500) + ip->tot_len + bpf_htons(GLB_OUTER_FRAG_OFF) +
+		    bpf_htons((GLB_OUTER_TTL << 8) | IPPROTO_UDP) + (src & 0xffff) + (src >> 16) +
+		    (hop0 & 0xffff) + (hop0 >> 16);
 	ip->check = csum_fold(sum);
 
 	udp->source = bpf_htons(GLB_SPORT(hash, bpf_ntohs(client_sport)));
