@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -573,5 +574,54 @@ func TestRestartWithoutGap(t *testing.T) {
 	p2.Stop()
 	if out := tp.dir.IP(t, "link", "show", "d0"); strings.Contains(out, "xdp") {
 		t.Errorf("XDP still attached after SIGTERM:\n%s", out)
+	}
+}
+
+// TestDeployFiles checks the shipped example config loads and the systemd
+// unit's command line parses with the defaults file's settings.
+func TestDeployFiles(t *testing.T) {
+	root, err := testenv.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := table.Load(filepath.Join(root, "deploy/examples/forwarding_table.json"))
+	if err != nil {
+		t.Fatalf("example config: %v", err)
+	}
+	if len(cfg.Tables) == 0 {
+		t.Fatal("example config has no tables")
+	}
+
+	unit, err := os.ReadFile(filepath.Join(root, "deploy/systemd/glb-director.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defaults, err := os.ReadFile(filepath.Join(root, "deploy/systemd/glb-director.default"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{}
+	var execStart string
+	for _, line := range strings.Split(string(unit)+"\n"+string(defaults), "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case strings.HasPrefix(line, "Environment="):
+			for _, kv := range strings.Fields(strings.TrimPrefix(line, "Environment=")) {
+				k, v, _ := strings.Cut(kv, "=")
+				env[k] = v
+			}
+		case strings.HasPrefix(line, "ExecStart="):
+			execStart = strings.TrimPrefix(line, "ExecStart=")
+		case strings.HasPrefix(line, "GLB_"):
+			k, v, _ := strings.Cut(line, "=")
+			env[k] = v
+		}
+	}
+	fields := strings.Fields(os.Expand(execStart, func(k string) string { return env[k] }))
+	if len(fields) < 2 || fields[0] != "/usr/bin/glb-director" {
+		t.Fatalf("ExecStart: %q", execStart)
+	}
+	if _, err := parseFlags(fields[1:], io.Discard); err != nil {
+		t.Errorf("the unit's command line does not parse: %v\n%v", err, fields)
 	}
 }
