@@ -236,6 +236,40 @@ func TestAgent(t *testing.T) {
 		}
 	})
 
+	t.Run("it unwraps IPv6 in GUE so that the IPv6 stack answers", func(t *testing.T) {
+		dir6, p16 := netip.MustParseAddr("fd00:1::2"), netip.MustParseAddr("fd00:1::11")
+		dir.IP(t, "addr", "add", dir6.String()+"/64", "dev", "up0", "nodad")
+		p1.IP(t, "addr", "add", p16.String()+"/64", "dev", "up0", "nodad")
+		var icmp, sender net.PacketConn
+		if err := dir.Do(t, func() error {
+			var err error
+			if icmp, err = net.ListenPacket("ip6:ipv6-icmp", dir6.String()); err != nil {
+				return err
+			}
+			sender, err = net.ListenPacket("udp4", dirIP.String()+":0")
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		defer icmp.Close()
+		defer sender.Close()
+		echo := ipv6(dir6, vip6, protoICMPv6, icmp6(dir6, vip6, 128, 0, 0x6666_0001, []byte("glb health v6")))
+		if _, err := sender.WriteTo(gueHdr{}.bytes(echo), &net.UDPAddr{IP: p1IP.AsSlice(), Port: guePort}); err != nil {
+			t.Fatal(err)
+		}
+		icmp.SetReadDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := icmp.ReadFrom(buf)
+			if err != nil {
+				t.Fatalf("no ICMPv6 echo reply from the VIP: %v\ncounters: %v", err, counters(t, a))
+			}
+			if from.(*net.IPAddr).IP.Equal(vip6.AsSlice()) && n >= 8 && buf[0] == 129 && binary.BigEndian.Uint32(buf[4:]) == 0x6666_0001 {
+				break
+			}
+		}
+	})
+
 	t.Run("it passes an unknown flow to the next hop", func(t *testing.T) {
 		var sender, next net.PacketConn
 		if err := p2.Do(t, func() error {
@@ -270,8 +304,8 @@ func TestAgent(t *testing.T) {
 			t.Errorf("next hop got %x from %s, want %x from %s", buf[:n], from, want, p1IP)
 		}
 		c := counters(t, a)
-		if c["forwarded_to_alternate"] != 1 || c["accepted_icmp"] != 1 {
-			t.Errorf("counters %v, want one forwarded_to_alternate and one accepted_icmp", c)
+		if c["forwarded_to_alternate"] != 1 || c["accepted_icmp"] != 2 {
+			t.Errorf("counters %v, want one forwarded_to_alternate and two accepted_icmp", c)
 		}
 	})
 
