@@ -93,6 +93,11 @@ const (
 // Parse normalises a request target. escapedPath is the path as sent
 // (url.URL.EscapedPath), rawQuery the query (url.URL.RawQuery).
 func Parse(method, escapedPath, rawQuery string) (Request, error) {
+	if escapedPath == "/api/v3/" {
+		// The GHES API root, as clients with a base URL ending in a
+		// slash request it; the one trailing slash accepted.
+		escapedPath = "/api/v3"
+	}
 	segs, err := splitPath(escapedPath)
 	if err != nil {
 		return Request{}, err

@@ -19,6 +19,7 @@ func TestParse(t *testing.T) {
 		{name: "api root", method: "GET", path: "/", wantKind: REST, wantPath: "/", wantKey: "/", wantTemplate: "/"},
 		{name: "ghes prefix is stripped", method: "GET", path: "/api/v3/repos/acme/widgets", wantKind: REST, wantPath: "/repos/acme/widgets", wantKey: "/repos/acme/widgets", wantPrefixed: true, wantTemplate: "/repos/{owner}/{repo}"},
 		{name: "ghes root", method: "GET", path: "/api/v3", wantKind: REST, wantPath: "/", wantKey: "/", wantPrefixed: true, wantTemplate: "/"},
+		{name: "ghes root with a slash", method: "GET", path: "/api/v3/", wantKind: REST, wantPath: "/", wantKey: "/", wantPrefixed: true, wantTemplate: "/"},
 		{name: "owner and repo fold, the rest keeps case", method: "GET", path: "/repos/ACME/Widgets/contents/Docs/README.md", wantKind: REST, wantPath: "/repos/ACME/Widgets/contents/Docs/README.md", wantKey: "/repos/acme/widgets/contents/Docs/README.md", wantTemplate: "/repos/{owner}/{repo}/contents/{name}/{name}"},
 		{name: "users fold one name", method: "GET", path: "/users/OctoCat/repos", wantKind: REST, wantPath: "/users/OctoCat/repos", wantKey: "/users/octocat/repos", wantTemplate: "/users/{user}/repos"},
 		{name: "top-level word is not folded", method: "GET", path: "/REPOS/acme/widgets", wantKind: REST, wantPath: "/REPOS/acme/widgets", wantKey: "/REPOS/acme/widgets", wantTemplate: "/{other}"},

@@ -392,7 +392,10 @@ func (x *exchange) relay(resp *http.Response, prefixed, cacheable bool, inm, ims
 		x.w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	if resp.ContentLength >= 0 {
+	switch {
+	case x.r.Method == http.MethodHead && resp.Header.Get("Content-Length") != "":
+		h.Set("Content-Length", resp.Header.Get("Content-Length")) // the GET's length
+	case resp.ContentLength >= 0:
 		h.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
 	}
 	x.w.WriteHeader(status)

@@ -27,8 +27,8 @@ import (
 type Options struct {
 	Log *slog.Logger // nil: discard
 	// Registry receives every metric and is served at /metrics; nil
-	// makes a new one.
-	Registry *prometheus.Registry
+	// makes a new prometheus.Registry.
+	Registry Registry
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Transport reaches GitHub; nil means a tuned clone of
@@ -46,6 +46,13 @@ type Options struct {
 	NoCoalesce, NoAffinity bool
 }
 
+// Registry is where metrics go: a *prometheus.Registry, or anything that
+// registers and gathers.
+type Registry interface {
+	prometheus.Registerer
+	prometheus.Gatherer
+}
+
 // Service is what a registrar announces.
 type Service struct {
 	Name      string            // "glb-proxy"
@@ -61,7 +68,7 @@ type Proxy struct {
 	opt      Options
 	log      *slog.Logger
 	now      func() time.Time
-	reg      *prometheus.Registry
+	reg      Registry
 	metrics  *metrics
 	registry *clients.Registry
 	pool     *credentials.Pool
