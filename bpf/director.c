@@ -48,13 +48,17 @@ struct glb_btf_anchor {
 };
 volatile const struct glb_btf_anchor glb_btf_anchor __attribute__((unused));
 
+/* From sys/socket.h, linux/in6.h, linux/icmp.h and linux/icmpv6.h, which
+ * pull in userspace headers that do not build for the BPF target. */
 #define AF_INET 2
-#define IPPROTO_ICMPV6_ 58
-#define ICMP_ECHO_REQUEST 8
-#define ICMP_DEST_UNREACH_ 3
-#define ICMP_FRAG_NEEDED_ 4
-#define ICMPV6_PKT_TOO_BIG_ 2
-#define ICMPV6_ECHO_REQUEST_ 128
+#ifndef IPPROTO_ICMPV6
+#define IPPROTO_ICMPV6 58
+#endif
+#define ICMP_DEST_UNREACH 3
+#define ICMP_FRAG_NEEDED 4
+#define ICMP_ECHO 8
+#define ICMPV6_PKT_TOOBIG 2
+#define ICMPV6_ECHO_REQUEST 128
 
 /* A helper's "keep going" value; any enum glb_end is a final reason. */
 #define CONTINUE -1
@@ -232,7 +236,7 @@ static __always_inline int transport(void *data, void *data_end, __u32 off, __u8
 			return CONTINUE;
 		}
 		if ((proto == IPPROTO_ICMP && f->family == GLB_FAMILY_IPV4) ||
-		    (proto == IPPROTO_ICMPV6_ && f->family == GLB_FAMILY_IPV6)) {
+		    (proto == IPPROTO_ICMPV6 && f->family == GLB_FAMILY_IPV6)) {
 			f->proto = 0;
 			return CONTINUE;
 		}
@@ -251,22 +255,22 @@ static __always_inline int transport(void *data, void *data_end, __u32 off, __u8
 	if (f->family == GLB_FAMILY_IPV4 && proto == IPPROTO_ICMP) {
 		if ((void *)icmp + 8 > data_end)
 			return END_DROP_MALFORMED;
-		if (icmp[0] == ICMP_ECHO_REQUEST) {
+		if (icmp[0] == ICMP_ECHO) {
 			f->proto = 0;
 			return CONTINUE;
 		}
-		if (icmp[0] == ICMP_DEST_UNREACH_ && icmp[1] == ICMP_FRAG_NEEDED_)
+		if (icmp[0] == ICMP_DEST_UNREACH && icmp[1] == ICMP_FRAG_NEEDED)
 			return quoted4(data, data_end, off + 8, f);
 		return END_PASS_NOT_LB;
 	}
-	if (f->family == GLB_FAMILY_IPV6 && proto == IPPROTO_ICMPV6_) {
+	if (f->family == GLB_FAMILY_IPV6 && proto == IPPROTO_ICMPV6) {
 		if ((void *)icmp + 8 > data_end)
 			return END_DROP_MALFORMED;
-		if (icmp[0] == ICMPV6_ECHO_REQUEST_) {
+		if (icmp[0] == ICMPV6_ECHO_REQUEST) {
 			f->proto = 0;
 			return CONTINUE;
 		}
-		if (icmp[0] == ICMPV6_PKT_TOO_BIG_)
+		if (icmp[0] == ICMPV6_PKT_TOOBIG)
 			return quoted6(data, data_end, off + 8, f);
 		return END_PASS_NOT_LB;
 	}
