@@ -580,3 +580,42 @@ func TestResolveNeighbors(t *testing.T) {
 		return strings.Contains(out, "10.0.0.11 lladdr") && strings.Contains(out, "10.0.0.2 lladdr")
 	})
 }
+
+// TestApplyRejectsTooManyTables checks the table limit is enforced before
+// anything changes.
+func TestApplyRejectsTooManyTables(t *testing.T) {
+	d := openTest(t, Config{GatewayMAC: macGateway})
+	b := buildConfig(t, testConfig, nil)
+	apply(t, d, b)
+	two := b.byName["two"]
+	var many []Table
+	for i := range MaxTables + 1 {
+		spec := *two.Spec
+		spec.Name = fmt.Sprintf("t%d", i)
+		spec.Binds = []table.Bind{{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 10, byte(i / 256), byte(i)}), 32), Proto: table.TCP, PortStart: 1, PortEnd: 1}}
+		many = append(many, Table{Spec: &spec, Built: two.Built})
+	}
+	if _, err := d.Apply(many); err == nil || !strings.Contains(err.Error(), "table slots") {
+		t.Fatalf("257 tables: %v", err)
+	}
+	// Nothing changed.
+	if got, _ := runPacket(t, d.Program(), v4(client4, "10.100.0.3", protoTCP, tcp(40000, 443, tcpSYN)), nil); got != xdpTX {
+		t.Errorf("after a rejected apply: %s", actionNames[got])
+	}
+	if n := len(d.Tables()); n != len(b.tables) {
+		t.Errorf("%d tables installed after a rejected apply, want %d", n, len(b.tables))
+	}
+}
+
+func TestEnsureBPFFS(t *testing.T) {
+	if err := EnsureBPFFS(filepath.Join(t.TempDir(), "glb")); err == nil || !strings.Contains(err.Error(), "not on a BPF filesystem") {
+		t.Errorf("a tmpfs directory: %v", err)
+	}
+	dir := bpffsDir(t)
+	if err := EnsureBPFFS(filepath.Join(dir, "sub")); err != nil {
+		t.Fatal(err)
+	}
+	if !exists(filepath.Join(dir, "sub")) {
+		t.Error("directory not created")
+	}
+}

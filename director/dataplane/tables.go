@@ -306,6 +306,21 @@ func (d *Dataplane) Apply(tables []Table) (Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("apply tables: %w", err)
 	}
+	newNames := 0
+	for name := range names {
+		if _, ok := st.tables[name]; !ok {
+			newNames++
+		}
+	}
+	free := 0
+	for _, u := range st.tableSlots.used {
+		if !u {
+			free++
+		}
+	}
+	if newNames > free {
+		return res, fmt.Errorf("apply tables: %d new tables, %d free table slots (the director holds at most %d tables)", newNames, free, MaxTables)
+	}
 
 	// 1. Tables: new ones into free slots, changed ones swapped in place.
 	var added []string
