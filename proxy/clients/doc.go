@@ -20,8 +20,8 @@
 // before any lookup; NewToken mints one.
 //
 // A Registry holds the current Set and is swapped atomically by Replace.
-// File feeds it from a file (polled for changes, and reloaded on demand on
-// SIGHUP); any other source, such as a Consul KV watch on
+// File feeds it from a file (File.Check when polled, File.Load on SIGHUP);
+// any other source, such as a Consul KV watch on
 // PREFIX/proxy/clients, only needs to call Parse and Replace with the
 // bytes it receives.
 //

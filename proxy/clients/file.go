@@ -1,7 +1,6 @@
 package clients
 
 import (
-	"context"
 	"crypto/sha256"
 	"fmt"
 	"log/slog"
@@ -95,25 +94,6 @@ func (f *File) Check() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	_ = f.load(false)
-}
-
-// Watch polls the file every interval (zero means 2s) and reloads it when
-// it changes (modification time, size, inode or content), until ctx ends.
-// Editors and GitOps tools that replace the file by rename are seen too.
-func (f *File) Watch(ctx context.Context, interval time.Duration) {
-	if interval <= 0 {
-		interval = 2 * time.Second
-	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			f.Check()
-		}
-	}
 }
 
 // statID identifies the file behind a path, so a replacement by rename is

@@ -1,7 +1,6 @@
 package clients
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -233,12 +232,15 @@ func TestFileReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-loads
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { f.Watch(ctx, time.Millisecond); close(done) }()
-	defer func() { cancel(); <-done }()
+	f.Check() // unchanged: no load
+	select {
+	case err := <-loads:
+		t.Fatalf("unchanged file loaded again (%v)", err)
+	default:
+	}
 
 	write(registryYAML(clientYAML("b", b, `{path: /x}`)))
+	f.Check()
 	if err := <-loads; err != nil {
 		t.Fatalf("reload: %v", err)
 	}
@@ -250,11 +252,18 @@ func TestFileReload(t *testing.T) {
 	}
 
 	write("version: 1\nclients: [{name: BROKEN}]\n")
+	f.Check()
 	if err := <-loads; err == nil {
 		t.Fatal("broken file loaded without error")
 	}
 	if _, ok := reg.Authenticate(b); !ok {
 		t.Fatal("broken file dropped the last good registry")
+	}
+	f.Check() // the broken version is reported once, not on every poll
+	select {
+	case err := <-loads:
+		t.Fatalf("broken file reported again (%v)", err)
+	default:
 	}
 }
 

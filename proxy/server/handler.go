@@ -275,14 +275,19 @@ func (x *exchange) rest(rt route.Request, c *clients.Client) {
 			}
 		}
 	}
+	x.forward(ctx, out, rt.Prefixed, cacheable, inm, ims)
+}
+
+// forward sends out through the cache stack and relays the answer.
+func (x *exchange) forward(ctx context.Context, out *http.Request, prefixed, cacheable bool, inm, ims string) {
 	out.Header.Set(RequestIDHeader, x.rid)
-	resp, err := p.stack.RoundTrip(out)
+	resp, err := x.p.stack.RoundTrip(out)
 	if err != nil {
 		x.upstreamFailed(ctx, err)
 		return
 	}
 	defer resp.Body.Close()
-	x.relay(resp, rt.Prefixed, cacheable, inm, ims)
+	x.relay(resp, prefixed, cacheable, inm, ims)
 }
 
 func (x *exchange) graphql(c *clients.Client) {
@@ -316,14 +321,7 @@ func (x *exchange) graphql(c *clients.Client) {
 	}
 	copyForwarded(out.Header, r.Header)
 	out.Header.Set("Content-Type", "application/json")
-	out.Header.Set(RequestIDHeader, x.rid)
-	resp, err := p.stack.RoundTrip(out)
-	if err != nil {
-		x.upstreamFailed(ctx, err)
-		return
-	}
-	defer resp.Body.Close()
-	x.relay(resp, false, false, "", "")
+	x.forward(ctx, out, false, false, "", "")
 }
 
 func (x *exchange) upstreamFailed(ctx context.Context, err error) {
