@@ -229,7 +229,7 @@ static __always_inline int transport(void *data, void *data_end, __u32 off, __u8
 	__u8 *icmp;
 
 	if (f->nonfirst) {
-		/* No transport header: route TCP/UDP by addresses (main()
+		/* No transport header: route TCP/UDP by addresses (direct()
 		 * checks the table allows it), ICMP like an echo request. */
 		if (proto == IPPROTO_TCP || proto == IPPROTO_UDP) {
 			f->proto = proto;
