@@ -105,7 +105,7 @@ func newTopology(t *testing.T) *topology {
 	tp.cli = nstest.New(t, "cli")
 	nstest.Veth(t, tp.dir, "d0", tp.cli, "c0")
 	tp.dir.IP(t, "addr", "add", dirIP+"/24", "dev", "d0")
-	tp.dir.Exec(t, "sysctl", "-qw", "net.ipv4.conf.d0.forwarding=1")
+	tp.dir.Exec(t, "sh", "-c", "echo 1 > /proc/sys/net/ipv4/conf/d0/forwarding")
 	for _, a := range []string{clientIP, "10.0.0.11", "10.0.0.12", "10.0.0.13"} {
 		tp.cli.IP(t, "addr", "add", a+"/24", "dev", "c0")
 	}
@@ -490,7 +490,7 @@ func TestSwapsLoseNothing(t *testing.T) {
 	fc := tp.newFlowCounter(t)
 	c := tp.capture(t, fc.onGUE)
 	stop := make(chan struct{})
-	fc.run(stop, 200*time.Microsecond)
+	fc.run(stop, 400*time.Microsecond)
 
 	const swaps = 1000
 	series := `glb_director_table_generation{table="api"}`
@@ -539,10 +539,10 @@ func TestRestartWithoutGap(t *testing.T) {
 	fc := tp.newFlowCounter(t)
 	c := tp.capture(t, fc.onGUE)
 	stop := make(chan struct{})
-	fc.run(stop, 200*time.Microsecond)
+	fc.run(stop, 400*time.Microsecond)
 
 	before := fc.sent.Load()
-	nstest.WaitFor(t, 10*time.Second, "traffic before the handover", func() bool { return fc.sent.Load() > before+500 })
+	nstest.WaitFor(t, 10*time.Second, "traffic before the handover", func() bool { return fc.sent.Load() > before+300 })
 	if err := p1.Cmd.Process.Signal(syscall.SIGUSR2); err != nil {
 		t.Fatal(err)
 	}

@@ -401,7 +401,7 @@ func TestFIBNextHop(t *testing.T) {
 	peer := nstest.New(t, "fpe")
 	nstest.Veth(t, ns, "d0", peer, "p0")
 	ns.IP(t, "addr", "add", "192.0.2.10/24", "dev", "d0")
-	ns.Exec(t, "sysctl", "-qw", "net.ipv4.conf.d0.forwarding=0")
+	ns.Exec(t, "sh", "-c", "echo 0 > /proc/sys/net/ipv4/conf/d0/forwarding")
 	ns.IP(t, "link", "set", "d0", "mtu", "1400")
 	ns.IP(t, "neigh", "add", "192.0.2.20", "lladdr", "02:00:00:00:00:20", "dev", "d0", "nud", "permanent")
 	nstest.Veth(t, ns, "d1", peer, "p1")
@@ -450,7 +450,7 @@ func TestFIBNextHop(t *testing.T) {
 		{"10.100.10.1", 0, xdpDrop, "drop_forwarding_disabled"},
 	}
 	forwarding := func(on string) {
-		ns.Exec(t, "sysctl", "-qw", "net.ipv4.conf.d0.forwarding="+on)
+		ns.Exec(t, "sh", "-c", "echo "+on+" > /proc/sys/net/ipv4/conf/d0/forwarding")
 	}
 	for i, c := range cases {
 		forwarding(map[bool]string{true: "0", false: "1"}[i == len(cases)-1])
