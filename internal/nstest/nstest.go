@@ -44,19 +44,39 @@ func Name(tag string) string {
 	return n
 }
 
+// TB is the part of testing.TB that nstest needs. *testing.T and
+// *testing.B satisfy it; so can a program, such as the demo, that builds
+// the same topologies outside a test.
+type TB interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Logf(format string, args ...any)
+	Cleanup(func())
+	Failed() bool
+}
+
 // NS is a named network namespace created for one test.
 type NS struct {
 	Name string
-	tb   testing.TB
 }
 
 // New creates a namespace (visible to `ip netns`) with its loopback up. It
 // requires root; without it the test skips or fails as testenv decides.
-func New(tb testing.TB, tag string) *NS {
+func New(tb TB, tag string) *NS {
 	tb.Helper()
-	testenv.RequireRoot(tb)
-	testenv.RequireBinary(tb, "ip")
-	ns := &NS{Name: Name(tag), tb: tb}
+	if t, ok := tb.(testing.TB); ok {
+		testenv.RequireRoot(t)
+		testenv.RequireBinary(t, "ip")
+	}
+	return NewNamed(tb, Name(tag))
+}
+
+// NewNamed creates a namespace with exactly this name (no run prefix), for
+// programs like the demo whose namespaces people type by hand. The caller
+// makes sure the name is free.
+func NewNamed(tb TB, name string) *NS {
+	tb.Helper()
+	ns := &NS{Name: name}
 	run(tb, "ip", "netns", "add", ns.Name)
 	tb.Cleanup(func() {
 		// Deleting the namespace also deletes the veth ends inside it.
@@ -69,13 +89,13 @@ func New(tb testing.TB, tag string) *NS {
 }
 
 // IP runs `ip ARGS…` inside the namespace and fails the test on error.
-func (ns *NS) IP(tb testing.TB, args ...string) string {
+func (ns *NS) IP(tb TB, args ...string) string {
 	tb.Helper()
 	return run(tb, "ip", append([]string{"-n", ns.Name}, args...)...)
 }
 
 // Exec runs a command inside the namespace and fails the test on error.
-func (ns *NS) Exec(tb testing.TB, name string, args ...string) string {
+func (ns *NS) Exec(tb TB, name string, args ...string) string {
 	tb.Helper()
 	return run(tb, "ip", append([]string{"netns", "exec", ns.Name, name}, args...)...)
 }
@@ -88,7 +108,7 @@ func (ns *NS) Command(ctx context.Context, name string, args ...string) *exec.Cm
 // Start runs a long-lived process inside the namespace. Its output goes to
 // the test log when the test ends, and the process is stopped with SIGTERM
 // (then SIGKILL after five seconds) by tb.Cleanup.
-func (ns *NS) Start(tb testing.TB, name string, args ...string) *Process {
+func (ns *NS) Start(tb TB, name string, args ...string) *Process {
 	tb.Helper()
 	cmd := ns.Command(context.Background(), name, args...)
 	p := &Process{Cmd: cmd, done: make(chan struct{})}
@@ -103,7 +123,8 @@ func (ns *NS) Start(tb testing.TB, name string, args ...string) *Process {
 	}()
 	tb.Cleanup(func() {
 		p.Stop()
-		if tb.Failed() || testing.Verbose() {
+		_, isTest := tb.(testing.TB)
+		if tb.Failed() || isTest && testing.Verbose() {
 			tb.Logf("output of %s in %s:\n%s", name, ns.Name, p.Output())
 		}
 	})
@@ -113,7 +134,7 @@ func (ns *NS) Start(tb testing.TB, name string, args ...string) *Process {
 // Do runs fn with the calling goroutine's OS thread switched into the
 // namespace, then switches back. Use it for netlink and BPF attach calls,
 // which act on the calling thread's namespace.
-func (ns *NS) Do(tb testing.TB, fn func() error) error {
+func (ns *NS) Do(tb TB, fn func() error) error {
 	tb.Helper()
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -141,7 +162,7 @@ func (ns *NS) Do(tb testing.TB, fn func() error) error {
 
 // Veth creates a veth pair with one end in a (named aName) and the other in
 // b (named bName), both up. Either namespace may be nil for the root one.
-func Veth(tb testing.TB, a *NS, aName string, b *NS, bName string) {
+func Veth(tb TB, a *NS, aName string, b *NS, bName string) {
 	tb.Helper()
 	tmpA, tmpB := Name("va"), Name("vb")
 	run(tb, "ip", "link", "add", tmpA, "type", "veth", "peer", "name", tmpB)
@@ -202,7 +223,7 @@ func (p *Process) Kill() {
 // WaitFor polls cond every few milliseconds until it returns true or the
 // timeout passes, then fails the test with msg. It is how tests wait for
 // something to happen without sleeping a fixed time.
-func WaitFor(tb testing.TB, timeout time.Duration, msg string, cond func() bool) {
+func WaitFor(tb TB, timeout time.Duration, msg string, cond func() bool) {
 	tb.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -213,7 +234,7 @@ func WaitFor(tb testing.TB, timeout time.Duration, msg string, cond func() bool)
 	}
 }
 
-func run(tb testing.TB, name string, args ...string) string {
+func run(tb TB, name string, args ...string) string {
 	tb.Helper()
 	var out bytes.Buffer
 	cmd := exec.Command(name, args...)
