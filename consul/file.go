@@ -102,6 +102,10 @@ func (f *FileStore) Update(ctx context.Context, change func(*table.Config) error
 	defer unlock()
 	for range 5 {
 		data, before, err := f.read()
+		if _, serr := os.Stat(f.path); errors.Is(serr, fs.ErrNotExist) {
+			// A new state file: the update starts from an empty state.
+			data, before, err = nil, &table.Config{Tables: []table.Spec{}}, nil
+		}
 		if err != nil {
 			return nil, nil, err
 		}
@@ -167,8 +171,12 @@ func (f *FileStore) replace(old, out []byte) error {
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("write state: %w", err)
 	}
-	cur, err := os.ReadFile(path)
-	if err != nil || sha256.Sum256(cur) != sha256.Sum256(old) {
+	if old == nil {
+		// Creating the file: nobody may have created it meanwhile.
+		if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+			return errChanged
+		}
+	} else if cur, err := os.ReadFile(path); err != nil || sha256.Sum256(cur) != sha256.Sum256(old) {
 		return errChanged
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {

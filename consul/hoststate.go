@@ -129,6 +129,7 @@ func (e *TransitionError) Refusal() bool { return true }
 type SlotError struct {
 	Table   string
 	Host    string
+	To      table.State
 	Holders []Holder
 }
 
@@ -137,10 +138,14 @@ func (e *SlotError) Error() string {
 	for _, h := range e.Holders {
 		held = append(held, h.String())
 	}
+	verb := "holds"
+	if len(held) > 1 {
+		verb = "hold"
+	}
 	first := e.Holders[0].Backend
-	return fmt.Sprintf("table %s: %s holds the table's one change slot, so %s cannot change now: only one host per table may be in a state other than active. "+
+	return fmt.Sprintf("table %s: %s cannot go to %s now: %s and %s the table's one change slot (only one host per table may be in a state other than active). "+
 		"Finish that host first (glbctl activate %s, or glbctl remove %s once drained), or pass --force to override the rule (it is logged)",
-		e.Table, strings.Join(held, "; "), e.Host, hostOf(first), hostOf(first))
+		e.Table, e.Host, e.To, strings.Join(held, "; "), verb, hostOf(first), hostOf(first))
 }
 
 // Refusal marks the error as an operator-facing refusal, not a failure.
@@ -220,7 +225,7 @@ func (c Change) Apply(cfg *table.Config) (Applied, error) {
 			continue
 		}
 		if !c.Force {
-			return a, &SlotError{Table: h.t.Name, Host: label, Holders: holders}
+			return a, &SlotError{Table: h.t.Name, Host: label, To: c.To, Holders: holders}
 		}
 		a.Overridden = append(a.Overridden, holders...)
 	}

@@ -6,8 +6,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"os"
 	"slices"
 	"strings"
+	"time"
+
+	"github.com/glb-project/glb/director/table"
 
 	"github.com/glb-project/glb/internal/version"
 )
@@ -28,13 +33,24 @@ type command struct {
 type env struct {
 	stdout, stderr io.Writer
 	args           []string // positional arguments after the flags
+	getenv         func(string) string
+	now            func() time.Time
+	log            *slog.Logger // operational logs (stderr)
 }
 
 func commands() []command {
 	return []command{
+		statusCommand(),
+		hostStateCommand(table.Draining),
+		hostStateCommand(table.Filling),
+		hostStateCommand(table.Active),
+		hostStateCommand(table.Inactive),
 		tableRowsCommand(),
 		tableDiffCommand(),
 		hashCommand(),
+		stateExportCommand(),
+		stateImportCommand(),
+		chatopsServeCommand(),
 	}
 }
 
@@ -50,6 +66,16 @@ Run "glbctl COMMAND --help" for a command's flags.
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return dispatch(ctx, args, env{
+		stdout: stdout, stderr: stderr, getenv: os.Getenv, now: time.Now,
+		log: slog.New(slog.NewTextHandler(stderr, nil)),
+	})
+}
+
+// dispatch runs one command line with the given environment (run uses the
+// process's; chatops runs commands in-process with its own).
+func dispatch(ctx context.Context, args []string, base env) error {
+	stdout, stderr := base.stdout, base.stderr
 	cmds := commands()
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" && len(args) == 1 {
 		printOverview(stdout, cmds)
@@ -103,7 +129,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(out, "\nFlags:")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(rest); err != nil {
+	positional, err := parseInterspersed(fs, rest)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fs.SetOutput(stdout)
 			fs.Usage()
@@ -111,13 +138,35 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return errUsage
 	}
-	return do(ctx, env{stdout: stdout, stderr: stderr, args: fs.Args()})
+	e := base
+	e.args = positional
+	return do(ctx, e)
+}
+
+// parseInterspersed parses flags that may come after positional arguments
+// ("glbctl drain proxy-2 --reason …"); "--" ends the flags.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return positional, nil
+		}
+		if i := len(args) - len(rest); i > 0 && args[i-1] == "--" {
+			return append(positional, rest...), nil
+		}
+		positional = append(positional, rest[0])
+		args = rest[1:]
+	}
 }
 
 func printOverview(w io.Writer, cmds []command) {
 	var b strings.Builder
 	for _, c := range cmds {
-		fmt.Fprintf(&b, "  %-14s %s\n", c.path, c.summary)
+		fmt.Fprintf(&b, "  %-15s %s\n", c.path, c.summary)
 	}
 	fmt.Fprintf(w, overview, b.String())
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/glb-project/glb/consul"
 	"github.com/glb-project/glb/director/table"
 )
 
@@ -58,31 +59,80 @@ rows. Health comes from the config's "healthy" fields (absent means healthy).`,
 
 func tableDiffCommand() command {
 	return command{
-		path:    "table diff",
-		args:    "--from FILE --to FILE [--table NAME]",
+		path: "table diff",
+		args: "--from FILE --to FILE [--table NAME]\n   or: glbctl table diff [--state …] (--drain|--fill|--activate|--remove HOST | --to FILE) [--table NAME]",
 		summary: "preview a table change: rows moved, second chance, lost flows",
-		help: `The no-op preview. For every table in either file, it counts the rows whose
+		help: `The no-op preview. For every table in either config, it counts the rows whose
 hop list changes, the rows whose primary changes while the old primary stays
 in the hop list (their flows survive through second chance), and the rows
 whose new hop list no longer holds the old primary (their flows break).
-Every row carries about 1/65,536 of the flows.`,
+Every row carries about 1/65,536 of the flows.
+
+Without --from, the current side is the live state (--state, default
+$GLB_STATE, else /etc/glb/forwarding_table.json), with the directors' live
+health when they publish it. The proposed side is --to FILE, or the current
+side with one pending host change applied (--drain, --fill, --activate or
+--remove HOST), checked against the same rules as the real command: a
+change glbctl would refuse is reported as refused (add --force to see what
+overriding the rule would do).`,
 		flags: func(fs *flag.FlagSet) func(context.Context, env) error {
-			from := fs.String("from", "", "the current config `FILE`")
+			from := fs.String("from", "", "the current config `FILE` (default: the live state)")
 			to := fs.String("to", "", "the proposed config `FILE`")
 			name := fs.String("table", "", "only this table `NAME`")
+			state := stateFlag(fs)
+			pending := hostChangeFlags(fs, true)
 			return func(ctx context.Context, e env) error {
-				if *from == "" || *to == "" {
-					return errors.New("table diff needs --from and --to: the current and the proposed config")
-				}
-				a, err := loadConfig(*from)
+				c, err := pending.change(e)
 				if err != nil {
 					return err
 				}
-				b, err := loadConfig(*to)
-				if err != nil {
-					return err
+				if *to == "" && c == nil {
+					return errors.New("table diff needs --from and --to, or a pending change against the live state: --drain, --fill, --activate or --remove HOST, or --to FILE")
 				}
-				return writeDiffs(e, a, b, nil, *name)
+				if *to != "" && c != nil {
+					return errors.New("give either --to FILE or a pending host change, not both")
+				}
+				var a *table.Config
+				var health table.Health
+				if *from != "" {
+					if a, err = loadConfig(*from); err != nil {
+						return err
+					}
+				} else {
+					ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+					defer cancel()
+					st, err := openStore(e, *state)
+					if err != nil {
+						return err
+					}
+					defer st.Close()
+					if a, err = st.Load(ctx); err != nil {
+						return err
+					}
+					health, _ = liveHealth(ctx, e, st)
+				}
+				var b *table.Config
+				if *to != "" {
+					if b, err = loadConfig(*to); err != nil {
+						return err
+					}
+					return writeDiffs(e, a, b, health, *name)
+				}
+				b = a.Clone()
+				applied, err := c.Apply(b)
+				if err != nil {
+					return fmt.Errorf("glbctl %s would refuse this: %w", consul.Verb(c.To), err)
+				}
+				if applied.NoOp {
+					fmt.Fprintf(e.stdout, "%s is already %s: no change\n", c.Host, c.To)
+					return nil
+				}
+				fmt.Fprintf(e.stdout, "preview: %s %s → %s in %s\n\n", c.Host, applied.From, applied.To, strings.Join(applied.Tables, ", "))
+				names := applied.Tables
+				if *name != "" {
+					names = []string{*name}
+				}
+				return writeTableDiffs(e, a, b, health, names)
 			}
 		},
 	}
