@@ -59,8 +59,8 @@ rows. Health comes from the config's "healthy" fields (absent means healthy).`,
 
 func tableDiffCommand() command {
 	return command{
-		path: "table diff",
-		args: "--from FILE --to FILE [--table NAME]\n   or: glbctl table diff [--state …] (--drain|--fill|--activate|--remove HOST | --to FILE) [--table NAME]",
+		path:    "table diff",
+		args:    "--from FILE --to FILE [--table NAME]\n   or: glbctl table diff [--state …] (--drain|--fill|--activate|--remove HOST | --to FILE) [--table NAME]",
 		summary: "preview a table change: rows moved, second chance, lost flows",
 		help: `The no-op preview. For every table in either config, it counts the rows whose
 hop list changes, the rows whose primary changes while the old primary stays
