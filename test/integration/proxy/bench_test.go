@@ -17,6 +17,7 @@ import (
 
 	"github.com/glb-project/glb/proxy/config"
 	"github.com/glb-project/glb/proxy/server"
+	"github.com/glb-project/glb/test/githubsim"
 )
 
 // inProcess runs the proxy's handler in this process on a loopback
@@ -211,6 +212,8 @@ func BenchmarkSpeed(b *testing.B) {
 		"fresh":  {`{path: "/repos/**", max_age: 1h}`},
 		"strict": {`{path: "/repos/**"}`},
 	})
+	// A benchmark makes more requests than GitHub's hourly limit.
+	w.sim.Limits = map[string]githubsim.Limit{"core": {N: 1 << 30, Window: time.Hour}}
 	ts := inProcess(b, w, []string{"bot"}, "", server.Options{})
 	const path = "/repos/acme/widgets"
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxIdleConns: 64}}
