@@ -150,7 +150,7 @@ func runToken(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "token:        %s\ntoken_sha256: %s\n", tok, clients.HashToken(tok))
 		if *name != "" {
 			fmt.Fprintf(stdout, "\n# Give the token to the client; put this entry in the client registry:\n"+
-				"  - name: %s\n    token_sha256: %q\n    scopes:\n      - {methods: [GET, HEAD], path: \"/repos/OWNER/*/**\"}\n",
+				"  - name: %s\n    token_sha256: %q\n    scopes:\n      - {methods: [GET, HEAD], path: \"/repos/your-org/*/**\"}  # narrow this\n",
 				*name, clients.HashToken(tok))
 		}
 		return nil

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/glb-project/glb/proxy/clients"
+)
+
+func runCapture(t *testing.T, stdin string, args ...string) (string, string, error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	err := run(context.Background(), args, strings.NewReader(stdin), &out, &errb, nil)
+	return out.String(), errb.String(), err
+}
+
+func TestHelpAndVersion(t *testing.T) {
+	_, stderr, err := runCapture(t, "", "--help")
+	if !errors.Is(err, flag.ErrHelp) || !strings.Contains(stderr, "glb-proxy token new") || !strings.Contains(stderr, "-config") {
+		t.Fatalf("--help: %v\n%s", err, stderr)
+	}
+	out, _, err := runCapture(t, "", "--version")
+	if err != nil || !strings.HasPrefix(out, "glb-proxy ") {
+		t.Fatalf("--version: %q %v", out, err)
+	}
+	if _, _, err := runCapture(t, ""); err == nil || !strings.Contains(err.Error(), "--config is required") {
+		t.Fatalf("no --config: %v", err)
+	}
+	if _, _, err := runCapture(t, "", "--config", "/nonexistent/glb-proxy.yaml"); err == nil {
+		t.Fatal("missing config file accepted")
+	}
+}
+
+func TestTokenCommands(t *testing.T) {
+	out, _, err := runCapture(t, "", "token", "new", "--name", "ci")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok, sum string
+	for _, l := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(l, "token:"); ok {
+			tok = strings.TrimSpace(v)
+		}
+		if v, ok := strings.CutPrefix(l, "token_sha256:"); ok {
+			sum = strings.TrimSpace(v)
+		}
+	}
+	if clients.CheckToken(tok) != nil || sum != clients.HashToken(tok) || !strings.Contains(out, "- name: ci") {
+		t.Fatalf("token new:\n%s", out)
+	}
+	// The printed entry is a valid registry.
+	if _, err := clients.Parse([]byte("version: 1\nclients:\n" + out[strings.Index(out, "  - name"):])); err != nil {
+		t.Fatalf("printed entry does not parse: %v", err)
+	}
+	got, _, err := runCapture(t, tok+"\n", "token", "hash")
+	if err != nil || strings.TrimSpace(got) != sum {
+		t.Fatalf("token hash: %q %v", got, err)
+	}
+	if _, _, err := runCapture(t, "ghp_notours\n", "token", "hash"); err == nil {
+		t.Fatal("token hash accepted a non-glbp token")
+	}
+}
+
+func TestCheck(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "clients.yaml")
+	os.WriteFile(good, []byte("version: 1\nclients:\n  - name: a\n    token_sha256: "+clients.HashToken("x")+"\n    scopes: [{path: /x}]\n"), 0o600)
+	if out, _, err := runCapture(t, "", "check", "--clients", good); err != nil || !strings.Contains(out, "ok (1 clients)") {
+		t.Fatalf("check good registry: %q %v", out, err)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("version: 1\nclients: [{name: a}]\n"), 0o600)
+	if _, _, err := runCapture(t, "", "check", "--clients", bad); err == nil || !strings.Contains(err.Error(), "token_sha256: missing") {
+		t.Fatalf("check bad registry: %v", err)
+	}
+	cfg := filepath.Join(dir, "glb-proxy.yaml")
+	os.WriteFile(cfg, []byte("clients_file: "+good+"\ncredentials: [{name: bot, pat_env: GLB_TEST_UNSET_PAT}]\n"), 0o600)
+	if out, _, err := runCapture(t, "", "check", "--config", cfg, "--no-secrets"); err != nil || !strings.Contains(out, "ok (1 clients)") {
+		t.Fatalf("check config without secrets: %q %v", out, err)
+	}
+	if _, _, err := runCapture(t, "", "check", "--config", cfg); err == nil || !strings.Contains(err.Error(), "GLB_TEST_UNSET_PAT") {
+		t.Fatalf("check config with an unset secret: %v", err)
+	}
+}
