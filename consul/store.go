@@ -169,7 +169,7 @@ type metrics struct {
 	resets      prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer, store string) *metrics {
+func newMetrics(reg prometheus.Registerer, store string, log *slog.Logger) *metrics {
 	if reg == nil {
 		return nil
 	}
@@ -197,10 +197,9 @@ func newMetrics(reg prometheus.Registerer, store string) *metrics {
 	}
 	for _, c := range []prometheus.Collector{m.stale, m.lastSuccess, m.invalid, m.index, m.errors, m.reads, m.changes, m.resets} {
 		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) {
-				panic(fmt.Sprintf("register state metrics: %v", err))
-			}
+			// Another store already exports on this registry: this one's
+			// metrics are not exported (use one registry per store).
+			log.Warn("state metrics not registered", "err", err)
 		}
 	}
 	return m
@@ -222,7 +221,7 @@ type tracker struct {
 }
 
 func newTracker(name, kind string, opts *Options) *tracker {
-	return &tracker{log: opts.log().With("state", name), m: newMetrics(opts.Registerer, kind), now: opts.now, name: name}
+	return &tracker{log: opts.log().With("state", name), m: newMetrics(opts.Registerer, kind, opts.log()), now: opts.now, name: name}
 }
 
 // fail records a failed read: the state in use goes stale.
