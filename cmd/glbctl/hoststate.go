@@ -71,13 +71,11 @@ func hostStateCommand(to table.State) command {
 // changeHost applies c to the state (or previews it) and prints what it
 // did.
 func changeHost(ctx context.Context, e env, spec string, c consul.Change, dryRun bool) error {
-	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
-	defer cancel()
-	st, err := openStore(e, spec)
+	st, ctx, done, err := openState(ctx, e, spec)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer done()
 	health, _ := liveHealth(ctx, e, st)
 
 	var applied consul.Applied

@@ -21,8 +21,15 @@ func stateFlag(fs *flag.FlagSet) *string {
 	return fs.String("state", "", "the state: a forwarding table `FILE` (JSON) or consul://HOST:PORT/PREFIX\n(default $"+consul.EnvState+", else "+consul.DefaultFile+")")
 }
 
-func openStore(e env, spec string) (consul.Store, error) {
-	return consul.Open(consul.Resolve(spec, e.getenv(consul.EnvState)), consul.Options{Log: e.log, Now: e.now})
+// openState opens the state for one command: the store, and a context
+// that bounds the command's reads and writes. Call done when finished.
+func openState(ctx context.Context, e env, spec string) (consul.Store, context.Context, func(), error) {
+	st, err := consul.Open(consul.Resolve(spec, e.getenv(consul.EnvState)), consul.Options{Log: e.log, Now: e.now})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	return st, ctx, func() { cancel(); st.Close() }, nil
 }
 
 // defaultBy is who a change is recorded as: the user behind sudo, else the

@@ -20,13 +20,11 @@ glb-director and a valid input for glbctl state import.`,
 		flags: func(fs *flag.FlagSet) func(context.Context, env) error {
 			state := stateFlag(fs)
 			return func(ctx context.Context, e env) error {
-				ctx, cancel := context.WithTimeout(ctx, storeTimeout)
-				defer cancel()
-				st, err := openStore(e, *state)
+				st, ctx, done, err := openState(ctx, e, *state)
 				if err != nil {
 					return err
 				}
-				defer st.Close()
+				defer done()
 				cfg, err := st.Load(ctx)
 				if err != nil {
 					return err
@@ -63,13 +61,11 @@ of the import; --dry-run prints it without writing.`,
 				if err != nil {
 					return err
 				}
-				ctx, cancel := context.WithTimeout(ctx, storeTimeout)
-				defer cancel()
-				st, err := openStore(e, *state)
+				st, ctx, done, err := openState(ctx, e, *state)
 				if err != nil {
 					return err
 				}
-				defer st.Close()
+				defer done()
 				var before, after *table.Config
 				if *dryRun {
 					before, err = st.Load(ctx)

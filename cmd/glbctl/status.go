@@ -39,13 +39,11 @@ reports it is the config's "healthy" field (absent means healthy).`,
 				if len(e.args) > 0 {
 					return fmt.Errorf("status takes no arguments (got %q): use --table NAME", e.args)
 				}
-				ctx, cancel := context.WithTimeout(ctx, storeTimeout)
-				defer cancel()
-				st, err := openStore(e, *state)
+				st, ctx, done, err := openState(ctx, e, *state)
 				if err != nil {
 					return err
 				}
-				defer st.Close()
+				defer done()
 				cfg, err := st.Load(ctx)
 				if err != nil {
 					return err

@@ -99,13 +99,11 @@ overriding the rule would do).`,
 						return err
 					}
 				} else {
-					ctx, cancel := context.WithTimeout(ctx, storeTimeout)
-					defer cancel()
-					st, err := openStore(e, *state)
+					st, ctx, done, err := openState(ctx, e, *state)
 					if err != nil {
 						return err
 					}
-					defer st.Close()
+					defer done()
 					if a, err = st.Load(ctx); err != nil {
 						return err
 					}
