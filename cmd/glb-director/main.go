@@ -25,6 +25,7 @@ import (
 
 	"github.com/glb-project/glb/director/daemon"
 	"github.com/glb-project/glb/director/dataplane"
+	"github.com/glb-project/glb/healthcheck"
 	"github.com/glb-project/glb/internal/version"
 )
 
@@ -42,6 +43,7 @@ const usage = `Usage: glb-director --config FILE | --state consul://HOST:PORT/PR
                     --iface NAME [--iface NAME...] --src-ip IP
                     [--gateway-mac MAC] [--xdp-mode auto|native|generic]
                     [--metrics-addr ADDR] [--bpffs DIR] [--keep-attached]
+                    [--healthcheck-interval D] [--healthcheck-timeout D]
 
 glb-director is glb's stateless L4 load balancer. It attaches an XDP program
 to each --iface. For every packet to a VIP of the forwarding table config
@@ -58,6 +60,16 @@ changes and on SIGHUP. A config that does not load or validate is logged and
 counted (glb_director_config_last_reload_success 0), and the running tables
 stay in use.
 
+Health checks: glb-director checks every backend that is not inactive with
+the checks its "healthchecks" field names: http (GET http_uri, healthy on
+200), tcp (connect) and gue (an ICMP echo wrapped in GUE to udp/19523, which
+only a host running glb-redirect answers; the reply comes back unwrapped to
+--src-ip). A check's first result counts at once, then 3 equal results in a
+row change its state; a backend is healthy when all its checks pass, and a
+change rebuilds the tables at once. A backend that is this host itself is
+checked through its local glb-redirect program (GLB issue 139). Needs
+CAP_NET_RAW for the GUE checks. docs/healthcheck.md explains more.
+
 Next hop: with --gateway-mac every GUE packet goes to that MAC (the usual
 router setup). Without it the kernel's FIB picks the next hop per proxy
 host; that needs net.ipv4.conf.IFACE.forwarding=1, and glb-director keeps
@@ -71,7 +83,8 @@ gap (an upgrade without packet loss).
 
 Metrics (Prometheus, --metrics-addr): glb_director_packets_total{verdict},
 glb_director_end_total{reason}, glb_director_bind_packets_total{table,bind},
-glb_director_table_generation{table}, glb_director_config_* and more.
+glb_director_table_generation{table}, glb_director_config_*,
+glb_healthcheck_backend_healthy{backend}, glb_healthcheck_results_total and more.
 
 Needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN to mount bpffs).
 
@@ -107,6 +120,8 @@ type options struct {
 	keepAttached bool
 	poll         time.Duration
 	logLevel     slog.Level
+	hcInterval   time.Duration
+	hcTimeout    time.Duration
 }
 
 // errDone means --help or --version was handled.
@@ -126,6 +141,8 @@ func parseFlags(args []string, stdout io.Writer) (*options, error) {
 	fs.StringVar(&o.bpffs, "bpffs", filepath.Join(dataplane.DefaultBPFFS, "glb"), "`DIR` on a BPF filesystem for the pinned maps and links")
 	fs.BoolVar(&o.keepAttached, "keep-attached", false, "on SIGTERM leave the program attached and pinned, for a restart without a gap")
 	fs.DurationVar(&o.poll, "poll-interval", time.Second, "how often to check the config file for changes")
+	fs.DurationVar(&o.hcInterval, "healthcheck-interval", healthcheck.DefaultInterval, "time between two probes of one health check")
+	fs.DurationVar(&o.hcTimeout, "healthcheck-timeout", healthcheck.DefaultTimeout, "time one health check probe may take before it fails (at most the interval)")
 	logLevel := fs.String("log-level", "info", "log `LEVEL`: debug, info, warn or error")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
@@ -222,6 +239,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	hc := &healthcheck.Checker{Interval: o.hcInterval, Timeout: o.hcTimeout, SrcIP: o.srcIP,
+		Log: log.With("component", "healthcheck"), Registerer: reg}
+	if err := hc.Validate(); err != nil {
+		return fmt.Errorf("%w (see --healthcheck-interval and --healthcheck-timeout)", err)
+	}
 	var ln net.Listener
 	if o.metricsAddr != "" {
 		if ln, err = net.Listen("tcp", o.metricsAddr); err != nil {
@@ -256,7 +278,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	}()
 	reg.MustRegister(dataplane.NewCollector(dp))
 
-	d, err := daemon.New(daemon.Config{State: state, Plane: dp, ResolveNeighbors: o.gatewayMAC == nil, Log: log, Registerer: reg})
+	d, err := daemon.New(daemon.Config{State: state, Health: hc, OnConfig: hc.Update, Plane: dp,
+		ResolveNeighbors: o.gatewayMAC == nil, Log: log, Registerer: reg})
 	if err != nil {
 		return err
 	}
@@ -299,7 +322,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	defer cancel()
 	runErr := make(chan error, 1)
 	go func() { runErr <- d.Run(ctx) }()
-	log.Info("glb-director running", "version", version.Version, "ifaces", o.ifaces.String(), "src_ip", o.srcIP, "xdp_mode", o.mode, "bpffs", o.bpffs)
+	// The checker got the config from d.Start (OnConfig); its first
+	// results rebuild the tables through d.Run's Health.Watch.
+	hcErr := make(chan error, 1)
+	go func() { hcErr <- hc.Run(ctx) }()
+	log.Info("glb-director running", "version", version.Version, "ifaces", o.ifaces.String(), "src_ip", o.srcIP, "xdp_mode", o.mode, "bpffs", o.bpffs, "healthcheck", hc.String())
+	var checkErr error
+	checksDone := false
 	for {
 		select {
 		case s := <-sigs:
@@ -310,12 +339,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 			log.Info("SIGUSR2: exiting and leaving the director attached")
 			keep = true
 			cancel()
+		case checkErr = <-hcErr:
+			// Run returns early only when it cannot start.
+			checksDone = true
+			if checkErr != nil {
+				checkErr = fmt.Errorf("health checks: %w", checkErr)
+			}
 		case <-ctx.Done():
 		}
 		break
 	}
 	cancel()
-	return <-runErr
+	err = <-runErr
+	if !checksDone {
+		checkErr = <-hcErr
+	}
+	return errors.Join(err, checkErr)
 }
 
 // warnForwarding logs when FIB mode cannot work on an interface.

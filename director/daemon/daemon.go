@@ -40,6 +40,11 @@ type Config struct {
 	State  State                // required
 	Health Health               // nil: the config's healthy fields
 	Plane  *dataplane.Dataplane // required
+	// OnConfig, when set, is called with every config the daemon has
+	// applied (at Start and after each successful reload), so the health
+	// checker checks exactly the backends the tables use: pass
+	// healthcheck.Checker.Update.
+	OnConfig func(*table.Config)
 	// ResolveNeighbors makes the daemon ask the kernel to resolve the MAC
 	// of every backend's next hop after each apply (FIB mode).
 	ResolveNeighbors bool
@@ -193,6 +198,9 @@ func (d *Daemon) load(ctx context.Context) error {
 		return err
 	}
 	d.cfg = cfg
+	if d.c.OnConfig != nil {
+		d.c.OnConfig(cfg)
+	}
 	d.metrics.reloads.WithLabelValues("success").Inc()
 	d.metrics.lastOK.Set(1)
 	d.metrics.lastOKTime.Set(float64(now.UnixNano()) / 1e9)
