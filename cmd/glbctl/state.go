@@ -90,7 +90,7 @@ type hostChange struct {
 func hostChangeFlags(fs *flag.FlagSet, withReason bool) hostChange {
 	hc := hostChange{hosts: map[table.State]*string{}}
 	for _, s := range []table.State{table.Draining, table.Filling, table.Active, table.Inactive} {
-		hc.hosts[s] = fs.String(consul.Verb(s), "", "preview "+consul.Verb(s)+"ing `HOST` (address or name) against the state")
+		hc.hosts[s] = fs.String(consul.Verb(s), "", "preview glbctl "+consul.Verb(s)+" `HOST` (address or name) against the state")
 	}
 	if withReason {
 		hc.reason = fs.String("reason", "", "the reason to record (for the preview only)")
