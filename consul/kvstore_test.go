@@ -440,3 +440,28 @@ func TestProxyRegistration(t *testing.T) {
 		t.Fatalf("after both stopped: %+v", got)
 	}
 }
+
+func TestSignaller(t *testing.T) {
+	srv := consultest.New(t)
+	ctl := openKV(t, srv, Options{})
+	importState(t, ctl, parseState(t, testState))
+	sig := Signaller{Store: openKV(t, srv, fast(nil))}
+	changed := make(chan struct{}, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); sig.Watch(ctx, changed) }()
+	defer func() { cancel(); <-done }()
+	<-changed // the first state
+	if _, _, err := ctl.Update(ctx, drain("proxy-4", "r")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-changed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no signal after a change")
+	}
+	cfg, err := sig.Load(ctx)
+	if err != nil || cfg.Table("github-api").FindBackend("proxy-4").State != table.Draining {
+		t.Fatalf("Load after the signal: %v", err)
+	}
+}

@@ -358,3 +358,23 @@ func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) bool {
 	}
 	return true
 }
+
+// Signaller adapts a Store to consumers that take a signal when the state
+// may have changed and then call Load themselves, such as glb-director's
+// daemon.State:
+//
+//	daemon.Config{State: consul.Signaller{Store: st}}
+type Signaller struct {
+	Store
+}
+
+// Watch sends on changed, without blocking, whenever the store delivers a
+// new state, until ctx ends.
+func (s Signaller) Watch(ctx context.Context, changed chan<- struct{}) {
+	s.Store.Watch(ctx, func(*table.Config) {
+		select {
+		case changed <- struct{}{}:
+		default:
+		}
+	})
+}
