@@ -76,7 +76,7 @@ IPv6 addresses with a port are written [2001:db8::1]:443.`,
 }
 
 // tableFor finds the table a flow belongs to: by name, by the bind that
-// serves its destination, or the only table.
+// serves its destination (as the director picks it), or the only table.
 func tableFor(c *table.Config, name string, p table.Proto, f table.Flow) (*table.Spec, error) {
 	if name != "" || !f.Dst.IsValid() {
 		s, err := pickTable(c, name)
@@ -85,12 +85,12 @@ func tableFor(c *table.Config, name string, p table.Proto, f table.Flow) (*table
 		}
 		return s, err
 	}
-	for i := range c.Tables {
-		for _, b := range c.Tables[i].Binds {
-			if b.Prefix.Contains(f.Dst) && b.Proto == p && (f.DstPort == 0 || f.DstPort >= b.PortStart && f.DstPort <= b.PortEnd) {
-				return &c.Tables[i], nil
-			}
-		}
+	pkt := table.Packet{Dst: f.Dst, BindProto: p, Port: f.DstPort}
+	if f.DstPort == 0 {
+		pkt.BindProto = 0 // no port: the first bind on the address, as for an echo
+	}
+	if s, _ := c.Match(pkt); s != nil {
+		return s, nil
 	}
 	return nil, fmt.Errorf("no bind serves %s %s: the director would pass this packet to the host", p, formatHostPort(f.Dst, f.DstPort))
 }

@@ -433,6 +433,28 @@ func (c *Config) Table(name string) *Spec {
 	return nil
 }
 
+// Match returns the table and bind that serve a packet, as the XDP director
+// picks them: among the binds whose prefix holds p.Dst (and, unless
+// p.BindProto is 0, whose protocol and port range match), the one with the
+// longest prefix, then the first in the file. It returns nil when no bind
+// serves the packet: the director passes it to the host.
+func (c *Config) Match(p Packet) (*Spec, int) {
+	var best *Spec
+	bestBind, bestBits := -1, -1
+	for i := range c.Tables {
+		for j, b := range c.Tables[i].Binds {
+			if !b.Prefix.Contains(p.Dst) || b.Prefix.Bits() <= bestBits {
+				continue
+			}
+			if p.BindProto != 0 && !b.Contains(p.BindProto, p.Dst, p.Port) {
+				continue
+			}
+			best, bestBind, bestBits = &c.Tables[i], j, b.Prefix.Bits()
+		}
+	}
+	return best, bestBind
+}
+
 // Validate checks every table and the binds across tables. Errors name the
 // table, the field and the fix.
 func (c *Config) Validate() error {

@@ -167,3 +167,36 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestMatch(t *testing.T) {
+	c, err := Parse([]byte(`{"tables": [
+		{"name": "wide", ` + okTable + `, "binds": [{"ip": "10.100.0.0/24", "proto": "tcp", "port": 443}, {"ip": "10.100.0.0/24", "proto": "udp", "port": 53}], "backends": []},
+		{"name": "narrow", ` + okTable + `, "binds": [{"ip": "10.100.0.8/29", "proto": "tcp", "port_start": 22, "port_end": 23}], "backends": []}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		dst       string
+		proto     Proto
+		port      uint16
+		wantTable string
+		wantBind  int
+	}{
+		{"10.100.0.9", TCP, 443, "wide", 0},
+		{"10.100.0.9", TCP, 22, "narrow", 0},
+		{"10.100.0.9", UDP, 53, "wide", 1},
+		{"10.100.0.9", 0, 0, "narrow", 0}, // echo: the most specific prefix
+		{"10.100.0.1", 0, 0, "wide", 0},   // echo: then the first in the file
+		{"10.100.0.9", TCP, 80, "", -1},
+		{"10.100.1.1", TCP, 443, "", -1},
+	} {
+		spec, bind := c.Match(Packet{Dst: netip.MustParseAddr(tc.dst), BindProto: tc.proto, Port: tc.port})
+		name := ""
+		if spec != nil {
+			name = spec.Name
+		}
+		if name != tc.wantTable || bind != tc.wantBind {
+			t.Errorf("Match(%s %v:%d) = %q bind %d, want %q bind %d", tc.dst, tc.proto, tc.port, name, bind, tc.wantTable, tc.wantBind)
+		}
+	}
+}

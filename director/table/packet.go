@@ -77,30 +77,60 @@ func ipv4(pkt []byte) (src, dst netip.Addr, proto uint8, payload []byte, fragOff
 }
 
 func flowOf4(pkt []byte, quoted bool) (Packet, error) {
+	if !quoted {
+		// The total length must fit the buffer; bytes past it are link
+		// padding. (A quoted header describes a packet of which only
+		// the start was quoted.)
+		if len(pkt) < 20 {
+			return Packet{}, ErrMalformed
+		}
+		n := int(binary.BigEndian.Uint16(pkt[2:4]))
+		if n < 20 || n > len(pkt) {
+			return Packet{}, ErrMalformed
+		}
+		pkt = pkt[:n]
+	}
 	src, dst, proto, l4, fragOff, err := ipv4(pkt)
 	if err != nil {
 		return Packet{}, err
 	}
 	p := Packet{Flow: Flow{Src: src, Dst: dst}, Proto: proto, Dst: dst}
 	if fragOff != 0 {
-		p.BindProto = Proto(proto)
-		return p, ErrFragment
+		return fragmentOf(p), ErrFragment
 	}
 	return transport(p, l4, quoted)
 }
 
-// ipv6 extension headers the director walks, and how many at most.
-const maxExtHeaders = 8
+// fragmentOf fills in the bind match of a non-first fragment: its own
+// protocol, except ICMP fragments, which match like echo requests (any
+// bind on the address).
+func fragmentOf(p Packet) Packet {
+	if p.Proto != protoICMP && p.Proto != protoICMPv6 {
+		p.BindProto = Proto(p.Proto)
+	}
+	return p
+}
+
+// maxIPv6Headers bounds the IPv6 header walk: at most 7 extension headers
+// and then the transport header, as the XDP director does.
+const maxIPv6Headers = 8
 
 func flowOf6(pkt []byte, quoted bool) (Packet, error) {
 	if len(pkt) < 40 || pkt[0]>>4 != 6 {
 		return Packet{}, ErrMalformed
 	}
+	if !quoted {
+		n := 40 + int(binary.BigEndian.Uint16(pkt[4:6]))
+		if n > len(pkt) {
+			return Packet{}, ErrMalformed
+		}
+		pkt = pkt[:n]
+	}
 	src := netip.AddrFrom16([16]byte(pkt[8:24]))
 	dst := netip.AddrFrom16([16]byte(pkt[24:40]))
 	p := Packet{Flow: Flow{Src: src, Dst: dst}, Dst: dst}
 	next, rest := pkt[6], pkt[40:]
-	for range maxExtHeaders {
+	for range maxIPv6Headers {
 		switch next {
 		case 0, 43, 60: // hop-by-hop, routing, destination options
 			if len(rest) < 8 {
@@ -116,8 +146,8 @@ func flowOf6(pkt []byte, quoted bool) (Packet, error) {
 				return Packet{}, ErrMalformed
 			}
 			if binary.BigEndian.Uint16(rest[2:4])&0xfff8 != 0 {
-				p.Proto, p.BindProto = rest[0], Proto(rest[0])
-				return p, ErrFragment
+				p.Proto = rest[0]
+				return fragmentOf(p), ErrFragment
 			}
 			next, rest = rest[0], rest[8:]
 		default:
@@ -145,7 +175,9 @@ func transport(p Packet, l4 []byte, quoted bool) (Packet, error) {
 		p.Port, p.BindProto = p.Flow.DstPort, Proto(p.Proto)
 		return p, nil
 	case protoICMP, protoICMPv6:
-		if quoted {
+		// ICMPv4 belongs in IPv4 and ICMPv6 in IPv6; the director leaves
+		// the odd mixes to the host.
+		if quoted || (p.Proto == protoICMP) != p.Dst.Is4() {
 			return Packet{}, ErrNotForwarded
 		}
 		return icmp(p, l4)

@@ -68,6 +68,15 @@ func ext6(next byte, units byte, payload []byte) []byte {
 	return append(h, payload...)
 }
 
+// extChain wraps a TCP segment in n destination-options headers.
+func extChain(n int, seg []byte) []byte {
+	p := ext6(6, 0, seg)
+	for range n - 1 {
+		p = ext6(60, 0, p)
+	}
+	return p
+}
+
 func TestFlowOf(t *testing.T) {
 	client4, vip4 := "198.51.100.7", "10.100.0.1"
 	client6, vip6 := "2001:db8::7", "fd00::443"
@@ -119,9 +128,27 @@ func TestFlowOf(t *testing.T) {
 		{name: "v6 packet too big: quoted tuple reversed", pkt: ip6("2001:db8:ffff::1", vip6, 58, icmpMsg(2, 0, reply6[:48])),
 			want: flow(client6, vip6, 40000, 443), wantProto: TCP, wantPort: 443},
 		{name: "v6 neighbour solicitation is the host's", pkt: ip6(client6, vip6, 58, icmpMsg(135, 0, make([]byte, 16))), wantErr: ErrNotForwarded},
-		{name: "v6 too many extension headers", pkt: ip6(client6, vip6, 60, ext6(60, 0, ext6(60, 0, ext6(60, 0, ext6(60, 0, ext6(60, 0, ext6(60, 0, ext6(60, 0, ext6(60, 0, tcp(1, 2)))))))))),
-			wantErr: ErrMalformed},
+		{name: "v6 eight extension headers are too many", pkt: ip6(client6, vip6, 60, extChain(8, tcp(1, 2))), wantErr: ErrMalformed},
 		{name: "v6 truncated extension header", pkt: ip6(client6, vip6, 60, []byte{6, 3, 0, 0, 0, 0, 0, 0}), wantErr: ErrMalformed},
+		{name: "v4 icmpv6 inside ipv4 is the host's", pkt: ip4(client4, vip4, 58, icmpMsg(128, 0, nil)), wantErr: ErrNotForwarded},
+		{name: "v6 icmpv4 inside ipv6 is the host's", pkt: ip6(client6, vip6, 1, icmpMsg(8, 0, nil)), wantErr: ErrNotForwarded},
+		{name: "v4 non-first icmp fragment matches any bind", pkt: fragment(ip4(client4, vip4, 1, []byte{1, 2, 3, 4}), 185),
+			want: flow(client4, vip4, 0, 0), wantErr: ErrFragment},
+		{name: "v4 link padding is ignored", pkt: append(ip4(client4, vip4, 6, tcp(40000, 443)), 0, 0, 0, 0, 0, 0),
+			want: flow(client4, vip4, 40000, 443), wantProto: TCP, wantPort: 443},
+		{name: "v4 total length past the buffer", pkt: ip4(client4, vip4, 6, tcp(40000, 443))[:38], wantErr: ErrMalformed},
+		{name: "v4 total length cuts the tcp header", pkt: func() []byte {
+			p := ip4(client4, vip4, 6, tcp(40000, 443))
+			binary.BigEndian.PutUint16(p[2:], 30)
+			return p
+		}(), wantErr: ErrMalformed},
+		{name: "v6 payload length past the buffer", pkt: func() []byte {
+			p := ip6(client6, vip6, 6, tcp(40000, 443))
+			binary.BigEndian.PutUint16(p[4:], 100)
+			return p
+		}(), wantErr: ErrMalformed},
+		{name: "v6 seven extension headers", pkt: ip6(client6, vip6, 60, extChain(7, tcp(1, 2))),
+			want: flow(client6, vip6, 1, 2), wantProto: TCP, wantPort: 2},
 		{name: "empty", pkt: nil, wantErr: ErrMalformed},
 		{name: "version 5", pkt: []byte{0x50, 0, 0, 0}, wantErr: ErrMalformed},
 	} {
