@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/glb-project/glb/consul"
 	"github.com/glb-project/glb/director/daemon"
 	"github.com/glb-project/glb/director/dataplane"
 	"github.com/glb-project/glb/healthcheck"
@@ -191,23 +192,59 @@ func parseFlags(args []string, stdout io.Writer) (*options, error) {
 	return o, nil
 }
 
-// newState returns the config source named by --config or --state. This
-// is the seam for Consul: it will return a consul-backed daemon.State.
-func newState(o *options) (daemon.State, error) {
-	if o.config != "" {
-		return &daemon.FileState{Path: o.config, Interval: o.poll}, nil
+// newState opens the store named by --config (a file) or --state
+// (consul://HOST:PORT/PREFIX or file:///PATH).
+func newState(o *options, log *slog.Logger, reg prometheus.Registerer) (consul.Store, error) {
+	spec := o.config
+	if spec == "" {
+		u, err := url.Parse(o.state)
+		if err != nil {
+			return nil, fmt.Errorf("--state %q: %w", o.state, err)
+		}
+		switch u.Scheme {
+		case "file":
+			spec = u.Path
+		case "consul":
+			spec = o.state
+		default:
+			return nil, fmt.Errorf("--state %q: use consul://HOST:PORT/PREFIX or file:///PATH", o.state)
+		}
 	}
-	u, err := url.Parse(o.state)
+	st, err := consul.Open(spec, consul.Options{Log: log.With("component", "state"), Registerer: reg, PollInterval: o.poll})
 	if err != nil {
-		return nil, fmt.Errorf("--state %q: %w", o.state, err)
+		return nil, fmt.Errorf("open the state %q: %w", spec, err)
 	}
-	switch u.Scheme {
-	case "file":
-		return &daemon.FileState{Path: u.Path, Interval: o.poll}, nil
-	case "consul":
-		return nil, errors.New("--state consul://: Consul state is not supported by this build yet; use --config FILE")
+	return st, nil
+}
+
+// publishHealth records the health checker's view in the store after every
+// change and every interval, so glbctl status shows live health (readers
+// ignore reports older than two minutes).
+func publishHealth(ctx context.Context, st consul.Store, hc *healthcheck.Checker, every time.Duration, log *slog.Logger) {
+	source, err := os.Hostname()
+	if err != nil || source == "" {
+		source = "glb-director"
 	}
-	return nil, fmt.Errorf("--state %q: use consul://HOST:PORT/PREFIX or file:///PATH", o.state)
+	changed := make(chan struct{}, 1)
+	go hc.Watch(ctx, changed)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-t.C:
+		}
+		h := hc.Snapshot()
+		if h == nil {
+			continue // no result yet
+		}
+		r := consul.HealthReport{Source: source, At: time.Now(), Backends: h}
+		if err := st.PublishHealth(ctx, r); err != nil && ctx.Err() == nil {
+			log.Warn("publish health to the state store", "store", st.String(), "err", err)
+		}
+	}
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
@@ -219,10 +256,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
-	state, err := newState(o)
-	if err != nil {
-		return err
-	}
 
 	// Signals: SIGHUP reloads; SIGUSR2 exits and leaves the program
 	// attached for the next glb-director to take over.
@@ -239,6 +272,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	state, err := newState(o, log, reg)
+	if err != nil {
+		return err
+	}
+	defer state.Close()
 	hc := &healthcheck.Checker{Interval: o.hcInterval, Timeout: o.hcTimeout, SrcIP: o.srcIP,
 		Log: log.With("component", "healthcheck"), Registerer: reg}
 	if err := hc.Validate(); err != nil {
@@ -278,7 +316,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	}()
 	reg.MustRegister(dataplane.NewCollector(dp))
 
-	d, err := daemon.New(daemon.Config{State: state, Health: hc, OnConfig: hc.Update, Plane: dp,
+	d, err := daemon.New(daemon.Config{State: consul.Signaller{Store: state}, Health: hc, OnConfig: hc.Update, Plane: dp,
 		ResolveNeighbors: o.gatewayMAC == nil, Log: log, Registerer: reg})
 	if err != nil {
 		return err
@@ -326,6 +364,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	// results rebuild the tables through d.Run's Health.Watch.
 	hcErr := make(chan error, 1)
 	go func() { hcErr <- hc.Run(ctx) }()
+	go publishHealth(ctx, state, hc, 30*time.Second, log)
 	log.Info("glb-director running", "version", version.Version, "ifaces", o.ifaces.String(), "src_ip", o.srcIP, "xdp_mode", o.mode, "bpffs", o.bpffs, "healthcheck", hc.String())
 	var checkErr error
 	checksDone := false

@@ -55,7 +55,6 @@ func TestFlags(t *testing.T) {
 		{[]string{"--config", "a", "--iface", "eth0", "--src-ip", "10.0.0.1", "--gateway-mac", "zz"}, "--gateway-mac"},
 		{[]string{"--config", "a", "--iface", "eth0", "--src-ip", "10.0.0.1", "--xdp-mode", "offload"}, "--xdp-mode"},
 		{[]string{"--config", "a", "--iface", "eth0", "--src-ip", "10.0.0.1", "--log-level", "loud"}, "--log-level"},
-		{[]string{"--state", "consul://127.0.0.1:8500/glb", "--iface", "eth0", "--src-ip", "10.0.0.1"}, "not supported"},
 		{[]string{"--state", "etcd://x", "--iface", "eth0", "--src-ip", "10.0.0.1"}, "consul://HOST:PORT/PREFIX"},
 		{[]string{"--config", "a", "--iface", "eth0", "--src-ip", "10.0.0.1", "extra"}, "unexpected argument"},
 		{[]string{"--nope"}, "see glb-director --help"},
@@ -186,8 +185,15 @@ func (tp *topology) writeConfig(t *testing.T, key string) {
 // forwards.
 func (tp *topology) start(t *testing.T, extra ...string) *nstest.Process {
 	t.Helper()
-	args := append([]string{"--config", tp.config, "--iface", "d0", "--src-ip", dirIP, "--bpffs", tp.bpffs,
-		"--metrics-addr", metrics, "--poll-interval", "20ms"}, extra...)
+	return tp.startFrom(t, append([]string{"--config", tp.config}, extra...)...)
+}
+
+// startFrom runs glb-director with the given state flags (--config or
+// --state) and the topology's other flags.
+func (tp *topology) startFrom(t *testing.T, args ...string) *nstest.Process {
+	t.Helper()
+	args = append(args, "--iface", "d0", "--src-ip", dirIP, "--bpffs", tp.bpffs,
+		"--metrics-addr", metrics, "--poll-interval", "20ms")
 	p := tp.dir.Start(t, tp.bin, args...)
 	nstest.WaitFor(t, 20*time.Second, "glb-director running", func() bool {
 		select {

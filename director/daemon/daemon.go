@@ -15,8 +15,8 @@ import (
 	"github.com/glb-project/glb/director/table"
 )
 
-// State is where the forwarding config comes from: a file (FileState) or,
-// later, Consul.
+// State is where the forwarding config comes from: in glb-director,
+// consul.Signaller over a file or Consul store (see consul.Open).
 type State interface {
 	// Load returns the current config, parsed and validated.
 	Load(ctx context.Context) (*table.Config, error)
