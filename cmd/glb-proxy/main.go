@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/glb-project/glb/consul"
 	"github.com/glb-project/glb/internal/version"
 	"github.com/glb-project/glb/proxy/clients"
 	"github.com/glb-project/glb/proxy/config"
@@ -100,7 +101,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	p, err := server.New(cfg, server.Options{Log: log, Registry: reg, Version: version.Version})
+	opts := server.Options{Log: log, Registry: reg, Version: version.Version}
+	if cfg.Registration.Consul != "" {
+		opts.Register = consulRegistrar(cfg.Registration, log.With("component", "consul"))
+	}
+	p, err := server.New(cfg, opts)
 	if err != nil {
 		return err
 	}
@@ -121,6 +126,30 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 				log.Error("reload incomplete", "err", err)
 			}
 		}
+	}
+}
+
+// consulRegistrar registers the proxy with the Consul agent while it runs
+// and deregisters it on shutdown (DESIGN.md §7).
+func consulRegistrar(r config.Registration, log *slog.Logger) func(context.Context, server.Service) (func(context.Context) error, error) {
+	return func(ctx context.Context, s server.Service) (func(context.Context) error, error) {
+		svc := &consul.Service{Agent: r.Consul, Address: r.Address, Port: s.Port, Cluster: r.Cluster, Table: r.Table,
+			CheckURL: s.HealthURL, Log: log}
+		// The registration outlives ctx until the deregister function
+		// runs, so that the proxy leaves the catalog before it stops
+		// serving.
+		runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		done := make(chan error, 1)
+		go func() { done <- svc.Run(runCtx) }()
+		return func(dctx context.Context) error {
+			cancel()
+			select {
+			case err := <-done:
+				return err
+			case <-dctx.Done():
+				return fmt.Errorf("deregister from consul: %w", dctx.Err())
+			}
+		}, nil
 	}
 }
 

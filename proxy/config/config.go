@@ -40,9 +40,8 @@ type Config struct {
 	// ClientsPoll is how often ClientsFile is checked for changes. Zero
 	// means 2s.
 	ClientsPoll time.Duration `yaml:"clients_poll"`
-	// Registration is what a service catalog (Consul, with --state
-	// consul://) is told about this proxy. glb-proxy itself only passes
-	// it on.
+	// Registration announces this proxy in Consul's catalog, when
+	// Registration.Consul is set.
 	Registration Registration `yaml:"registration"`
 }
 
@@ -121,8 +120,16 @@ func (c Credential) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("name", c.Name), slog.Bool("app", c.IsApp()))
 }
 
-// Registration is passed to a service-catalog registrar.
+// Registration is how glb-proxy registers itself in Consul: the service
+// glb-proxy with Meta.cluster and Meta.table and an HTTP check on
+// /_glb/health, deregistered on exit (DESIGN.md §7).
 type Registration struct {
+	// Consul is the agent to register with, consul://HOST:PORT[/PREFIX];
+	// empty means no registration.
+	Consul string `yaml:"consul"`
+	// Address is this host's own address, the one the director's
+	// forwarding table lists (not the VIP). Required with Consul.
+	Address string `yaml:"address"`
 	Cluster string `yaml:"cluster"`
 	Table   string `yaml:"table"`
 }
@@ -334,6 +341,14 @@ func (c *Config) validate() error {
 				add("%s: same app_id and installation_id as credentials[%d]: they share one rate limit, list them once", where, j)
 			}
 			apps[k] = i
+		}
+	}
+	if r := c.Registration; r.Consul != "" {
+		if u, err := url.Parse(r.Consul); err != nil || u.Scheme != "consul" || u.Host == "" {
+			add("registration.consul %q: want consul://HOST:PORT (the local Consul agent)", r.Consul)
+		}
+		if net.ParseIP(r.Address) == nil {
+			add("registration.address %q: set this host's own IP, the one the director's forwarding table lists (not the VIP)", r.Address)
 		}
 	}
 	if c.ClientsFile == "" {
