@@ -12,6 +12,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"github.com/glb-project/glb/internal/syncbuf"
 	"io"
 	"math/big"
 	"net"
@@ -20,7 +21,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -29,24 +29,6 @@ import (
 
 	"github.com/glb-project/glb/internal/testenv"
 )
-
-// syncBuffer collects the logs of a running server.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // waitFor polls cond every few milliseconds until it holds or 10s pass.
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -147,7 +129,7 @@ func TestServe(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	hup := make(chan os.Signal, 1)
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"--listen", "127.0.0.1:0", "--addr-file", addrFile, "--tls-cert", cert, "--tls-key", key,
@@ -261,7 +243,7 @@ func TestBinarySIGTERM(t *testing.T) {
 	dir := t.TempDir()
 	addrFile := filepath.Join(dir, "addr")
 	cmd := exec.Command(bin, "--listen", "127.0.0.1:0", "--addr-file", addrFile, "--token", "bot=ghp_x")
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -1,9 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/glb-project/glb/internal/syncbuf"
 	"io"
 	"net/http"
 	"net/url"
@@ -12,31 +12,12 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/glb-project/glb/chatops"
 	"github.com/glb-project/glb/director/table"
 )
-
-// syncBuffer is a bytes.Buffer safe for a server goroutine and a test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 const (
 	slackSecret = "e3b98e4f8f0c4b5fa1c2d3e4f5a6b7c8"
@@ -45,7 +26,7 @@ const (
 
 // chatServer runs "glbctl chatops serve" in-process and returns its base
 // URL and its stderr (the audit log).
-func chatServer(t *testing.T, state string) (string, *syncBuffer) {
+func chatServer(t *testing.T, state string) (string, *syncbuf.Buffer) {
 	t.Helper()
 	dir := t.TempDir()
 	write := func(name, data string) string {
@@ -58,7 +39,7 @@ func chatServer(t *testing.T, state string) (string, *syncBuffer) {
 	allow := write("allow.yaml", "users:\n  - {id: U012AB3CD, name: alice}\n  - {id: U045EF6GH, name: bob}\n")
 	secret := write("secret", slackSecret+"\n")
 	token := write("token", apiToken+"\n")
-	var stdout, stderr syncBuffer
+	var stdout, stderr syncbuf.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {

@@ -1,10 +1,10 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"github.com/glb-project/glb/consul"
+	"github.com/glb-project/glb/internal/syncbuf"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -114,24 +114,6 @@ func (f *fakeHealth) set(h table.Health) {
 	f.changed <- struct{}{}
 }
 
-// syncBuf collects log output safely.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestDaemonFollowsConfigAndHealth(t *testing.T) {
 	testenv.RequireRoot(t)
 	dir := t.TempDir()
@@ -143,7 +125,7 @@ func TestDaemonFollowsConfigAndHealth(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { dp.Close() })
-	var logs syncBuf
+	var logs syncbuf.Buffer
 	reg := prometheus.NewPedanticRegistry()
 	health := &fakeHealth{changed: make(chan struct{})}
 	store := consul.NewFileStore(path, consul.Options{PollInterval: 5 * time.Millisecond, Registerer: reg})

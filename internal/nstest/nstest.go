@@ -10,6 +10,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"github.com/glb-project/glb/internal/syncbuf"
 	"os/exec"
 	"runtime"
 	"strings"
@@ -184,7 +185,7 @@ func Veth(tb TB, a *NS, aName string, b *NS, bName string) {
 // Process is a command started by NS.Start.
 type Process struct {
 	Cmd  *exec.Cmd
-	out  syncBuffer
+	out  syncbuf.Buffer
 	done chan struct{}
 	err  error
 }

@@ -3,12 +3,12 @@ package redirect
 import (
 	"bytes"
 	"encoding/binary"
+	"github.com/glb-project/glb/internal/syncbuf"
 	"log/slog"
 	"net"
 	"net/netip"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,23 +18,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/vishvananda/netlink"
 )
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // lan builds a switch namespace with a bridge and plugs hosts into it,
 // each with up0 at the given address.
@@ -148,7 +131,7 @@ func TestAgent(t *testing.T) {
 	p1.IP(t, "addr", "add", foreign.String()+"/32", "dev", "lo")
 
 	reg := prometheus.NewPedanticRegistry()
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	var a *Agent
 	if err := p1.Do(t, func() error {
 		var err error

@@ -1,8 +1,8 @@
 package server
 
 import (
-	"bytes"
 	"fmt"
+	"github.com/glb-project/glb/internal/syncbuf"
 	"io"
 	"log/slog"
 	"net/http"
@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,24 +19,6 @@ import (
 	"github.com/glb-project/glb/test/githubsim"
 )
 
-// syncBuffer collects log output from many goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // fixture is a proxy in front of a simulated GitHub, both in-process.
 type fixture struct {
 	sim    *githubsim.Server
@@ -46,7 +27,7 @@ type fixture struct {
 	ts     *httptest.Server
 	tokens map[string]string // client name -> glbp_ token
 	pats   map[string]string // credential name -> PAT
-	logs   *syncBuffer
+	logs   *syncbuf.Buffer
 	reg    *prometheus.Registry
 	dir    string
 }
@@ -58,7 +39,7 @@ type clientSpec struct {
 
 func newFixture(t *testing.T, creds []string, specs []clientSpec, mod func(*Options)) *fixture {
 	t.Helper()
-	f := &fixture{sim: &githubsim.Server{}, tokens: map[string]string{}, pats: map[string]string{}, logs: &syncBuffer{},
+	f := &fixture{sim: &githubsim.Server{}, tokens: map[string]string{}, pats: map[string]string{}, logs: &syncbuf.Buffer{},
 		reg: prometheus.NewPedanticRegistry(), dir: t.TempDir()}
 	f.simTS = httptest.NewServer(f.sim)
 	t.Cleanup(func() { f.simTS.Close(); f.sim.Close() })

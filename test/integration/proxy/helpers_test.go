@@ -1,7 +1,6 @@
 package proxy_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -11,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
+	"github.com/glb-project/glb/internal/syncbuf"
 	"io"
 	"math/big"
 	"net"
@@ -20,7 +20,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -55,24 +54,6 @@ func TestMain(m *testing.M) {
 		}
 		return m.Run()
 	}())
-}
-
-// syncBuffer is written by a child process and read by the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func freeAddr(t testing.TB) string {
@@ -207,7 +188,7 @@ func (w *world) credentialsYAML(names ...string) string {
 // proc is a running glb-proxy.
 type proc struct {
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *syncbuf.Buffer
 	plain  string // http://addr of listen_plain
 	main   string // https:// or http:// of listen
 	done   chan struct{}
@@ -234,7 +215,7 @@ func startProxy(t testing.TB, w *world, p *pki, extra string, env ...string) *pr
 	}
 	f.WriteString(cfg.String())
 	f.Close()
-	pr := &proc{stderr: &syncBuffer{}, plain: "http://" + plainAddr, main: scheme + "://" + mainAddr, done: make(chan struct{})}
+	pr := &proc{stderr: &syncbuf.Buffer{}, plain: "http://" + plainAddr, main: scheme + "://" + mainAddr, done: make(chan struct{})}
 	pr.cmd = exec.Command(proxyBin, "--config", f.Name(), "--log-level", "debug")
 	pr.cmd.Env = append(append(os.Environ(), w.env()...), env...)
 	pr.cmd.Stderr = pr.stderr
