@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
@@ -21,12 +20,12 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/glb-project/glb/consul"
 	"github.com/glb-project/glb/director/daemon"
 	"github.com/glb-project/glb/director/dataplane"
 	"github.com/glb-project/glb/healthcheck"
+	"github.com/glb-project/glb/internal/promserve"
 	"github.com/glb-project/glb/internal/version"
 )
 
@@ -340,20 +339,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	}
 
 	if ln != nil {
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		go func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("metrics server stopped", "err", err)
-			}
-		}()
-		defer func() {
-			shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			srv.Shutdown(shut)
-		}()
-		log.Info("serving metrics", "addr", ln.Addr().String(), "path", "/metrics")
+		defer promserve.Serve(ln, reg, log)()
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
