@@ -3,7 +3,7 @@ package stack
 import (
 	"encoding/json"
 	"fmt"
-	"strconv"
+	"net/netip"
 	"strings"
 )
 
@@ -26,17 +26,16 @@ func (s *Stack) Owners() map[int]*Proxy {
 		}
 		for _, line := range strings.Split(string(out), "\n") {
 			f := strings.Fields(line)
-			if len(f) < 4 || !strings.HasPrefix(f[2], VIP.String()+":") {
+			if len(f) < 4 {
 				continue
 			}
-			peer := f[3]
-			if !strings.HasPrefix(peer, ClientIP.String()+":") {
+			// ss prints a dual-stack listener's peers IPv4-mapped.
+			local, err1 := netip.ParseAddrPort(f[2])
+			peer, err2 := netip.ParseAddrPort(f[3])
+			if err1 != nil || err2 != nil || local.Addr().Unmap() != VIP || peer.Addr().Unmap() != ClientIP {
 				continue
 			}
-			port, err := strconv.Atoi(peer[strings.LastIndexByte(peer, ':')+1:])
-			if err == nil {
-				m[port] = p
-			}
+			m[int(peer.Port())] = p
 		}
 	}
 	return m

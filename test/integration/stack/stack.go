@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/glb-project/glb/internal/nstest"
 	"github.com/glb-project/glb/proxy/clients"
 )
@@ -480,18 +482,24 @@ func (s *Stack) directors() {
 		s.State = s.StateFile
 		s.writeFile(s.StateFile, string(s.TableConfig()), 0o644)
 	}
+	// The directors pin their maps and links on a BPF filesystem of the
+	// stack's own: `ip netns exec` remounts /sys, so pins under
+	// /sys/fs/bpf would be private to each director's process, and the
+	// tests read the directors' tables from the pins.
+	bpffs := filepath.Join(s.cfg.Dir, "bpffs")
+	if err := os.MkdirAll(bpffs, 0o700); err != nil {
+		tb.Fatalf("stack: %v", err)
+	}
+	if err := unix.Mount("bpf", bpffs, "bpf", 0, "mode=0700"); err != nil {
+		tb.Fatalf("stack: mount a BPF filesystem on %s: %v", bpffs, err)
+	}
+	tb.Cleanup(func() { _ = unix.Unmount(bpffs, unix.MNT_DETACH) })
 	for _, d := range s.Directors {
-		d.BPFFS = "/sys/fs/bpf/" + d.NS.Name
-		// A pin directory left by a killed earlier run would be adopted
-		// with its old tables; start clean.
-		_ = os.RemoveAll(d.BPFFS)
+		d.BPFFS = filepath.Join(bpffs, d.Name)
 		d.Proc = s.start(d.NS, d.Name+"-glb-director", nil, s.cfg.Bin.Director, "--state", s.stateURL(),
 			"--iface", "eth0", "--src-ip", d.IP.String(), "--xdp-mode", s.cfg.XDPMode,
 			"--metrics-addr", fmt.Sprintf(":%d", DirectorMetricsPort), "--bpffs", d.BPFFS,
 			"--healthcheck-interval", s.cfg.HealthInterval.String(), "--healthcheck-timeout", s.cfg.HealthTimeout.String())
-		// The pins go when glb-director exits cleanly; a killed one
-		// leaves them, and they must not outlive the stack.
-		tb.Cleanup(func() { _ = os.RemoveAll(d.BPFFS) })
 	}
 	for _, d := range s.Directors {
 		s.waitProc(d.Proc, 60*time.Second, d.Name+"'s table with every proxy host healthy", func() bool {
