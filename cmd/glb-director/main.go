@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"net/url"
@@ -24,6 +25,7 @@ import (
 	"github.com/glb-project/glb/consul"
 	"github.com/glb-project/glb/director/daemon"
 	"github.com/glb-project/glb/director/dataplane"
+	"github.com/glb-project/glb/director/table"
 	"github.com/glb-project/glb/healthcheck"
 	"github.com/glb-project/glb/internal/promserve"
 	"github.com/glb-project/glb/internal/version"
@@ -224,25 +226,31 @@ func publishHealth(ctx context.Context, st consul.Store, hc *healthcheck.Checker
 	if err != nil || source == "" {
 		source = "glb-director"
 	}
-	changed := make(chan struct{}, 1)
-	go hc.Watch(ctx, changed)
-	t := time.NewTicker(every)
-	defer t.Stop()
+	// The checker's change signal has one consumer, the daemon
+	// (daemon.Run watches it to rebuild the tables): a second Watch here
+	// would steal some of its signals, and a host that recovered would
+	// stay out of the table. So poll the snapshot, and publish when it
+	// changed or every interval.
+	poll := time.NewTicker(time.Second)
+	defer poll.Stop()
+	var last table.Health
+	var lastAt time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-changed:
-		case <-t.C:
+		case <-poll.C:
 		}
 		h := hc.Snapshot()
-		if h == nil {
-			continue // no result yet
+		if len(h) == 0 || maps.Equal(h, last) && time.Since(lastAt) < every {
+			continue // no result yet, or nothing new
 		}
 		r := consul.HealthReport{Source: source, At: time.Now(), Backends: h}
 		if err := st.PublishHealth(ctx, r); err != nil && ctx.Err() == nil {
 			log.Warn("publish health to the state store", "store", st.String(), "err", err)
+			continue
 		}
+		last, lastAt = h, time.Now()
 	}
 }
 
