@@ -36,6 +36,9 @@ func (s *Stack) start(ns *nstest.NS, name string, env []string, bin string, args
 	cmd := ns.Command(context.Background(), bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = f, f
+	// Its own process group: a Ctrl-C at the demo's terminal reaches the
+	// demo only, which then stops everything in order.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		tb.Fatalf("stack: start %s in %s: %v", name, ns.Name, err)

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/glb-project/glb/internal/nstest"
+	"github.com/glb-project/glb/internal/testenv"
+)
+
+func TestFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args    []string
+		wantErr bool
+		want    string
+	}{
+		{[]string{"--help"}, false, "Usage: glb-demo"},
+		{[]string{"--version"}, false, "glb-demo"},
+		{[]string{"--xdp-mode", "offload"}, true, "--xdp-mode"},
+		{[]string{"extra"}, true, "unexpected argument"},
+		{[]string{"--nope"}, true, "flag provided but not defined"},
+	} {
+		var out bytes.Buffer
+		err := run(context.Background(), tc.args, &out)
+		if (err != nil) != tc.wantErr || !strings.Contains(out.String(), tc.want) {
+			t.Errorf("run %v: err %v, output:\n%s", tc.args, err, out.String())
+		}
+	}
+}
+
+// TestDemoCheck runs the demo as `make demo` would, non-interactively:
+// --check brings the whole stack up, runs every command the demo tells
+// people to try, checks the answers and tears everything down.
+func TestDemoCheck(t *testing.T) {
+	testenv.RequireRoot(t)
+	for _, tool := range []string{"ip", "ethtool", "ss", "redis-server", "curl", "git", "gh"} {
+		testenv.RequireBinary(t, tool)
+	}
+	root, err := testenv.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := t.TempDir()
+	build := exec.Command("go", "build", "-o", bin+"/", "./cmd/glb-director", "./cmd/glb-redirect", "./cmd/glb-proxy", "./cmd/glbctl", "./cmd/githubsim")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	// A per-run prefix, so the test never touches a demo someone runs.
+	names := nstest.Name("d") + "-"
+	var out bytes.Buffer
+	err = run(context.Background(), []string{"--check", "--bin", bin, "--dir", t.TempDir(), "--names", names, "--healthcheck-interval", "500ms"}, &out)
+	t.Logf("glb-demo --check:\n%s", out.String())
+	if err != nil {
+		t.Fatalf("glb-demo --check: %v", err)
+	}
+	for _, want := range []string{"checks passed", "everything is torn down"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the demo's output lacks %q", want)
+		}
+	}
+	if list, _ := exec.Command("ip", "netns", "list").Output(); strings.Contains(string(list), names) {
+		t.Errorf("namespaces left behind:\n%s", list)
+	}
+}
