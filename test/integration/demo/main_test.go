@@ -49,20 +49,28 @@ func TestDemoCheck(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	// A per-run prefix, so the test never touches a demo someone runs.
-	names := nstest.Name("d") + "-"
-	var out bytes.Buffer
-	err = run(context.Background(), []string{"--check", "--bin", bin, "--dir", t.TempDir(), "--names", names, "--healthcheck-interval", "500ms"}, &out)
-	t.Logf("glb-demo --check:\n%s", out.String())
-	if err != nil {
-		t.Fatalf("glb-demo --check: %v", err)
-	}
-	for _, want := range []string{"checks passed", "everything is torn down"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("the demo's output lacks %q", want)
-		}
-	}
-	if list, _ := exec.Command("ip", "netns", "list").Output(); strings.Contains(string(list), names) {
-		t.Errorf("namespaces left behind:\n%s", list)
+	for _, mode := range []struct{ name, flag string }{{"file state", ""}, {"Consul state", "--consul"}} {
+		t.Run(mode.name, func(t *testing.T) {
+			// A per-run prefix, so the test never touches a demo someone runs.
+			names := nstest.Name("d") + "-"
+			args := []string{"--check", "--bin", bin, "--dir", t.TempDir(), "--names", names, "--healthcheck-interval", "500ms"}
+			if mode.flag != "" {
+				args = append(args, mode.flag)
+			}
+			var out bytes.Buffer
+			err := run(context.Background(), args, &out)
+			t.Logf("glb-demo %s:\n%s", strings.Join(args, " "), out.String())
+			if err != nil {
+				t.Fatalf("glb-demo --check: %v", err)
+			}
+			for _, want := range []string{"checks passed", "everything is torn down"} {
+				if !strings.Contains(out.String(), want) {
+					t.Errorf("the demo's output lacks %q", want)
+				}
+			}
+			if list, _ := exec.Command("ip", "netns", "list").Output(); strings.Contains(string(list), names) {
+				t.Errorf("namespaces left behind:\n%s", list)
+			}
+		})
 	}
 }

@@ -41,6 +41,11 @@ func tryThis(s *stack.Stack, o *options) []try {
 	ca := s.CAFile
 	ghEnv := fmt.Sprintf("env GH_HOST=%s GH_ENTERPRISE_TOKEN=%s SSL_CERT_FILE=%s ", vip, s.Token, ca)
 	glbctl := "sudo " + shortPath(filepath.Join(o.bin, "glbctl"))
+	if o.consul {
+		// Consul listens on the upstream host: glbctl runs where the
+		// network reaches it, as an operator's would.
+		glbctl = "sudo ip netns exec " + s.Router.Name + " " + shortPath(filepath.Join(o.bin, "glbctl"))
+	}
 	state := " --state " + s.State
 	clone := filepath.Join(o.dir, "widgets")
 	p1, p2 := s.Proxies[0], s.Proxies[1]

@@ -1,10 +1,13 @@
 package stack
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"sync"
+
+	"github.com/hashicorp/consul/api"
 
 	"github.com/glb-project/glb/consul/consultest"
 )
@@ -18,6 +21,22 @@ type consulServer struct {
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
 }
+
+// ConsulClient is a Consul API client of the stack's Consul test server,
+// for this process (nil without Consul mode).
+func (s *Stack) ConsulClient() (*api.Client, error) {
+	if s.consul == nil {
+		return nil, errors.New("stack: not in Consul mode")
+	}
+	return api.NewClient(s.consul.srv.Config())
+}
+
+// StopConsul takes the Consul test server down (its data stays), as an
+// outage would; StartConsul brings it back on the same address.
+func (s *Stack) StopConsul() { s.consul.srv.Stop() }
+
+// StartConsul restarts the Consul test server after StopConsul.
+func (s *Stack) StartConsul() error { return s.consul.srv.Start() }
 
 // ConsulURL is the --state URL of Consul mode.
 func ConsulURL() string { return fmt.Sprintf("consul://%s:%d/glb", UpstreamIP, ConsulPort) }

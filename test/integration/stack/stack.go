@@ -161,10 +161,10 @@ func Start(tb nstest.TB, cfg Config) *Stack {
 	s.step("network namespaces, veths, bridge and ECMP route", s.network)
 	s.step("certificate authority, client token, upstream PATs", s.secrets)
 	s.step("upstream: redis-server and githubsim", s.upstream)
-	s.step("proxy hosts: glb-redirect and glb-proxy ×3", s.proxies)
 	if cfg.Consul {
-		s.step("Consul test server, state imported", s.startConsul)
+		s.step("Consul test server, state imported (glbctl state import)", s.startConsul)
 	}
+	s.step("proxy hosts: glb-redirect and glb-proxy ×3", s.proxies)
 	s.step("directors: glb-director ×2 ("+cfg.XDPMode+" XDP), health checks passing", s.directors)
 	s.step("first request through the VIP", s.firstRequest)
 	return s
@@ -400,11 +400,20 @@ credentials:
   - {name: bot, pat_env: GLB_PAT_BOT}
   - {name: spare, pat_env: GLB_PAT_SPARE}
 clients_file: %q
-registration: {cluster: demo, table: %s}
-`, p.Name, ProxyPlainPort, s.certFile, s.keyFile, sim, sim+"/graphql", sim, UpstreamIP, RedisPort, s.clientsFile, TableName)
+%s`, p.Name, ProxyPlainPort, s.certFile, s.keyFile, sim, sim+"/graphql", sim, UpstreamIP, RedisPort, s.clientsFile, s.registration(p))
 		s.writeFile(p.config, cfg, 0o644)
 		s.StartProxyServer(p)
 	}
+}
+
+// registration is glb-proxy's registration block: in Consul mode the
+// proxy registers itself as service glb-proxy with its host address.
+func (s *Stack) registration(p *Proxy) string {
+	if !s.cfg.Consul {
+		return fmt.Sprintf("registration: {cluster: glb-stack, table: %s}\n", TableName)
+	}
+	return fmt.Sprintf("registration: {consul: \"consul://%s:%d\", address: %s, cluster: glb-stack, table: %s}\n",
+		UpstreamIP, ConsulPort, p.IP, TableName)
 }
 
 // StartProxyServer starts glb-proxy on p and waits until it is ready.
