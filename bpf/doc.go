@@ -4,7 +4,7 @@
 //   - director.c: the XDP director (Director* identifiers), loaded by
 //     director/dataplane;
 //   - redirect.c: the proxy-host TC program that gives packets a second
-//     chance (Redirect* identifiers).
+//     chance (Redirect* identifiers), loaded by proxy/redirect.
 //
 // Shared wire formats (the GLB GUE header) live in include/gue.h. Run
 // `make generate` (go generate ./bpf/...) after editing a C file; it uses
