@@ -1,13 +1,25 @@
 package e2e
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/glb-project/glb/test/integration/stack"
+)
 
 // TestDirectors: the router's ECMP route spreads client connections over
 // both directors, and both compute the same table: the rows in their
 // kernels are identical, and equal what glbctl computes from the state.
+// It runs with the directors' XDP program in native mode (the default of
+// the stack) and in generic mode.
 func TestDirectors(t *testing.T) {
+	for _, mode := range []string{"native", "generic"} {
+		t.Run(mode, func(t *testing.T) { testDirectors(t, mode) })
+	}
+}
+
+func testDirectors(t *testing.T, mode string) {
 	requirements(t, "ss")
-	s := startStack(t, nil)
+	s := startStack(t, func(c *stack.Config) { c.XDPMode = mode })
 	tx := func() []float64 {
 		var v []float64
 		for _, d := range s.Directors {
