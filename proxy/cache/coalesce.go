@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/singleflight"
+
+	"github.com/glb-project/glb/proxy/credentials"
 )
 
 // Coalesce is the http.RoundTripper that merges identical cacheable
@@ -41,7 +43,8 @@ type flight struct {
 	leader *byte
 	resp   *http.Response // headers of the leader's answer
 	body   []byte
-	big    bool // body larger than MaxBytes: resp.Body still streams
+	big    bool   // body larger than MaxBytes: resp.Body still streams
+	used   string // the credential that answered (credentials.Choice.Used)
 }
 
 func (c *Coalesce) next() http.RoundTripper {
@@ -81,8 +84,15 @@ func (c *Coalesce) RoundTrip(req *http.Request) (*http.Response, error) {
 		timeout = 60 * time.Second
 	}
 	me := new(byte) // identifies this caller as the leader, if its fn runs
+	mine := credentials.ChoiceFrom(req.Context())
 	ch := c.group.DoChan(flightKey(req, pol), func() (any, error) {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(req.Context()), timeout)
+		// The flight outlives a leader whose client leaves, so it reports
+		// on a Choice of its own, never on the leader's.
+		shared := &credentials.Choice{}
+		if mine != nil {
+			shared.Prefer = mine.Prefer
+		}
+		ctx, cancel := context.WithTimeout(credentials.WithChoice(context.WithoutCancel(req.Context()), shared), timeout)
 		resp, err := c.next().RoundTrip(req.WithContext(ctx))
 		if err != nil {
 			cancel()
@@ -100,11 +110,11 @@ func (c *Coalesce) RoundTrip(req *http.Request) (*http.Response, error) {
 				io.Reader
 				io.Closer
 			}{io.MultiReader(bytes.NewReader(body), rest), closerFunc(func() error { cancel(); return rest.Close() })}
-			return &flight{leader: me, resp: resp, big: true}, nil
+			return &flight{leader: me, resp: resp, big: true, used: shared.Used}, nil
 		}
 		resp.Body.Close()
 		cancel()
-		return &flight{leader: me, resp: resp, body: body}, nil
+		return &flight{leader: me, resp: resp, body: body, used: shared.Used}, nil
 	})
 	if c.joined != nil {
 		c.joined() // registered as leader or follower: a test hook
@@ -120,6 +130,9 @@ func (c *Coalesce) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	f := res.Val.(*flight)
 	if f.leader == me {
+		if mine != nil {
+			mine.Used = f.used
+		}
 		if f.big {
 			return f.resp, nil
 		}
