@@ -98,42 +98,73 @@ func runLoad(s *stack.Stack, url string, conns int, d time.Duration) *load {
 //   - api: GET /repos/acme/widgets, the proxy's usual work: a Redis
 //     lookup and a revalidation at githubsim (a 304, no rate limit).
 //
-// The work per run is fixed (rounds × round time), whatever b.N is: run it
-// with -benchtime 1x. Reported: req/s, p50 and p99 for each path, and the
+// It runs with the directors in native XDP mode (the stack's default) and
+// in generic mode. The work per run is fixed (rounds × round time),
+// whatever b.N is: run it with -benchtime 1x. Reported: req/s, p50 and p99 for each path, and the
 // ratios VIP / direct (1.0 = the director and GUE cost nothing visible).
 func BenchmarkEndToEnd(b *testing.B) {
+	for _, mode := range []string{"native", "generic"} {
+		b.Run(mode, func(b *testing.B) { benchEndToEnd(b, mode) })
+	}
+}
+
+// benchEndToEnd runs the comparison with the directors' XDP program in
+// mode.
+func benchEndToEnd(b *testing.B, mode string) {
 	requirements(b, "ss")
-	s := startStack(b, func(c *stack.Config) { c.HealthInterval = 2 * time.Second })
+	s := startStack(b, func(c *stack.Config) { c.HealthInterval = 2 * time.Second; c.XDPMode = mode })
 	direct := s.Proxies[0].IP.String()
 	const (
 		conns  = 16
 		rounds = 3
-		round  = 2 * time.Second
+		round  = 1500 * time.Millisecond
 	)
+	// measure interleaves rounds of load through the VIP and straight to
+	// proxy1, after a warm-up of both.
+	measure := func(path string) (vip, dir *load) {
+		vip, dir = &load{}, &load{}
+		runLoad(s, "https://"+stack.VIP.String()+path, conns, 300*time.Millisecond)
+		runLoad(s, "https://"+direct+path, conns, 300*time.Millisecond)
+		for range rounds {
+			vip.add(runLoad(s, "https://"+stack.VIP.String()+path, conns, round))
+			dir.add(runLoad(s, "https://"+direct+path, conns, round))
+		}
+		if vip.errors+dir.errors > 0 || vip.requests == 0 || dir.requests == 0 {
+			b.Fatalf("errors: %d through the VIP, %d direct (of %d and %d)", vip.errors, dir.errors, vip.requests, dir.requests)
+		}
+		return vip, dir
+	}
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	report := func(b *testing.B, prefix string, vip, dir *load) {
+		b.ReportMetric(vip.rps(), prefix+"_req/s")
+		b.ReportMetric(ms(vip.pct(0.50)), prefix+"_p50_ms")
+		b.ReportMetric(ms(vip.pct(0.99)), prefix+"_p99_ms")
+		b.ReportMetric(vip.rps()/dir.rps(), prefix+"/direct_rps")
+		b.ReportMetric(float64(vip.pct(0.50))/float64(dir.pct(0.50)), prefix+"/direct_p50")
+		b.ReportMetric(float64(vip.pct(0.99))/float64(dir.pct(0.99)), prefix+"/direct_p99")
+	}
 	for _, kind := range []struct{ name, path string }{{"health", "/_glb/health"}, {"api", "/repos/acme/widgets"}} {
 		b.Run(kind.name, func(b *testing.B) {
-			vip, dir := &load{}, &load{}
-			// Warm up both paths (TLS sessions, the cache, ARP).
-			runLoad(s, "https://"+stack.VIP.String()+kind.path, conns, 300*time.Millisecond)
-			runLoad(s, "https://"+direct+kind.path, conns, 300*time.Millisecond)
-			for range rounds {
-				vip.add(runLoad(s, "https://"+stack.VIP.String()+kind.path, conns, round))
-				dir.add(runLoad(s, "https://"+direct+kind.path, conns, round))
-			}
-			if vip.errors+dir.errors > 0 || vip.requests == 0 || dir.requests == 0 {
-				b.Fatalf("errors: %d through the VIP, %d direct (of %d and %d)", vip.errors, dir.errors, vip.requests, dir.requests)
-			}
-			ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+			// vip: the VIP spreads the load over all three proxy hosts.
+			vip, dir := measure(kind.path)
+			// vip1: proxy2 and proxy3 drained, so the VIP sends every
+			// connection to proxy1, the host the direct load goes to:
+			// the difference is the L4 path alone (ECMP, the director,
+			// GUE, glb-redirect).
+			ctl(b, s, "drain", "proxy2", "--reason", "bench: one host", "--force")
+			ctl(b, s, "drain", "proxy3", "--reason", "bench: one host", "--force")
+			waitTables(b, s, "narrow the table to proxy1")
+			vip1, dir1 := measure(kind.path)
+			ctl(b, s, "activate", "proxy2", "--reason", "bench done")
+			ctl(b, s, "activate", "proxy3", "--reason", "bench done")
+			waitTables(b, s, "all hosts back")
+
 			b.ReportMetric(0, "ns/op")
-			b.ReportMetric(vip.rps(), "vip_req/s")
 			b.ReportMetric(dir.rps(), "direct_req/s")
-			b.ReportMetric(ms(vip.pct(0.50)), "vip_p50_ms")
-			b.ReportMetric(ms(vip.pct(0.99)), "vip_p99_ms")
 			b.ReportMetric(ms(dir.pct(0.50)), "direct_p50_ms")
 			b.ReportMetric(ms(dir.pct(0.99)), "direct_p99_ms")
-			b.ReportMetric(vip.rps()/dir.rps(), "vip/direct_rps")
-			b.ReportMetric(float64(vip.pct(0.50))/float64(dir.pct(0.50)), "vip/direct_p50")
-			b.ReportMetric(float64(vip.pct(0.99))/float64(dir.pct(0.99)), "vip/direct_p99")
+			report(b, "vip", vip, dir)
+			report(b, "vip1", vip1, dir1)
 		})
 	}
 	b.Run("wrk", func(b *testing.B) {

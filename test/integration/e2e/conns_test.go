@@ -185,7 +185,7 @@ func newConnections(t *testing.T, s *stack.Stack, n int) map[string]int {
 
 // waitTables waits until both directors' kernels hold the table the state
 // describes.
-func waitTables(t *testing.T, s *stack.Stack, what string) {
+func waitTables(t testing.TB, s *stack.Stack, what string) {
 	t.Helper()
 	var last error
 	deadline := time.Now().Add(30 * time.Second)
@@ -202,12 +202,14 @@ func waitTables(t *testing.T, s *stack.Stack, what string) {
 	}
 }
 
-func ctl(t *testing.T, s *stack.Stack, args ...string) string {
+func ctl(t testing.TB, s *stack.Stack, args ...string) string {
 	t.Helper()
 	out, err := s.Ctl(args...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("glbctl %v:\n%s", args, out)
+	if _, bench := t.(*testing.B); !bench {
+		t.Logf("glbctl %v:\n%s", args, out)
+	}
 	return out
 }
