@@ -232,7 +232,13 @@ func (l *Layer) RoundTrip(req *http.Request) (*http.Response, error) {
 		return resp, nil
 	}
 	resp.Body.Close()
-	ne := &Entry{Status: resp.StatusCode, Header: storedHeader(resp.Header), Body: body,
+	hdr := storedHeader(resp.Header)
+	if cl := resp.Header.Get("Content-Length"); req.Method == http.MethodHead && cl != "" {
+		// A HEAD answer has no body; its length is the GET's, and the
+		// HEAD entry (keyed apart from the GET's) keeps it.
+		hdr.Set("Content-Length", cl)
+	}
+	ne := &Entry{Status: resp.StatusCode, Header: hdr, Body: body,
 		Credential: choice.Used, Validated: l.now()}
 	if err := l.Store.Put(ctx, key, ne, l.ttl()); err != nil {
 		l.storeFailed("put", err)
@@ -269,7 +275,9 @@ func (l *Layer) serve(req *http.Request, e *Entry, mode string) *http.Response {
 	if req.Method == http.MethodHead {
 		body = nil
 	}
-	h.Set("Content-Length", strconv.Itoa(len(e.Body)))
+	if h.Get("Content-Length") == "" { // set only by a HEAD entry
+		h.Set("Content-Length", strconv.Itoa(len(e.Body)))
+	}
 	return &http.Response{
 		Status:     strconv.Itoa(e.Status) + " " + http.StatusText(e.Status),
 		StatusCode: e.Status, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,

@@ -323,6 +323,18 @@ func TestHeadAndGetAreSeparate(t *testing.T) {
 	}
 }
 
+func TestHeadKeepsTheLengthOfTheGet(t *testing.T) {
+	s := newStack(t, nil)
+	g := s.do(t, "GET", "/repos/acme/widgets", nil)
+	want := strconv.Itoa(len(g.body))
+	for i, wantMode := range []string{Miss, Revalidated} {
+		h := s.do(t, "HEAD", "/repos/acme/widgets", nil)
+		if h.mode != wantMode || h.header.Get("Content-Length") != want {
+			t.Fatalf("HEAD %d: mode %s, Content-Length %q; want %s and %s (the GET's length)", i+1, h.mode, h.header.Get("Content-Length"), wantMode, want)
+		}
+	}
+}
+
 func TestKeyVariesWithRepresentation(t *testing.T) {
 	s := newStack(t, nil)
 	base := s.do(t, "GET", "/repos/acme/widgets/pulls/5", nil)
