@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/glb-project/glb/proxy/clients"
 )
 
 // Config is glb-proxy's configuration. The zero value of every optional
@@ -171,7 +173,9 @@ func Parse(data []byte) (*Config, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, errors.New("the file is empty: see docs/proxy.md for an example")
 		}
-		return nil, err
+		// yaml.v3 quotes the offending value, which may be a token
+		// pasted in the wrong place.
+		return nil, errors.New(clients.Redact(err.Error()))
 	}
 	c.applyDefaults()
 	if err := c.validate(); err != nil {
@@ -294,6 +298,9 @@ func (c *Config) validate() error {
 	if cc.RedisPasswordEnv != "" && cc.RedisPasswordFile != "" {
 		add("cache: set redis_password_env or redis_password_file, not both")
 	}
+	if err := checkEnvName(cc.RedisPasswordEnv); err != nil {
+		add("cache.redis_password_env: %v", err)
+	}
 	if cc.MemoryBytes < 0 || cc.MaxEntryBytes < 0 || cc.TTL < 0 {
 		add("cache: memory_bytes, max_entry_bytes and ttl must not be negative")
 	}
@@ -317,6 +324,11 @@ func (c *Config) validate() error {
 			add("%s: name is also used by credentials[%d]: names must be unique", where, j)
 		}
 		names[cr.Name] = i
+		for _, f := range []struct{ key, val string }{{"pat_env", cr.PATEnv}, {"private_key_env", cr.PrivateKeyEnv}} {
+			if err := checkEnvName(f.val); err != nil {
+				add("%s: %s: %v", where, f.key, err)
+			}
+		}
 		pat := cr.PATEnv != "" || cr.PATFile != ""
 		app := cr.AppID != 0 || cr.InstallationID != 0 || cr.PrivateKeyFile != "" || cr.PrivateKeyEnv != ""
 		switch {
@@ -363,6 +375,24 @@ func (c *Config) validate() error {
 func checkListen(a string) error {
 	if _, _, err := net.SplitHostPort(a); err != nil {
 		return errors.New("want [HOST]:PORT, like \":443\"")
+	}
+	return nil
+}
+
+var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// checkEnvName checks a *_env field ("" is fine: not set). Its errors never
+// quote the value: a secret written where its variable's name belongs
+// would otherwise reach the log, through ResolveSecrets's "is empty or
+// unset" at the latest.
+func checkEnvName(name string) error {
+	switch {
+	case name == "":
+		return nil
+	case clients.Redact(name) != name:
+		return errors.New("holds what looks like a token, not the name of an environment variable: export the secret and name its variable here (then revoke the token: it is in this file)")
+	case !envNameRE.MatchString(name):
+		return errors.New("not an environment variable name (letters, digits and _): name the variable that holds the secret")
 	}
 	return nil
 }

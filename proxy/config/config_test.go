@@ -103,6 +103,10 @@ func TestValidateErrors(t *testing.T) {
 		{"app without key", "clients_file: x\ncredentials: [{name: a, app_id: 1, installation_id: 2}]\n", "exactly one of private_key_file"},
 		{"same installation twice", "clients_file: x\ncredentials: [{name: a, app_id: 1, installation_id: 2, private_key_file: k}, {name: b, app_id: 1, installation_id: 2, private_key_file: k}]\n", "share one rate limit"},
 		{"token in yaml", "clients_file: x\ncredentials: [{name: a, token: ghp_x}]\n", "field token not found"},
+		{"token as pat_env", "clients_file: x\ncredentials: [{name: a, pat_env: " + leakedPAT + "}]\n", "pat_env: holds what looks like a token"},
+		{"pem as private_key_env", "clients_file: x\ncredentials: [{name: a, app_id: 1, installation_id: 2, private_key_env: '-----BEGIN RSA PRIVATE KEY-----'}]\n", "private_key_env: not an environment variable name"},
+		{"password as redis_password_env", minimal + "cache: {redis: 'redis://x:1', redis_password_env: 'hunter2 hunter2'}\n", "redis_password_env: not an environment variable name"},
+		{"token as app_id", "clients_file: x\ncredentials: [{name: a, app_id: " + leakedPAT + ", installation_id: 2, private_key_file: k}]\n", "cannot unmarshal"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -113,9 +117,17 @@ func TestValidateErrors(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("error %q does not say %q", err, tt.want)
 			}
+			for _, secret := range []string{leakedPAT, "BEGIN RSA", "hunter2"} {
+				if strings.Contains(err.Error(), secret) {
+					t.Errorf("error %q repeats a secret", err)
+				}
+			}
 		})
 	}
 }
+
+// leakedPAT is a PAT-shaped string written where a variable name belongs.
+const leakedPAT = "ghp_R3dact3dR3dact3dR3dact3dR3dact3d0000"
 
 func writeFile(t *testing.T, dir, name string, data []byte) string {
 	t.Helper()
