@@ -96,7 +96,12 @@ SIGHUP reloads the allow-list. Slack only calls HTTPS URLs: serve TLS with
 				if err != nil {
 					return fmt.Errorf("chatops: %w", err)
 				}
-				hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+				// The Slack endpoint faces the Internet: a client that
+				// trickles its body or idles may not hold a connection. No
+				// WriteTimeout: the JSON endpoint answers when its command
+				// ends (up to chatops.Config.CommandTimeout).
+				hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+					IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 
 				hup := make(chan os.Signal, 1)
 				signal.Notify(hup, syscall.SIGHUP)
