@@ -19,8 +19,7 @@ type Proc struct {
 	PID     int
 	done    chan struct{}
 	err     error
-	cmd     interface{ Signal(os.Signal) error }
-	kill    func() error
+	proc    *os.Process
 }
 
 // start runs bin inside ns. The process is stopped (SIGTERM, then SIGKILL)
@@ -44,8 +43,7 @@ func (s *Stack) start(ns *nstest.NS, name string, env []string, bin string, args
 		tb.Fatalf("stack: start %s in %s: %v", name, ns.Name, err)
 	}
 	p.PID = cmd.Process.Pid
-	p.cmd = cmd.Process
-	p.kill = cmd.Process.Kill
+	p.proc = cmd.Process
 	go func() {
 		p.err = cmd.Wait()
 		f.Close()
@@ -77,7 +75,7 @@ func (p *Proc) Running() bool {
 func (p *Proc) Err() error { <-p.done; return p.err }
 
 // Signal sends sig to the process.
-func (p *Proc) Signal(sig os.Signal) error { return p.cmd.Signal(sig) }
+func (p *Proc) Signal(sig os.Signal) error { return p.proc.Signal(sig) }
 
 // Stop sends SIGTERM and waits up to 15 seconds before SIGKILL. It returns
 // the exit error (nil for a clean exit).
@@ -85,11 +83,11 @@ func (p *Proc) Stop() error {
 	if !p.Running() {
 		return p.err
 	}
-	_ = p.cmd.Signal(syscall.SIGTERM)
+	_ = p.proc.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
 	case <-time.After(15 * time.Second):
-		_ = p.kill()
+		_ = p.proc.Kill()
 		<-p.done
 	}
 	return p.err
