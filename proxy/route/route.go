@@ -125,6 +125,9 @@ func Parse(method, escapedPath, rawQuery string) (Request, error) {
 	case len(segs) >= 2 && segs[0] == "api" && segs[1] == "v3":
 		r.Prefixed = true
 		segs = segs[2:]
+		if err := checkUnderPrefix(segs); err != nil {
+			return Request{}, err
+		}
 		r.Segments = segs
 		r.Kind = REST
 	case len(segs) >= 2 && hasGitSuffix(segs[1]):
@@ -152,6 +155,24 @@ func Parse(method, escapedPath, rawQuery string) (Request, error) {
 		r.Template = Template(r.Segments)
 	}
 	return r, nil
+}
+
+// checkUnderPrefix refuses what follows /api/v3 when, without the prefix,
+// it reads as something other than a REST path: the prefix again, the GHES
+// GraphQL path, git smart HTTP or the proxy's own endpoints. Such a request
+// would be checked against the scopes as REST and then sent upstream as a
+// canonical path that means something else there (/api/graphql on a GHES
+// host is GraphQL, unclassified).
+func checkUnderPrefix(segs []string) error {
+	switch {
+	case len(segs) >= 2 && segs[0] == "api" && (segs[1] == "v3" || segs[1] == "graphql"):
+		return fmt.Errorf("%w: /api/v3 followed by /api/%s: give the prefix once", ErrBadPath, segs[1])
+	case len(segs) == 2 && segs[0] == "_glb", len(segs) == 1 && segs[0] == "metrics":
+		return fmt.Errorf("%w: glb-proxy's own endpoints are not under /api/v3", ErrBadPath)
+	case len(segs) >= 2 && hasGitSuffix(segs[1]):
+		return fmt.Errorf("%w: git smart HTTP is not under /api/v3: use /OWNER/REPO.git/...", ErrBadPath)
+	}
+	return nil
 }
 
 func hasGitSuffix(s string) bool {

@@ -77,6 +77,11 @@ func TestParseRefuses(t *testing.T) {
 		{"git info refs without service", "GET", "/a/b.git/info/refs", ""},
 		{"git upload pack by GET", "GET", "/a/b.git/git-upload-pack", ""},
 		{"too many segments", "GET", "/" + strings.Repeat("a/", 100) + "a", ""},
+		{"ghes prefix twice", "GET", "/api/v3/api/v3", ""},
+		{"ghes prefix before the ghes graphql path", "POST", "/api/v3/api/graphql", ""},
+		{"own endpoint under the ghes prefix", "GET", "/api/v3/metrics", ""},
+		{"health under the ghes prefix", "GET", "/api/v3/_glb/health", ""},
+		{"git under the ghes prefix", "GET", "/api/v3/acme/widgets.git/info/refs", "service=git-upload-pack"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
