@@ -3,7 +3,8 @@
 #   sudo make demo    the whole stack in network namespaces, against githubsim
 #   sudo make test    every test; root tests run when root (CI requires them)
 
-GO        ?= go
+# sudo's secure_path may leave Go's directory off PATH.
+GO        ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 BIN       := bin
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X github.com/glb-project/glb/internal/version.Version=$(VERSION)

@@ -221,11 +221,16 @@ func newState(o *options, log *slog.Logger, reg prometheus.Registerer) (consul.S
 // publishHealth records the health checker's view in the store after every
 // change and every interval, so glbctl status shows live health (readers
 // ignore reports older than two minutes).
-func publishHealth(ctx context.Context, st consul.Store, hc *healthcheck.Checker, every time.Duration, log *slog.Logger) {
-	source, err := os.Hostname()
-	if err != nil || source == "" {
-		source = "glb-director"
+//
+// A report is named after the host and the director's source address, so
+// two directors on one host (or two hosts with one name) never overwrite
+// each other's view.
+func publishHealth(ctx context.Context, st consul.Store, hc *healthcheck.Checker, srcIP netip.Addr, every time.Duration, log *slog.Logger) {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "glb-director"
 	}
+	source := host + "_" + srcIP.String()
 	// The checker's change signal has one consumer, the daemon
 	// (daemon.Run watches it to rebuild the tables): a second Watch here
 	// would steal some of its signals, and a host that recovered would
@@ -358,7 +363,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	// results rebuild the tables through d.Run's Health.Watch.
 	hcErr := make(chan error, 1)
 	go func() { hcErr <- hc.Run(ctx) }()
-	go publishHealth(ctx, state, hc, 30*time.Second, log)
+	go publishHealth(ctx, state, hc, o.srcIP, 30*time.Second, log)
 	log.Info("glb-director running", "version", version.Version, "ifaces", o.ifaces.String(), "src_ip", o.srcIP, "xdp_mode", o.mode, "bpffs", o.bpffs, "healthcheck", hc.String())
 	var checkErr error
 	checksDone := false

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"os/user"
 	"time"
 
 	"github.com/glb-project/glb/consul"
@@ -33,12 +34,15 @@ func openState(ctx context.Context, e env, spec string) (consul.Store, context.C
 }
 
 // defaultBy is who a change is recorded as: the user behind sudo, else the
-// login user.
+// login user, else the user the process runs as.
 func defaultBy(e env) string {
 	for _, k := range []string{"SUDO_USER", "USER", "LOGNAME"} {
 		if v := e.getenv(k); v != "" {
 			return v
 		}
+	}
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
 	}
 	return "unknown"
 }
