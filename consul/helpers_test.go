@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/glb-project/glb/director/table"
+	"github.com/glb-project/glb/internal/nstest"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -93,15 +94,8 @@ func gauge(t testing.TB, reg *prometheus.Registry, name string, labels ...string
 	return 0
 }
 
-// eventually polls cond every few milliseconds until it holds or the
-// deadline passes.
+// eventually polls cond until it holds, for up to 30 seconds.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	nstest.WaitFor(t, 30*time.Second, what, cond)
 }

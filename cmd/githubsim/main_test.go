@@ -27,19 +27,14 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/glb-project/glb/internal/nstest"
 	"github.com/glb-project/glb/internal/testenv"
 )
 
-// waitFor polls cond every few milliseconds until it holds or 10s pass.
+// waitFor polls cond until it holds, for up to 10 seconds.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	nstest.WaitFor(t, 10*time.Second, what, cond)
 }
 
 func readAddr(t *testing.T, file string) string {

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+
+	"github.com/glb-project/glb/internal/nstest"
 )
 
 func client(t *testing.T, s *Server) *api.Client {
@@ -24,17 +26,10 @@ func client(t *testing.T, s *Server) *api.Client {
 	return c
 }
 
-// eventually polls cond every few milliseconds until it holds or the
-// deadline passes.
+// eventually polls cond until it holds, for up to 20 seconds.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	nstest.WaitFor(t, 20*time.Second, what, cond)
 }
 
 func put(t *testing.T, kv *api.KV, key, value string) {

@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/glb-project/glb/internal/nstest"
 	"github.com/glb-project/glb/internal/testenv"
 	"github.com/glb-project/glb/proxy/clients"
 	"github.com/glb-project/glb/test/githubsim"
@@ -290,15 +291,8 @@ func get(t testing.TB, c *http.Client, url, token string, hdr ...string) (*http.
 	return resp, string(b)
 }
 
-// waitFor polls cond every few milliseconds until it holds or the
-// deadline passes.
+// waitFor polls cond until it holds, for up to d.
 func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond) // polling a condition with a deadline
-	}
+	nstest.WaitFor(t, d, what, cond)
 }
