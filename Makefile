@@ -42,9 +42,23 @@ test: deps vet
 fuzz:
 	@./scripts/fuzz.sh $(FUZZTIME)
 
-## bench: every Go benchmark, one package at a time
+## bench: every issue's benchmark, each beside its baseline (root for BPF and e2e)
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
+	@echo "== forwarding table build (issue 2): AVX-512 vs scalar SipHash"
+	$(GO) test -run '^$$' -bench 'Build256' -benchmem -count 3 ./director/table
+	@echo "== XDP director vs a head-adjust + XDP_TX floor (issue 3)"
+	$(GO) test -run '^$$' -bench 'DirectorLive' -benchtime 2000000x -count 3 ./director/dataplane
+	$(GO) test -run '^$$' -bench 'ApplySwap' -benchtime 20x ./director/dataplane
+	@echo "== glb-redirect vs a TC_ACT_OK program (issue 4)"
+	$(GO) test -run '^$$' -bench 'Program' -benchtime 200000x -count 3 ./proxy/redirect
+	@echo "== glb-proxy economy and cache-hit speed vs direct (issue 5)"
+	$(GO) test -run '^$$' -bench 'Economy' -benchtime 1x -count 2 ./test/integration/proxy
+	$(GO) test -run '^$$' -bench 'Speed' -benchtime 5000x -count 3 ./test/integration/proxy
+	$(GO) test -run '^$$' -bench . -benchtime 1000x ./test/githubsim
+	@echo "== health-check reply demultiplexer, Consul propagation (issue 6)"
+	$(GO) test -run '^$$' -bench . -benchmem ./healthcheck ./consul
+	@echo "== end to end through the VIP vs straight to one proxy (DESIGN.md §11)"
+	$(GO) test -run '^$$' -bench 'EndToEnd' -benchtime 1x -count 2 -timeout 20m ./test/integration/e2e
 
 ## demo: the whole stack in network namespaces against githubsim
 demo: deps build
