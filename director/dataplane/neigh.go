@@ -35,7 +35,10 @@ func (d *Dataplane) ResolveNeighbors(addrs []netip.Addr) error {
 			continue
 		}
 		routes, err := netlink.RouteGet(a.AsSlice())
-		if err != nil || len(routes) == 0 {
+		if err == nil && len(routes) == 0 {
+			err = errors.New("no route")
+		}
+		if err != nil {
 			errs = append(errs, fmt.Errorf("route to %v: %w", a, err))
 			continue
 		}
