@@ -363,7 +363,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	// results rebuild the tables through d.Run's Health.Watch.
 	hcErr := make(chan error, 1)
 	go func() { hcErr <- hc.Run(ctx) }()
-	go publishHealth(ctx, state, hc, o.srcIP, 30*time.Second, log)
+	published := make(chan struct{})
+	go func() { defer close(published); publishHealth(ctx, state, hc, o.srcIP, 30*time.Second, log) }()
 	log.Info("glb-director running", "version", version.Version, "ifaces", o.ifaces.String(), "src_ip", o.srcIP, "xdp_mode", o.mode, "bpffs", o.bpffs, "healthcheck", hc.String())
 	var checkErr error
 	checksDone := false
@@ -392,6 +393,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	if !checksDone {
 		checkErr = <-hcErr
 	}
+	<-published // before the deferred state.Close
 	return errors.Join(err, checkErr)
 }
 
