@@ -12,7 +12,7 @@ BINARIES  := glb-director glb-redirect glb-proxy glbctl githubsim
 TESTFLAGS ?= -count=1 -timeout 25m
 FUZZTIME  ?= 10s
 
-.PHONY: all build test generate bench demo deps clean fuzz vet
+.PHONY: all build test generate bench demo deps clean fuzz vet check-generated
 
 all: build
 
@@ -34,8 +34,12 @@ vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
 	$(GO) vet ./...
 
-## test: deps, vet, then every test (root tests too, when run as root)
-test: deps vet
+## check-generated: fail if the committed BPF objects are stale
+check-generated:
+	@GO=$(GO) ./scripts/check-generated.sh
+
+## test: deps, vet, generated objects, then every test (root tests too, when run as root)
+test: deps vet check-generated
 	$(GO) test $(TESTFLAGS) ./...
 
 ## fuzz: run each fuzz target for FUZZTIME (default 10s)
