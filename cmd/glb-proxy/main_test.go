@@ -9,7 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/glb-project/glb/internal/nstest"
 	"github.com/glb-project/glb/proxy/clients"
 )
 
@@ -86,5 +88,41 @@ func TestCheck(t *testing.T) {
 	}
 	if _, _, err := runCapture(t, "", "check", "--config", cfg); err == nil || !strings.Contains(err.Error(), "GLB_TEST_UNSET_PAT") {
 		t.Fatalf("check config with an unset secret: %v", err)
+	}
+}
+
+// TestSIGHUPBrokenRegistryLogsOnce: a registry that breaks between two
+// SIGHUPs is reported by one log line, and the last good one serves on.
+func TestSIGHUPBrokenRegistryLogsOnce(t *testing.T) {
+	dir := t.TempDir()
+	reg := filepath.Join(dir, "clients.yaml")
+	tok, err := clients.NewToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(reg, []byte("version: 1\nclients:\n  - name: a\n    token_sha256: "+clients.HashToken(tok)+"\n    scopes: [{path: /x}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "glb-proxy.yaml")
+	t.Setenv("GLB_TEST_PAT", "ghp_test")
+	// clients_poll is long so that only SIGHUP reads the registry.
+	if err := os.WriteFile(cfg, []byte("listen: 127.0.0.1:0\nupstream: {rest: \"http://127.0.0.1:1\"}\n"+
+		"credentials: [{name: bot, pat_env: GLB_TEST_PAT}]\nclients_file: "+reg+"\nclients_poll: 1h\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := startRun(t, cfg)
+	if err := os.WriteFile(reg, []byte("version: 1\nclients: [{name: BROKEN}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.sighup()
+	nstest.WaitFor(t, 20*time.Second, "the reload to be reported", func() bool {
+		r.exited()
+		return len(r.lines(`"msg":"reload incomplete"`)) > 0
+	})
+	if got := r.lines("BROKEN"); len(got) != 1 || !strings.Contains(got[0], "keeping the last good one") {
+		t.Errorf("want one line about the broken registry, got %d:\n%s", len(got), strings.Join(got, "\n"))
+	}
+	if err := r.stop(); err != nil {
+		t.Fatalf("run: %v\n%s", err, r.logs.String())
 	}
 }

@@ -3,40 +3,37 @@ package clients
 import (
 	"crypto/sha256"
 	"fmt"
-	"log/slog"
+	"io/fs"
 	"os"
 	"sync"
 	"syscall"
 	"time"
 )
 
-// File feeds a Registry from a YAML file. A file that fails to parse is
-// reported and the registry keeps its last good set.
+// File feeds a Registry from a YAML file. A file that fails to load is
+// reported once (by the error of Load or Check) and the registry keeps its
+// last good set. File does not log: its caller decides where errors go.
 type File struct {
 	Path     string
 	Registry *Registry
-	Log      *slog.Logger // nil: discard
 	// OnLoad, if set, is called after every load attempt that found new
-	// content, with its error (nil on success), for metrics.
+	// content (or a new failure), with its error (nil on success), for
+	// metrics and logs.
 	OnLoad func(err error)
 
 	mu    sync.Mutex
 	stamp fileStamp
 	sum   [sha256.Size]byte
-	ok    bool
+	ok    bool // sum is the content of the registry in use
+	gone  bool // the last attempt could not stat the file
+	bad   bool // the last attempt failed
 }
 
 type fileStamp struct {
 	mod  time.Time
 	size int64
+	mode fs.FileMode
 	sys  any
-}
-
-func (f *File) log() *slog.Logger {
-	if f.Log == nil {
-		return slog.New(slog.DiscardHandler)
-	}
-	return f.Log
 }
 
 // Load reads and applies the file now, whether or not it changed (SIGHUP).
@@ -46,54 +43,57 @@ func (f *File) Load() error {
 	return f.load(true)
 }
 
+// Check reloads the file if it changed since the last attempt
+// (modification time, size, mode, inode or content). It returns an error
+// only for a new failure: a broken or missing file is reported once, not
+// on every poll, and read again when it changes.
+func (f *File) Check() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.load(false)
+}
+
 func (f *File) load(force bool) error {
 	st, err := os.Stat(f.Path)
 	if err != nil {
+		if f.gone && !force {
+			return nil
+		}
+		// Forget the stamp, so the file is read when it comes back.
+		f.gone, f.stamp = true, fileStamp{}
 		return f.done(fmt.Errorf("load clients: %w", err))
 	}
-	stamp := fileStamp{mod: st.ModTime(), size: st.Size(), sys: statID(st)}
-	if !force && f.ok && stamp == f.stamp {
+	f.gone = false
+	stamp := fileStamp{mod: st.ModTime(), size: st.Size(), mode: st.Mode(), sys: statID(st)}
+	if !force && stamp == f.stamp {
 		return nil
 	}
+	// From here on this version is reported once: a failure is read again
+	// on the next change (a chmod included).
+	f.stamp = stamp
 	data, err := os.ReadFile(f.Path)
 	if err != nil {
 		return f.done(fmt.Errorf("load clients: %w", err))
 	}
 	sum := sha256.Sum256(data)
-	if !force && f.ok && sum == f.sum {
-		f.stamp = stamp
+	if !force && f.ok && !f.bad && sum == f.sum {
 		return nil
 	}
 	set, err := Parse(data)
 	if err != nil {
-		// Remember the stamp so a broken file is reported once, not on
-		// every poll; the next edit is read again.
-		f.stamp = stamp
 		return f.done(fmt.Errorf("load clients from %s: %w", f.Path, err))
 	}
 	f.Registry.Replace(set)
-	f.stamp, f.sum, f.ok = stamp, sum, true
-	f.log().Info("client registry loaded", "file", f.Path, "clients", len(set.Clients))
+	f.sum, f.ok = sum, true
 	return f.done(nil)
 }
 
 func (f *File) done(err error) error {
-	if err != nil {
-		f.log().Error("client registry not loaded; keeping the last good one", "file", f.Path, "err", err)
-	}
+	f.bad = err != nil
 	if f.OnLoad != nil {
 		f.OnLoad(err)
 	}
 	return err
-}
-
-// Check reloads the file if it changed since the last load (modification
-// time, size, inode or content). Errors are reported through Log and
-// OnLoad.
-func (f *File) Check() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	_ = f.load(false)
 }
 
 // statID identifies the file behind a path, so a replacement by rename is

@@ -1,7 +1,9 @@
 package clients
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -232,7 +234,9 @@ func TestFileReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-loads
-	f.Check() // unchanged: no load
+	if err := f.Check(); err != nil { // unchanged: no load
+		t.Fatal(err)
+	}
 	select {
 	case err := <-loads:
 		t.Fatalf("unchanged file loaded again (%v)", err)
@@ -240,7 +244,9 @@ func TestFileReload(t *testing.T) {
 	}
 
 	write(registryYAML(clientYAML("b", b, `{path: /x}`)))
-	f.Check()
+	if err := f.Check(); err != nil {
+		t.Fatal(err)
+	}
 	if err := <-loads; err != nil {
 		t.Fatalf("reload: %v", err)
 	}
@@ -252,18 +258,95 @@ func TestFileReload(t *testing.T) {
 	}
 
 	write("version: 1\nclients: [{name: BROKEN}]\n")
-	f.Check()
+	if err := f.Check(); err == nil || !strings.Contains(err.Error(), "BROKEN") {
+		t.Fatalf("broken file: Check returned %v", err)
+	}
 	if err := <-loads; err == nil {
 		t.Fatal("broken file loaded without error")
 	}
 	if _, ok := reg.Authenticate(b); !ok {
 		t.Fatal("broken file dropped the last good registry")
 	}
-	f.Check() // the broken version is reported once, not on every poll
+	if err := f.Check(); err != nil { // the broken version is reported once, not on every poll
+		t.Fatalf("broken file reported again: %v", err)
+	}
 	select {
 	case err := <-loads:
 		t.Fatalf("broken file reported again (%v)", err)
 	default:
+	}
+
+	// A deleted file is reported once too, and its return is seen.
+	loaded := func(what string) error {
+		t.Helper()
+		select {
+		case err := <-loads:
+			return err
+		default:
+			t.Fatalf("%s: no load attempt reported", what)
+			return nil
+		}
+	}
+	quiet := func(what string) {
+		t.Helper()
+		for range 3 {
+			if err := f.Check(); err != nil {
+				t.Fatalf("%s reported again: %v", what, err)
+			}
+		}
+		select {
+		case err := <-loads:
+			t.Fatalf("%s reported again (%v)", what, err)
+		default:
+		}
+	}
+	write(registryYAML(clientYAML("b", b, `{path: /x}`)))
+	if err := f.Check(); err != nil || loaded("fixed file") != nil {
+		t.Fatalf("fixed file: %v", err)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Check(); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("deleted file: Check returned %v", err)
+	}
+	if loaded("deleted file") == nil {
+		t.Fatal("deleted file: OnLoad without error")
+	}
+	quiet("deleted file")
+	if _, ok := reg.Authenticate(b); !ok {
+		t.Fatal("deleted file dropped the last good registry")
+	}
+	if err := f.Load(); err == nil || loaded("Load") == nil { // SIGHUP asks, and hears the error again
+		t.Fatal("Load of a deleted file succeeded")
+	}
+	// The same content back is a recovery, reported as a load.
+	write(registryYAML(clientYAML("b", b, `{path: /x}`)))
+	if err := f.Check(); err != nil || loaded("restored file") != nil {
+		t.Fatalf("restored file: %v", err)
+	}
+
+	// A path that cannot be read (here a directory) is reported once,
+	// and read again when it changes.
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(path, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Check(); err == nil || loaded("unreadable file") == nil {
+		t.Fatal("unreadable file: no error")
+	}
+	quiet("unreadable file")
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	write(registryYAML(clientYAML("a", a, `{path: /x}`)))
+	if err := f.Check(); err != nil || loaded("readable file") != nil {
+		t.Fatalf("readable again: %v", err)
+	}
+	if _, ok := reg.Authenticate(a); !ok {
+		t.Fatal("registry not replaced after the path became readable")
 	}
 }
 

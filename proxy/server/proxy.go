@@ -161,7 +161,7 @@ func New(cfg *config.Config, o Options) (*Proxy, error) {
 	p.git = newGitProxy(p)
 	p.promh = promhttp.HandlerFor(p.reg, promhttp.HandlerOpts{Registry: p.reg})
 
-	p.file = &clients.File{Path: cfg.ClientsFile, Registry: p.registry, Log: p.log, OnLoad: p.countReload}
+	p.file = p.clientsFile(cfg.ClientsFile)
 	if err := p.file.Load(); err != nil {
 		return nil, err
 	}
@@ -174,12 +174,27 @@ func New(cfg *config.Config, o Options) (*Proxy, error) {
 	return p, nil
 }
 
-func (p *Proxy) countReload(err error) {
+// clientsFile is the registry source for a file. Its errors are logged
+// by whoever called Load or Check; success is logged here.
+func (p *Proxy) clientsFile(path string) *clients.File {
+	return &clients.File{Path: path, Registry: p.registry, OnLoad: func(err error) {
+		p.clientsLoaded(err, "file", path)
+	}}
+}
+
+// clientsLoaded counts a registry load attempt and logs a success; the
+// attrs name the source.
+func (p *Proxy) clientsLoaded(err error, attrs ...any) {
 	if err != nil {
 		p.metrics.reloads.WithLabelValues("error").Inc()
-	} else {
-		p.metrics.reloads.WithLabelValues("ok").Inc()
+		return
 	}
+	p.metrics.reloads.WithLabelValues("ok").Inc()
+	n := 0
+	if s := p.registry.Current(); s != nil {
+		n = len(s.Clients)
+	}
+	p.log.Info("client registry loaded", append(attrs, "clients", n)...)
 }
 
 func (p *Proxy) countTLS(err error) {
@@ -242,16 +257,16 @@ func (p *Proxy) Reload(cfg *config.Config) error {
 	defer p.cfgMu.Unlock()
 	old := p.cfg
 	if cfg.ClientsFile != old.ClientsFile {
-		p.file = &clients.File{Path: cfg.ClientsFile, Registry: p.registry, Log: p.log, OnLoad: p.countReload}
+		p.file = p.clientsFile(cfg.ClientsFile)
 	}
 	var errs []error
 	if err := p.file.Load(); err != nil {
-		errs = append(errs, err)
+		errs = append(errs, fmt.Errorf("client registry not reloaded; keeping the last good one: %w", err))
 	}
 	if p.certs != nil && cfg.TLS != nil {
 		p.certs.setFiles(cfg.TLS.CertFile, cfg.TLS.KeyFile)
 		if err := p.certs.load(); err != nil {
-			errs = append(errs, err)
+			errs = append(errs, fmt.Errorf("tls certificate not reloaded; keeping the last good one: %w", err))
 		}
 	}
 	for _, f := range []struct {
@@ -424,7 +439,9 @@ func (p *Proxy) watch(ctx context.Context) {
 		p.cfgMu.Lock()
 		f := p.file
 		p.cfgMu.Unlock()
-		f.Check()
+		if err := f.Check(); err != nil {
+			p.log.Error("client registry not loaded; keeping the last good one", "file", f.Path, "err", err)
+		}
 		if p.certs != nil {
 			p.certs.check()
 		}

@@ -62,11 +62,11 @@ func (c *certReloader) loadLocked() error {
 
 func (c *certReloader) fail(err error) error {
 	c.count(err)
-	c.log.Error("tls certificate not loaded; keeping the last good one", "err", err)
 	return err
 }
 
-// check reloads the pair if a file changed.
+// check reloads the pair if a file changed, and logs a failure: each
+// broken version once. (load, for SIGHUP, returns its error instead.)
 func (c *certReloader) check() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -77,7 +77,9 @@ func (c *certReloader) check() {
 			return // reported when it comes back changed
 		}
 		if !st.ModTime().Equal(c.stamp[i]) || st.Size() != c.sizes[i] {
-			_ = c.loadLocked()
+			if err := c.loadLocked(); err != nil {
+				c.log.Error("tls certificate not loaded; keeping the last good one", "err", err)
+			}
 			return
 		}
 	}
