@@ -49,6 +49,12 @@ Usage:
   glb-proxy token hash                          read a token on stdin; print its sha256
   glb-proxy check (--config FILE | --clients FILE) [--no-secrets]
                                                 validate a configuration or a client registry
+  glb-proxy clients push --clients FILE --consul consul://HOST:PORT/PREFIX
+                                                validate a client registry and store it in
+                                                Consul KV (PREFIX/proxy/clients), where every
+                                                glb-proxy with clients_consul picks it up
+  glb-proxy clients show --consul consul://HOST:PORT/PREFIX
+                                                print the client registry stored in Consul KV
   glb-proxy --version
 
 The configuration and the client registry are described in docs/proxy.md.
@@ -63,6 +69,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return runToken(args[1:], stdin, stdout, stderr)
 		case "check":
 			return runCheck(args[1:], stdout, stderr)
+		case "clients":
+			return runClients(ctx, args[1:], stdout, stderr)
 		}
 	}
 	fs := flag.NewFlagSet("glb-proxy", flag.ContinueOnError)
@@ -226,6 +234,11 @@ func runCheck(args []string, stdout, stderr io.Writer) error {
 			}
 		}
 		fmt.Fprintf(stdout, "config %s: ok (%d credentials)\n", *cfgPath, len(cfg.Credentials))
+		if cfg.ClientsConsul != "" {
+			fmt.Fprintf(stdout, "clients: in %s/%s, not checked here (check the file before glb-proxy clients push, which checks it too)\n",
+				cfg.ClientsConsul, consul.ClientsKey)
+			return nil
+		}
 		path = cfg.ClientsFile
 	}
 	data, err := os.ReadFile(path)
@@ -237,5 +250,68 @@ func runCheck(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("clients %s: %w", path, err)
 	}
 	fmt.Fprintf(stdout, "clients %s: ok (%d clients)\n", path, len(set.Clients))
+	return nil
+}
+
+func runClients(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || (args[0] != "push" && args[0] != "show") {
+		return errors.New("clients: want \"push\" or \"show\" (see glb-proxy --help)")
+	}
+	verb := args[0]
+	fs := flag.NewFlagSet("glb-proxy clients "+verb, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	at := fs.String("consul", "", "the Consul KV prefix `URL`: consul://HOST:PORT/PREFIX, as in clients_consul (the token comes from $CONSUL_HTTP_TOKEN)")
+	var file *string
+	if verb == "push" {
+		file = fs.String("clients", "", "the client registry `FILE` to validate and store")
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("clients %s: unexpected argument %q", verb, fs.Arg(0))
+	}
+	if *at == "" {
+		return fmt.Errorf("clients %s: --consul is required", verb)
+	}
+	addr, prefix, err := consul.ParseURL(*at)
+	if err != nil {
+		return fmt.Errorf("clients %s: --consul: %w", verb, err)
+	}
+	kv, err := consul.NewKVStore(addr, prefix, consul.Options{})
+	if err != nil {
+		return fmt.Errorf("clients %s: %w", verb, err)
+	}
+	key := kv.String() + "/" + consul.ClientsKey
+	current, _, err := kv.Clients(ctx)
+	if err != nil {
+		return fmt.Errorf("clients %s: %w", verb, err)
+	}
+	if verb == "show" {
+		if current == nil {
+			return fmt.Errorf("clients show: %s does not exist: store a registry with glb-proxy clients push", key)
+		}
+		_, err := stdout.Write(current)
+		return err
+	}
+	if *file == "" {
+		return errors.New("clients push: --clients is required")
+	}
+	data, err := os.ReadFile(*file)
+	if err != nil {
+		return fmt.Errorf("clients push: %w", err)
+	}
+	set, err := clients.Parse(data)
+	if err != nil {
+		return fmt.Errorf("clients %s: %w (nothing was written)", *file, err)
+	}
+	if current != nil && string(current) == string(data) {
+		fmt.Fprintf(stdout, "clients %s: ok (%d clients); %s already holds it\n", *file, len(set.Clients), key)
+		return nil
+	}
+	if err := kv.PutClients(ctx, data); err != nil {
+		return fmt.Errorf("clients push: %w", err)
+	}
+	fmt.Fprintf(stdout, "clients %s: ok (%d clients); written to %s\n", *file, len(set.Clients), key)
 	return nil
 }

@@ -24,7 +24,7 @@ func runCapture(t *testing.T, stdin string, args ...string) (string, string, err
 
 func TestHelpAndVersion(t *testing.T) {
 	_, stderr, err := runCapture(t, "", "--help")
-	if !errors.Is(err, flag.ErrHelp) || !strings.Contains(stderr, "glb-proxy token new") || !strings.Contains(stderr, "-config") {
+	if !errors.Is(err, flag.ErrHelp) || !strings.Contains(stderr, "glb-proxy token new") || !strings.Contains(stderr, "glb-proxy clients push") || !strings.Contains(stderr, "-config") {
 		t.Fatalf("--help: %v\n%s", err, stderr)
 	}
 	out, _, err := runCapture(t, "", "--version")
@@ -36,6 +36,20 @@ func TestHelpAndVersion(t *testing.T) {
 	}
 	if _, _, err := runCapture(t, "", "--config", "/nonexistent/glb-proxy.yaml"); err == nil {
 		t.Fatal("missing config file accepted")
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"clients"}, `want "push" or "show"`},
+		{[]string{"clients", "pull"}, `want "push" or "show"`},
+		{[]string{"clients", "show"}, "--consul is required"},
+		{[]string{"clients", "push", "--consul", "consul://127.0.0.1:1"}, "give a clean key prefix"},
+		{[]string{"clients", "show", "--consul", "consul://127.0.0.1:1/glb", "extra"}, `unexpected argument "extra"`},
+	} {
+		if _, _, err := runCapture(t, "", tc.args...); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want an error saying %q", tc.args, err, tc.want)
+		}
 	}
 }
 
@@ -88,6 +102,10 @@ func TestCheck(t *testing.T) {
 	}
 	if _, _, err := runCapture(t, "", "check", "--config", cfg); err == nil || !strings.Contains(err.Error(), "GLB_TEST_UNSET_PAT") {
 		t.Fatalf("check config with an unset secret: %v", err)
+	}
+	os.WriteFile(cfg, []byte("clients_consul: consul://127.0.0.1:1/glb\ncredentials: [{name: bot, pat_env: GLB_TEST_UNSET_PAT}]\n"), 0o600)
+	if out, _, err := runCapture(t, "", "check", "--config", cfg, "--no-secrets"); err != nil || !strings.Contains(out, "consul://127.0.0.1:1/glb/proxy/clients, not checked here") {
+		t.Fatalf("check config with clients_consul: %q %v", out, err)
 	}
 }
 

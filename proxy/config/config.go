@@ -18,6 +18,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/glb-project/glb/consul"
 	"github.com/glb-project/glb/proxy/clients"
 )
 
@@ -37,10 +38,14 @@ type Config struct {
 	// Credentials is the pool of upstream credentials; at least one.
 	Credentials []Credential `yaml:"credentials"`
 	// ClientsFile is the client registry (package clients), reloaded
-	// when it changes.
+	// when it changes. Set it or ClientsConsul.
 	ClientsFile string `yaml:"clients_file"`
-	// ClientsPoll is how often ClientsFile is checked for changes. Zero
-	// means 2s.
+	// ClientsConsul keeps the client registry in Consul KV instead:
+	// consul://HOST:PORT/PREFIX names the key PREFIX/proxy/clients,
+	// watched with blocking queries.
+	ClientsConsul string `yaml:"clients_consul"`
+	// ClientsPoll is how often ClientsFile (and the TLS files) are
+	// checked for changes. Zero means 2s.
 	ClientsPoll time.Duration `yaml:"clients_poll"`
 	// Registration announces this proxy in Consul's catalog, when
 	// Registration.Consul is set.
@@ -363,8 +368,15 @@ func (c *Config) validate() error {
 			add("registration.address %q: set this host's own IP, the one the director's forwarding table lists (not the VIP)", r.Address)
 		}
 	}
-	if c.ClientsFile == "" {
-		add("clients_file: missing: the client registry (see docs/proxy.md); without it no client can authenticate")
+	switch {
+	case c.ClientsFile != "" && c.ClientsConsul != "":
+		add("clients_file and clients_consul: set one of them, not both: the client registry comes from a file or from Consul KV")
+	case c.ClientsFile == "" && c.ClientsConsul == "":
+		add("clients_file: missing: the client registry (see docs/proxy.md), or clients_consul: consul://HOST:PORT/PREFIX to read it from Consul KV; without it no client can authenticate")
+	case c.ClientsConsul != "":
+		if _, _, err := consul.ParseURL(c.ClientsConsul); err != nil {
+			add("clients_consul %q: want consul://HOST:PORT/PREFIX (the registry is the key PREFIX/%s; the Consul token comes from $CONSUL_HTTP_TOKEN)", c.ClientsConsul, consul.ClientsKey)
+		}
 	}
 	if c.ClientsPoll < 0 {
 		add("clients_poll: must not be negative")

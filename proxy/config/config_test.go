@@ -34,6 +34,16 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
+func TestClientsConsul(t *testing.T) {
+	c, err := Parse([]byte("credentials: [{name: bot, pat_env: GITHUB_PAT_BOT}]\nclients_consul: consul://127.0.0.1:8500/glb\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ClientsConsul != "consul://127.0.0.1:8500/glb" || c.ClientsFile != "" {
+		t.Errorf("parsed %+v", c)
+	}
+}
+
 func TestUpstreamDerivation(t *testing.T) {
 	for _, tt := range []struct{ rest, graphql, git string }{
 		{"https://ghe.example.com/api/v3", "https://ghe.example.com/api/graphql", "https://ghe.example.com"},
@@ -95,6 +105,10 @@ func TestValidateErrors(t *testing.T) {
 		{"entry above cap", minimal + "cache: {memory_bytes: 10, max_entry_bytes: 20}\n", "max_entry_bytes (20) is larger"},
 		{"no credentials", "clients_file: x\n", "credentials: none"},
 		{"no clients file", "credentials: [{name: a, pat_env: X}]\n", "clients_file: missing"},
+		{"clients file and consul", minimal + "clients_consul: consul://127.0.0.1:8500/glb\n", "set one of them, not both"},
+		{"clients consul without prefix", "clients_consul: consul://127.0.0.1:8500\ncredentials: [{name: a, pat_env: X}]\n", "want consul://HOST:PORT/PREFIX"},
+		{"clients consul scheme", "clients_consul: http://127.0.0.1:8500/glb\ncredentials: [{name: a, pat_env: X}]\n", `clients_consul "http://127.0.0.1:8500/glb"`},
+		{"clients consul token in url", "clients_consul: 'consul://127.0.0.1:8500/glb?token=x'\ncredentials: [{name: a, pat_env: X}]\n", "CONSUL_HTTP_TOKEN"},
 		{"bad credential name", "clients_file: x\ncredentials: [{name: 'Bot 1', pat_env: X}]\n", `name "Bot 1"`},
 		{"duplicate credential", "clients_file: x\ncredentials: [{name: a, pat_env: X}, {name: a, pat_env: Y}]\n", "names must be unique"},
 		{"pat and app", "clients_file: x\ncredentials: [{name: a, pat_env: X, app_id: 1}]\n", "not both"},

@@ -25,8 +25,10 @@
 // are never cached: their answer depends on which pool credential served
 // them, not on the path (see package cache).
 //
-// Seams for operations: Options.Register announces the proxy to a service
-// catalog once it listens, and withdraws it on shutdown (issue 6 wires
-// Consul there); a client registry from any other source only needs
-// clients.Parse and Proxy.Clients().Replace.
+// The client registry comes from a file (clients_file, polled) or from
+// Consul KV (clients_consul: the key PREFIX/proxy/clients, followed with
+// blocking queries); a bad value is logged and counted and the last good
+// registry stays. Options.Register announces the proxy to a service
+// catalog once it listens, and withdraws it on shutdown (glb-proxy wires
+// Consul there).
 package server

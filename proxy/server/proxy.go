@@ -84,7 +84,8 @@ type Proxy struct {
 
 	cfgMu   sync.Mutex
 	cfg     *config.Config
-	file    *clients.File
+	file    *clients.File  // the registry source: a file,
+	kv      *consulClients // or Consul KV
 	certs   *certReloader
 	addrsMu sync.Mutex
 	addrs   []net.Addr
@@ -161,8 +162,7 @@ func New(cfg *config.Config, o Options) (*Proxy, error) {
 	p.git = newGitProxy(p)
 	p.promh = promhttp.HandlerFor(p.reg, promhttp.HandlerOpts{Registry: p.reg})
 
-	p.file = p.clientsFile(cfg.ClientsFile)
-	if err := p.file.Load(); err != nil {
+	if err := p.openClients(cfg); err != nil {
 		return nil, err
 	}
 	if cfg.TLS != nil {
@@ -172,29 +172,6 @@ func New(cfg *config.Config, o Options) (*Proxy, error) {
 		}
 	}
 	return p, nil
-}
-
-// clientsFile is the registry source for a file. Its errors are logged
-// by whoever called Load or Check; success is logged here.
-func (p *Proxy) clientsFile(path string) *clients.File {
-	return &clients.File{Path: path, Registry: p.registry, OnLoad: func(err error) {
-		p.clientsLoaded(err, "file", path)
-	}}
-}
-
-// clientsLoaded counts a registry load attempt and logs a success; the
-// attrs name the source.
-func (p *Proxy) clientsLoaded(err error, attrs ...any) {
-	if err != nil {
-		p.metrics.reloads.WithLabelValues("error").Inc()
-		return
-	}
-	p.metrics.reloads.WithLabelValues("ok").Inc()
-	n := 0
-	if s := p.registry.Current(); s != nil {
-		n = len(s.Clients)
-	}
-	p.log.Info("client registry loaded", append(attrs, "clients", n)...)
 }
 
 func (p *Proxy) countTLS(err error) {
@@ -250,17 +227,28 @@ func (p *Proxy) ready() error {
 
 // Reload applies a new configuration (SIGHUP): the client registry is read
 // again (from a new path, if it changed) and the TLS files are reloaded.
-// Listeners, upstream, cache and credentials need a restart; a change
-// there is logged.
+// Listeners, upstream, cache, credentials and a move of the registry to
+// or from Consul (clients_consul) need a restart; a change there is
+// logged.
 func (p *Proxy) Reload(cfg *config.Config) error {
 	p.cfgMu.Lock()
 	defer p.cfgMu.Unlock()
 	old := p.cfg
-	if cfg.ClientsFile != old.ClientsFile {
+	if cfg.ClientsConsul != old.ClientsConsul {
+		p.log.Warn("configuration change needs a restart to take effect", "section", "clients_consul")
+		cfg.ClientsFile, cfg.ClientsConsul = old.ClientsFile, old.ClientsConsul
+	}
+	if p.file != nil && cfg.ClientsFile != p.file.Path {
 		p.file = p.clientsFile(cfg.ClientsFile)
 	}
 	var errs []error
-	if err := p.file.Load(); err != nil {
+	var err error
+	if p.file != nil {
+		err = p.file.Load()
+	} else {
+		err = p.kv.read(p, true)
+	}
+	if err != nil {
 		errs = append(errs, fmt.Errorf("client registry not reloaded; keeping the last good one: %w", err))
 	}
 	if p.certs != nil && cfg.TLS != nil {
@@ -282,7 +270,6 @@ func (p *Proxy) Reload(cfg *config.Config) error {
 			p.log.Warn("configuration change needs a restart to take effect", "section", f.name)
 		}
 	}
-	cfg.ClientsFile = p.file.Path
 	p.cfg = cfg
 	return errors.Join(errs...)
 }
@@ -365,6 +352,10 @@ func (p *Proxy) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); p.watch(ctx) }()
+	if p.kv != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); p.kv.watch(ctx, p) }()
+	}
 	p.log.Info("glb-proxy listening", "addr", main.Addr().String(), "tls", mainTLS, "plain", addrString(plain),
 		"upstream", p.restURL.Redacted(), "version", p.opt.Version)
 
@@ -423,7 +414,8 @@ func addrString(l net.Listener) string {
 	return l.Addr().String()
 }
 
-// watch polls the client registry file and the TLS files for changes.
+// watch polls the client registry file (if the registry is a file) and
+// the TLS files for changes.
 func (p *Proxy) watch(ctx context.Context) {
 	p.cfgMu.Lock()
 	interval := p.cfg.ClientsPoll
@@ -439,8 +431,10 @@ func (p *Proxy) watch(ctx context.Context) {
 		p.cfgMu.Lock()
 		f := p.file
 		p.cfgMu.Unlock()
-		if err := f.Check(); err != nil {
-			p.log.Error("client registry not loaded; keeping the last good one", "file", f.Path, "err", err)
+		if f != nil { // (a registry in Consul is followed by kv.watch)
+			if err := f.Check(); err != nil {
+				p.log.Error("client registry not loaded; keeping the last good one", "file", f.Path, "err", err)
+			}
 		}
 		if p.certs != nil {
 			p.certs.check()
