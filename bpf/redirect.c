@@ -12,7 +12,9 @@
  *      packet of a local socket (established, request or TIME_WAIT, found
  *      with bpf_skc_lookup_tcp; a bare listener does not count), an ACK
  *      whose SYN cookie bpf_tcp_check_syncookie accepts, inner UDP, ICMP
- *      other than frag-needed/packet-too-big, or the last hop;
+ *      other than frag-needed/packet-too-big, a fragment after the first,
+ *      or the last hop (IPv6 extension headers are walked as the director
+ *      walks them, with parse.h's walker);
  *   3. if ours, strips outer IPv4 + UDP + GUE so the inner IPv4 or IPv6
  *      packet goes up the stack as if it had arrived directly;
  *   4. otherwise rewrites the outer header (src = this host, dst =
@@ -35,6 +37,7 @@
 #include <bpf/bpf_endian.h>
 
 #include "gue.h"
+#include "parse.h"
 #include "redirect_consts.h"
 #include "redirect_maps.h"
 
@@ -288,19 +291,46 @@ static __always_inline int inner_ipv4(struct __sk_buff *skb, const struct gue_pk
 	}
 }
 
-static __always_inline int inner_ipv6(struct __sk_buff *skb, const struct gue_pkt *g, struct ipv6hdr *ip6,
-				      void *data_end)
+/* The inner IPv6 packet starts at off. Extension headers are walked as the
+ * director walks them (parse.h): hop-by-hop, routing, destination options
+ * and fragment headers, at most IPV6_MAX_EXT_HEADERS - 1 of them. */
+static __always_inline int inner_ipv6(struct __sk_buff *skb, const struct gue_pkt *g, void *data, void *data_end,
+				      __u32 off)
 {
 	struct bpf_sock_tuple tuple = {};
+	struct ipv6hdr *ip6;
+	bool nonfirst = false;
+	__u8 nh;
+	int r;
 
+	if (off > PARSE_MAX_OFFSET)
+		return count(OUTCOME_MALFORMED_SHORT, g->wire_len, VERDICT_DROP);
+	ip6 = data + off;
 	if ((void *)(ip6 + 1) > data_end)
 		return count(OUTCOME_MALFORMED_SHORT, g->wire_len, VERDICT_DROP);
 	if (ip6->version != 6)
 		return count(OUTCOME_MALFORMED_INNER, g->wire_len, VERDICT_DROP);
+	nh = ip6->nexthdr;
+	off += sizeof(*ip6);
+	r = parse_ipv6_ext(data, data_end, &off, &nh, &nonfirst);
+	if (r == PARSE_EXT_SHORT)
+		return count(OUTCOME_MALFORMED_SHORT, g->wire_len, VERDICT_DROP);
+	if (r)
+		return count(OUTCOME_MALFORMED_INNER, g->wire_len, VERDICT_DROP);
+	/* A fragment after the first has no transport header, so no socket
+	 * can be looked up for it, and no stateless rule can tell whose it
+	 * is. It is taken where it lands, as an IPv4 one is (inner_ipv4). A
+	 * first fragment (offset 0) carries the ports and went down the
+	 * normal path; see docs/redirect.md for what that means for a flow
+	 * that lives on a later hop. */
+	if (nonfirst)
+		return decap(skb, g, OUTCOME_ACCEPTED_FRAGMENT);
+	if (off > PARSE_MAX_OFFSET)
+		return count(OUTCOME_MALFORMED_SHORT, g->wire_len, VERDICT_DROP);
 
-	switch (ip6->nexthdr) {
+	switch (nh) {
 	case IPPROTO_TCP: {
-		struct tcphdr *th = (void *)(ip6 + 1);
+		struct tcphdr *th = data + off;
 
 		if ((void *)(th + 1) > data_end)
 			return count(OUTCOME_MALFORMED_SHORT, g->wire_len, VERDICT_DROP);
@@ -312,26 +342,37 @@ static __always_inline int inner_ipv6(struct __sk_buff *skb, const struct gue_pk
 	}
 	case IPPROTO_UDP:
 		return decap(skb, g, OUTCOME_ACCEPTED_UDP);
-	case IPV6_NEXTHDR_FRAGMENT:
-		return decap(skb, g, OUTCOME_ACCEPTED_FRAGMENT);
 	case IPPROTO_ICMPV6: {
-		struct icmp6hdr *icmp = (void *)(ip6 + 1);
+		struct icmp6hdr *icmp = data + off;
 		struct ipv6hdr *q;
 		__be16 *ports;
+		bool qnonfirst = false;
+		__u8 qnh;
 
 		if ((void *)(icmp + 1) > data_end)
 			return count(OUTCOME_MALFORMED_SHORT, g->wire_len, VERDICT_DROP);
 		if (icmp->icmp6_type != ICMPV6_PKT_TOOBIG)
 			return decap(skb, g, OUTCOME_ACCEPTED_ICMP);
-		q = (void *)(icmp + 1);
+		off += sizeof(*icmp);
+		q = data + off;
 		if ((void *)(q + 1) > data_end)
 			return count(OUTCOME_MALFORMED_SHORT, g->wire_len, VERDICT_DROP);
 		if (q->version != 6)
 			return count(OUTCOME_MALFORMED_INNER, g->wire_len, VERDICT_DROP);
-		/* As GLB: extension headers in the quote are not walked. */
-		if (q->nexthdr != IPPROTO_TCP)
+		/* The quote's extension headers are walked too, as the director
+		 * walks them to pick the row. */
+		qnh = q->nexthdr;
+		off += sizeof(*q);
+		r = parse_ipv6_ext(data, data_end, &off, &qnh, &qnonfirst);
+		if (r == PARSE_EXT_SHORT)
+			return count(OUTCOME_MALFORMED_SHORT, g->wire_len, VERDICT_DROP);
+		if (r)
+			return count(OUTCOME_MALFORMED_INNER, g->wire_len, VERDICT_DROP);
+		if (qnonfirst || qnh != IPPROTO_TCP)
 			return decap(skb, g, OUTCOME_ACCEPTED_ICMP);
-		ports = (void *)(q + 1);
+		if (off > PARSE_MAX_OFFSET)
+			return count(OUTCOME_MALFORMED_SHORT, g->wire_len, VERDICT_DROP);
+		ports = data + off;
 		if ((void *)(ports + 2) > data_end)
 			return count(OUTCOME_MALFORMED_SHORT, g->wire_len, VERDICT_DROP);
 		__builtin_memcpy(tuple.ipv6.saddr, &q->daddr, sizeof(tuple.ipv6.saddr));
@@ -397,7 +438,7 @@ static __always_inline int gue(struct __sk_buff *skb, struct gue_pkt *g)
 	g->strip = GLB_OUTER_IPV4_LEN + GLB_OUTER_UDP_LEN + sizeof(struct gue_base) + hlen * 4;
 	g->inner_v6 = gh->base.proto == GUE_PROTO_IPV6;
 	if (g->inner_v6)
-		return inner_ipv6(skb, g, data + ETH_HLEN + g->strip, data_end);
+		return inner_ipv6(skb, g, data, data_end, ETH_HLEN + g->strip);
 	return inner_ipv4(skb, g, data + ETH_HLEN + g->strip, data_end);
 }
 

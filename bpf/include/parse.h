@@ -9,6 +9,7 @@
 
 #include <linux/types.h>
 #include <linux/in.h>
+#include <stdbool.h>
 #include <bpf/bpf_endian.h>
 
 #ifndef ETH_P_8021Q
@@ -31,8 +32,9 @@ struct vlan_hdr {
 #define IPV6_EXT_DSTOPTS 60
 #define IPV6_MAX_EXT_HEADERS 8
 
-/* Offsets are kept below this so the verifier can bound packet pointers;
- * no XDP frame is this long. */
+/* Offsets are kept below this so the verifier can bound packet pointers.
+ * No XDP frame is this long, and the TC program reads headers only from
+ * the first REDIRECT_MAX_HEADERS bytes of the linear part. */
 #define PARSE_MAX_OFFSET 4096
 
 struct ipv6_ext {
@@ -42,13 +44,22 @@ struct ipv6_ext {
 	__be32 rest;
 };
 
+/* parse_ipv6_ext's errors. Callers that do not care which may test for
+ * non-zero. */
+#define PARSE_EXT_SHORT -1    /* a header runs past data_end */
+#define PARSE_EXT_TOO_LONG -2 /* IPV6_MAX_EXT_HEADERS or more headers */
+
 /* parse_ipv6_ext walks the extension headers starting at *off (just after
  * the fixed IPv6 header), with *nexthdr the fixed header's next header.
  * On return *nexthdr is the upper-layer protocol, *off its offset from
  * data, and *nonfirst is set if a fragment header with a non-zero offset
- * was met (the walk stops there: what follows is not a header). Returns 0,
- * or -1 if the chain is truncated or has IPV6_MAX_EXT_HEADERS or more
- * headers. */
+ * was met (the walk stops there: what follows is not a header). A fragment
+ * header with offset 0 (a first or an atomic fragment) is walked like the
+ * others: the upper-layer header follows it. Returns 0, PARSE_EXT_SHORT or
+ * PARSE_EXT_TOO_LONG.
+ *
+ * It reads only between data and data_end, so it serves both the XDP
+ * director (xdp_md) and the TC program (the skb's linear part). */
 static __always_inline int parse_ipv6_ext(void *data, void *data_end, __u32 *off,
 					  __u8 *nexthdr, bool *nonfirst)
 {
@@ -66,10 +77,10 @@ static __always_inline int parse_ipv6_ext(void *data, void *data_end, __u32 *off
 			return 0;
 		}
 		if (o > PARSE_MAX_OFFSET)
-			return -1;
+			return PARSE_EXT_SHORT;
 		h = data + o;
 		if ((void *)(h + 1) > data_end)
-			return -1;
+			return PARSE_EXT_SHORT;
 		if (nh == IPV6_EXT_FRAGMENT) {
 			if (h->frag_off & bpf_htons(0xfff8)) {
 				*off = o + 8;
@@ -81,13 +92,13 @@ static __always_inline int parse_ipv6_ext(void *data, void *data_end, __u32 *off
 		} else {
 			o += ((__u32)h->hdrlen + 1) * 8;
 			if (data + o > data_end)
-				return -1;
+				return PARSE_EXT_SHORT;
 		}
 		nh = h->nexthdr;
 	}
 	/* IPV6_MAX_EXT_HEADERS headers walked and the chain goes on: give up,
 	 * at the same point as table.FlowOf. */
-	return -1;
+	return PARSE_EXT_TOO_LONG;
 }
 
 /* csum_fold folds a 32-bit one's complement sum into 16 bits. */

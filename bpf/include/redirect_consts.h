@@ -17,9 +17,12 @@
 #define REDIRECT_MAX_HOP_COUNT (GUE_HLEN_MASK - 1)
 
 /* Headers the program may need in the linear part of the skb: Ethernet,
- * outer IPv4, UDP, GUE with 30 hops, inner IPv6 (40), ICMPv6 (8), quoted
- * IPv6 (40), ports (4). Rounded up. */
-#define REDIRECT_MAX_HEADERS 320
+ * outer IPv4, UDP, GUE with 30 hops (170 bytes so far), inner IPv6 (40),
+ * ICMPv6 (8), quoted IPv6 (40), ports (4): 262 bytes, which leaves 250
+ * for IPv6 extension headers in the inner packet and its quote (342 with
+ * the 7 hops at most of glb's director). Headers past this are counted as
+ * malformed_short. */
+#define REDIRECT_MAX_HEADERS 512
 
 #define IP_MF 0x2000
 #define IP_OFFSET 0x1fff
@@ -36,7 +39,6 @@ struct redirect_icmphdr {
 #define ICMP_DEST_UNREACH 3
 #define ICMP_FRAG_NEEDED 4
 #define ICMPV6_PKT_TOOBIG 2
-#define IPV6_NEXTHDR_FRAGMENT 44
 
 /* Linux 6.3 added these bpf_skb_adjust_room() flags; Debian 12's
  * linux-libc-dev (6.1) lacks them. They set skb->protocol to the inner
@@ -88,7 +90,7 @@ enum outcome {
 	OUTCOME_MALFORMED_GUE_HLEN,	 /* hlen != 1 + hop_count */
 	OUTCOME_MALFORMED_PRIVATE_TYPE, /* GLB private data type not 0 */
 	OUTCOME_MALFORMED_NEXT_HOP,	 /* next_hop > hop_count */
-	OUTCOME_MALFORMED_INNER,	 /* inner IP header does not match */
+	OUTCOME_MALFORMED_INNER,	 /* inner IP header does not match, or 8+ IPv6 ext headers */
 
 	OUTCOME_LEN,
 };

@@ -292,6 +292,74 @@ func TestAgent(t *testing.T) {
 		}
 	})
 
+	t.Run("it unwraps IPv6 TCP behind extension headers and in fragments, and the stack answers", func(t *testing.T) {
+		dir6, p16 := netip.MustParseAddr("fd00:2::2"), netip.MustParseAddr("fd00:2::11")
+		dir.IP(t, "addr", "add", dir6.String()+"/64", "dev", "up0", "nodad")
+		p1.IP(t, "addr", "add", p16.String()+"/64", "dev", "up0", "nodad")
+		var ln net.Listener
+		var synAcks, sender net.PacketConn
+		if err := p1.Do(t, func() error {
+			var err error
+			ln, err = net.Listen("tcp", netip.AddrPortFrom(vip6, 8443).String())
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		if err := dir.Do(t, func() error {
+			var err error
+			if synAcks, err = net.ListenPacket("ip6:tcp", dir6.String()); err != nil {
+				return err
+			}
+			sender, err = net.ListenPacket("udp4", dirIP.String()+":0")
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		defer synAcks.Close()
+		defer sender.Close()
+		before := counters(t, a)
+		send := func(inner []byte) {
+			t.Helper()
+			if _, err := sender.WriteTo(gueHdr{hops: []netip.Addr{p2IP}}.bytes(inner), &net.UDPAddr{IP: p1IP.AsSlice(), Port: guePort}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// waitSynAck reads TCP segments reaching the director until the
+		// SYN-ACK the VIP sends to port arrives.
+		waitSynAck := func(port uint16) {
+			t.Helper()
+			synAcks.SetReadDeadline(time.Now().Add(5 * time.Second))
+			buf := make([]byte, 1500)
+			for {
+				n, from, err := synAcks.ReadFrom(buf)
+				if err != nil {
+					t.Fatalf("no SYN-ACK from the VIP to port %d: %v\ncounters: %v", port, err, counters(t, a))
+				}
+				if from.(*net.IPAddr).IP.Equal(vip6.AsSlice()) && n >= 20 && binary.BigEndian.Uint16(buf[2:]) == port &&
+					buf[13]&(tcpSYN|tcpACK) == tcpSYN|tcpACK {
+					return
+				}
+			}
+		}
+		send(v6tcpExt(dir6, vip6, 41001, 8443, synSeg, hopByHop(), destOpts()))
+		waitSynAck(41001)
+		// A SYN with 16 bytes of data, in two fragments: the first carries
+		// the TCP header and goes the TCP way, the second is taken as a
+		// fragment, and the stack puts them together.
+		first, rest := v6tcpFrags(dir6, vip6, 41002, 8443, tcpOpts{flags: tcpSYN, seq: 7, options: synSeg.options, payload: []byte("sixteen bytes!!!")}, 24, 0xf00d, hopByHop())
+		send(first)
+		send(rest)
+		waitSynAck(41002)
+		after := counters(t, a)
+		if d := after["accepted_syn"] - before["accepted_syn"]; d != 2 {
+			t.Errorf("accepted_syn rose by %d, want 2", d)
+		}
+		if d := after["accepted_fragment"] - before["accepted_fragment"]; d != 1 {
+			t.Errorf("accepted_fragment rose by %d, want 1", d)
+		}
+	})
+
 	t.Run("it exports its counters", func(t *testing.T) {
 		mfs, err := reg.Gather()
 		if err != nil {

@@ -54,6 +54,11 @@ func BenchmarkProgram(b *testing.B) {
 		{"local_established", fromDirector(gueHdr{hops: hops1}, v4tcp(localClient, vip4, cport, 8443, ackSeg)), "accepted_established"},
 		{"local_last_resort", fromDirector(gueHdr{hops: hops1, nextHop: 1}, v4tcp(remote, vip4, 40001, 443, ackSeg)), "accepted_last_resort"},
 		{"forward", fromDirector(gueHdr{hops: hops1}, v4tcp(remote, vip4, 40001, 443, ackSeg)), "forwarded_to_alternate"},
+		{"v6_syn", fromDirector(gueHdr{hops: hops1}, v6tcp(remote6, vip6, 40000, 443, synSeg)), "accepted_syn"},
+		{"v6_forward", fromDirector(gueHdr{hops: hops1}, v6tcp(remote6, vip6, 40001, 443, ackSeg)), "forwarded_to_alternate"},
+		// Behind hop-by-hop and destination options headers.
+		{"v6ext_syn", fromDirector(gueHdr{hops: hops1}, v6tcpExt(remote6, vip6, 40000, 443, synSeg, hopByHop(), destOpts())), "accepted_syn"},
+		{"v6ext_forward", fromDirector(gueHdr{hops: hops1}, v6tcpExt(remote6, vip6, 40001, 443, ackSeg, hopByHop(), destOpts())), "forwarded_to_alternate"},
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {

@@ -35,6 +35,22 @@ func FuzzProgram(f *testing.F) {
 		gueHdr{hops: hops1, hlen: 5}.bytes(ack),
 		{0x02, 0x04, 0, 0, 0, 0, 0, 1},
 	}
+	// Inner IPv6 behind extension headers, whole and in fragments, for
+	// the walker the program shares with the director.
+	synFirst, synRest := v6tcpFrags(remote6, vip6, 40000, 443, tcpOpts{flags: tcpSYN, options: synSeg.options, payload: make([]byte, 16)}, 24, 1, hopByHop())
+	ackFirst, ackRest := v6tcpFrags(remote6, vip6, 40001, 443, ackSeg, 32, 2, hopByHop(), destOpts())
+	for _, inner := range [][]byte{
+		v6tcpExt(remote6, vip6, 40000, 443, synSeg, hopByHop(), destOpts()),
+		v6tcpExt(remote6, vip6, 40001, 443, ackSeg, hopByHop(), destOpts()),
+		v6tcpExt(remote6, vip6, 40001, 443, ackSeg, hopByHop(), segmentRouting(vip6), destOpts()),
+		v6tcpExt(remote6, vip6, 40001, 443, ackSeg, hopByHop(), destOpts(), destOpts(), destOpts(), destOpts(), destOpts(), destOpts(), destOpts()),
+		v6tcpExt(remote6, vip6, 40000, 443, synSeg, fragment6(0, false, 3)),
+		synFirst, synRest, ackFirst, ackRest,
+		ipv6ext(remote6, vip6, []ext6{hopByHop()}, protoUDP, udp(remote6, vip6, 1, 53, []byte("q"), true)),
+		packetTooBigQuoting(remote6, vip6, ipv6ext(vip6, remote6, []ext6{destOpts()}, protoTCP, tcp(vip6, remote6, 443, 40001, tcpOpts{flags: tcpACK})[:8])),
+	} {
+		seeds = append(seeds, gueHdr{hops: hops1}.bytes(inner), gueHdr{hops: hops1, nextHop: 1}.bytes(inner))
+	}
 	for _, s := range seeds {
 		f.Add(s, true)
 	}
@@ -148,4 +164,94 @@ func checkForward(t *testing.T, in, out []byte) {
 	if binary.BigEndian.Uint16(in[gue-2:]) == 0 && binary.BigEndian.Uint16(out[gue-2:]) != 0 {
 		t.Fatalf("a zero UDP checksum became %#x", binary.BigEndian.Uint16(out[gue-2:]))
 	}
+}
+
+// FuzzInnerIPv6 builds inner IPv6 packets from a recipe and checks the
+// program's outcome against the walk DESIGN.md and parse.h describe. Each
+// byte of chain adds one extension header (its low 3 bits pick the kind,
+// the rest its size or fragment offset); proto picks the upper layer,
+// flags the TCP flags, and last puts the packet on its last hop. There is
+// no local socket, so TCP that is not a SYN goes to the next hop.
+func FuzzInnerIPv6(f *testing.F) {
+	f.Add([]byte{0, 1}, uint8(0), uint8(tcpSYN), false)                   // hop-by-hop, dest opts, SYN
+	f.Add([]byte{0, 1}, uint8(0), uint8(tcpACK), false)                   // ... unknown ACK: forwarded
+	f.Add([]byte{0, 1}, uint8(0), uint8(tcpACK), true)                    // ... on its last hop
+	f.Add([]byte{0, 3}, uint8(0), uint8(tcpSYN), false)                   // first fragment of a SYN
+	f.Add([]byte{0, 4}, uint8(0), uint8(tcpACK), false)                   // a later fragment
+	f.Add([]byte{2, 0x18}, uint8(1), uint8(0), false)                     // routing, longer dest opts, UDP
+	f.Add([]byte{0, 1, 1, 1, 1, 1, 1, 1}, uint8(0), uint8(tcpSYN), false) // eight: too many
+	f.Add([]byte{0, 1, 1, 1, 1, 1, 1, 4}, uint8(0), uint8(tcpSYN), false) // a later fragment eighth
+	f.Add([]byte{0}, uint8(3), uint8(0), false)                           // GRE
+	f.Add([]byte{}, uint8(2), uint8(0), false)                            // plain echo request
+
+	e := newProgEnv(f)
+	f.Fuzz(func(t *testing.T, chain []byte, proto, flags uint8, last bool) {
+		if len(chain) > 12 {
+			return
+		}
+		var exts []ext6
+		want := ""
+		for i, c := range chain {
+			switch c & 7 {
+			case 0, 5:
+				n := int(c>>3&3) * 8 // hop-by-hop: padding options
+				exts = append(exts, ext6{ext6HopByHop, append([]byte{1, byte(n + 4)}, make([]byte, n+4)...)})
+			case 1, 6:
+				n := int(c>>3&3) * 8
+				exts = append(exts, ext6{ext6DestOpts, append([]byte{1, byte(n + 4)}, make([]byte, n+4)...)})
+			case 2:
+				exts = append(exts, segmentRouting(vip6))
+			case 3, 7:
+				exts = append(exts, fragment6(0, c&8 != 0, uint32(c)))
+			case 4:
+				exts = append(exts, fragment6(1+uint16(c>>3), c&0x80 != 0, uint32(c)))
+				if want == "" && i < 8 {
+					want = "accepted_fragment" // the walk stops here
+				}
+			}
+		}
+		if want == "" && len(exts) >= 8 {
+			want = "malformed_inner"
+		}
+		var inner []byte
+		switch proto % 4 {
+		case 0:
+			inner = ipv6ext(remote6, vip6, exts, protoTCP, tcp(remote6, vip6, 40001, 443, tcpOpts{flags: flags, seq: 1, ack: 2}))
+			if want == "" {
+				switch {
+				case flags&(tcpSYN|tcpACK) == tcpSYN:
+					want = "accepted_syn"
+				case last:
+					want = "accepted_last_resort"
+				default:
+					want = "forwarded_to_alternate"
+				}
+			}
+		case 1:
+			inner = ipv6ext(remote6, vip6, exts, protoUDP, udp(remote6, vip6, 5353, 53, []byte("q"), true))
+			if want == "" {
+				want = "accepted_udp"
+			}
+		case 2:
+			inner = ipv6ext(remote6, vip6, exts, protoICMPv6, icmp6(remote6, vip6, 128, 0, 1, []byte("ping")))
+			if want == "" {
+				want = "accepted_icmp"
+			}
+		case 3:
+			inner = ipv6ext(remote6, vip6, exts, 47, make([]byte, 8))
+			if want == "" {
+				want = "dropped_inner_proto"
+			}
+		}
+		h := gueHdr{hops: hops1}
+		if last {
+			h.nextHop = 1
+		}
+		frame := fromDirector(h, inner)
+		verdict, out, outcome := e.run(t, frame)
+		if outcome != want {
+			t.Fatalf("inner %x: outcome %s, want %s", inner, outcome, want)
+		}
+		checkInvariants(t, frame, verdict, out, outcome)
+	})
 }

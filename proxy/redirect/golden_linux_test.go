@@ -50,6 +50,7 @@ func TestGoldenCaptures(t *testing.T) {
 	threeHops := gueHdr{hops: []netip.Addr{unresolvedIP, peerIP, selfIP}, nextHop: 1}
 	csumOuter := gueOuter{src: directorIP, dst: selfIP, udpCsum: true, sport: 0x9234, ip: ipv4Opts{ttl: 17, id: 0x1234, tos: 0x10}}
 	plain := gueOuter{src: directorIP, dst: selfIP, sport: 0x9234}
+	first6, _ := v6tcpFrags(remote6, vip6, 40001, 443, ackSeg, 32, 0x1234, hopByHop())
 	for _, c := range []struct {
 		name        string
 		built       []byte // the same input made with the Go builders
@@ -60,6 +61,8 @@ func TestGoldenCaptures(t *testing.T) {
 		{"ack6_last", ether(selfMAC, dirMAC, ethIPv4, plain.wrap(gueHdr{hops: hops1, nextHop: 1}, v6tcp(remote6, vip6, 40001, 443, ackSeg))), verdictPass, "accepted_last_resort"},
 		{"fwd", ether(selfMAC, dirMAC, ethIPv4, csumOuter.wrap(threeHops, ack)), verdictRedirect, "forwarded_to_alternate"},
 		{"fwd_nocsum", ether(selfMAC, dirMAC, ethIPv4, plain.wrap(gueHdr{hops: hops1}, ack)), verdictRedirect, "forwarded_to_alternate"},
+		{"ext6_syn", ether(selfMAC, dirMAC, ethIPv4, plain.wrap(gueHdr{hops: hops1}, v6tcpExt(remote6, vip6, 40000, 443, synSeg, hopByHop(), destOpts()))), verdictPass, "accepted_syn"},
+		{"frag6_first_fwd", ether(selfMAC, dirMAC, ethIPv4, plain.wrap(gueHdr{hops: hops1}, first6)), verdictRedirect, "forwarded_to_alternate"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			in, want := onePacket(t, c.name+"_in.pcap"), onePacket(t, c.name+"_out.pcap")

@@ -8,7 +8,7 @@ import (
 
 // Packet builders for the program tests. They compute every length and
 // checksum from scratch, so a packet the program rewrote incrementally can
-// be compared byte for byte with one built fresh. TestBuildersMatchScapy
+// be compared byte for byte with one built fresh. TestGoldenCaptures
 // checks them against vectors that scapy wrote into testdata.
 
 const (
@@ -110,6 +110,75 @@ func ipv6(src, dst netip.Addr, next uint8, payload []byte) []byte {
 	copy(b[8:24], s[:])
 	copy(b[24:40], d[:])
 	return append(b, payload...)
+}
+
+// IPv6 extension header types (next-header values).
+const (
+	ext6HopByHop = 0
+	ext6Routing  = 43
+	ext6Fragment = 44
+	ext6DestOpts = 60
+	ext6NoNext   = 59
+)
+
+// ext6 is one IPv6 extension header: the next-header value that announces
+// it, and what follows its next-header and length bytes. len(body) + 2
+// must be a multiple of 8.
+type ext6 struct {
+	typ  uint8
+	body []byte
+}
+
+// hopByHop carries a router alert (RFC 2711), padded with a PadN option.
+func hopByHop() ext6 {
+	return ext6{ext6HopByHop, []byte{5, 2, 0, 0, 1, 0}}
+}
+
+// destOpts carries only padding: a PadN option of four bytes.
+func destOpts() ext6 { return ext6{ext6DestOpts, []byte{1, 4, 0, 0, 0, 0}} }
+
+// segmentRouting is a segment routing header (RFC 8754) with no segment
+// left, listing the final destination dst alone.
+func segmentRouting(dst netip.Addr) ext6 {
+	a := dst.As16()
+	return ext6{ext6Routing, append([]byte{4, 0, 0, 0, 0, 0}, a[:]...)}
+}
+
+// fragment6 is a fragment header; offset is in 8-byte units.
+func fragment6(offset uint16, more bool, id uint32) ext6 {
+	b := make([]byte, 6)
+	fo := offset << 3
+	if more {
+		fo |= 1
+	}
+	binary.BigEndian.PutUint16(b[0:], fo)
+	binary.BigEndian.PutUint32(b[2:], id)
+	return ext6{ext6Fragment, b}
+}
+
+// ipv6ext builds an IPv6 packet whose extension headers exts come before
+// the upper-layer payload of protocol proto.
+func ipv6ext(src, dst netip.Addr, exts []ext6, proto uint8, payload []byte) []byte {
+	if len(exts) == 0 {
+		return ipv6(src, dst, proto, payload)
+	}
+	var chain []byte
+	for i, x := range exts {
+		next := proto
+		if i+1 < len(exts) {
+			next = exts[i+1].typ
+		}
+		if (len(x.body)+2)%8 != 0 {
+			panic("ipv6ext: extension header not a multiple of 8 bytes")
+		}
+		hdrlen := byte((len(x.body)+2)/8 - 1)
+		if x.typ == ext6Fragment {
+			hdrlen = 0 // the fragment header's reserved byte
+		}
+		chain = append(chain, next, hdrlen)
+		chain = append(chain, x.body...)
+	}
+	return ipv6(src, dst, exts[0].typ, append(chain, payload...))
 }
 
 // pseudo returns the pseudo-header of a transport checksum.

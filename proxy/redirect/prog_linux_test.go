@@ -3,6 +3,7 @@ package redirect
 import (
 	"bytes"
 	"net/netip"
+	"slices"
 	"testing"
 )
 
@@ -29,6 +30,22 @@ func v4tcp(src, dst netip.Addr, sport, dport uint16, o tcpOpts) []byte {
 
 func v6tcp(src, dst netip.Addr, sport, dport uint16, o tcpOpts) []byte {
 	return ipv6(src, dst, protoTCP, tcp(src, dst, sport, dport, o))
+}
+
+// v6tcpExt is v6tcp with the extension headers exts before the TCP header.
+func v6tcpExt(src, dst netip.Addr, sport, dport uint16, o tcpOpts, exts ...ext6) []byte {
+	return ipv6ext(src, dst, exts, protoTCP, tcp(src, dst, sport, dport, o))
+}
+
+// v6tcpFrags cuts a TCP segment in two IPv6 fragments, each with the
+// extension headers exts before its fragment header: the first carries
+// the segment's first firstLen bytes (a multiple of 8, at least the TCP
+// header), the second the rest.
+func v6tcpFrags(src, dst netip.Addr, sport, dport uint16, o tcpOpts, firstLen int, id uint32, exts ...ext6) (first, rest []byte) {
+	seg := tcp(src, dst, sport, dport, o)
+	first = ipv6ext(src, dst, slices.Concat(exts, []ext6{fragment6(0, true, id)}), protoTCP, seg[:firstLen])
+	rest = ipv6ext(src, dst, slices.Concat(exts, []ext6{fragment6(uint16(firstLen/8), false, id)}), protoTCP, seg[firstLen:])
+	return first, rest
 }
 
 var (
@@ -66,6 +83,18 @@ func packetTooBig(router, vip, client netip.Addr, proto uint8, vport, cport uint
 	return ipv6(router, vip, protoICMPv6, icmp6(router, vip, 2, 0, 1280, quoted))
 }
 
+// tcpQuote6 is what an ICMPv6 error quotes of a TCP packet vip:vport ->
+// client:cport: the IPv6 header and the first 8 bytes of TCP.
+func tcpQuote6(vip, client netip.Addr, vport, cport uint16) []byte {
+	return ipv6(vip, client, protoTCP, tcp(vip, client, vport, cport, tcpOpts{flags: tcpACK})[:8])
+}
+
+// packetTooBigQuoting is a packet-too-big from router to vip quoting
+// quoted (a packet the VIP sent).
+func packetTooBigQuoting(router, vip netip.Addr, quoted []byte) []byte {
+	return ipv6(router, vip, protoICMPv6, icmp6(router, vip, 2, 0, 1280, quoted))
+}
+
 // forwarded is what the program must hand to bpf_redirect_neigh for hop:
 // the same frame with the outer source = this host, the destination = hop,
 // next_hop + 1 and every checksum right. The Ethernet header is as it
@@ -89,6 +118,10 @@ func TestProgramGolden(t *testing.T) {
 
 	innerAck := v4tcp(remote, vip4, 40001, 443, ackSeg)
 	innerAck6 := v6tcp(remote6, vip6, 40001, 443, ackSeg)
+	ackExt6 := v6tcpExt(remote6, vip6, 40001, 443, ackSeg, hopByHop(), destOpts())
+	ackFirst6, rest6 := v6tcpFrags(remote6, vip6, 40001, 443, ackSeg, 32, 0x1234)
+	_, rest6ext := v6tcpFrags(remote6, vip6, 40001, 443, ackSeg, 32, 0x1235, hopByHop(), destOpts())
+	synFirst6, _ := v6tcpFrags(remote6, vip6, 40000, 443, tcpOpts{flags: tcpSYN, seq: 99, payload: make([]byte, 16)}, 24, 0x1236, hopByHop())
 	director := gueOuter{src: directorIP, dst: selfIP}
 	threeHops := gueHdr{hops: []netip.Addr{unresolvedIP, peerIP, selfIP}, nextHop: 1}
 	withCsum := gueOuter{src: directorIP, dst: selfIP, udpCsum: true, sport: 0x8abc, ip: ipv4Opts{id: 0x1234, ttl: 17, tos: 0x10}}
@@ -179,9 +212,24 @@ func TestProgramGolden(t *testing.T) {
 		{name: "inner GRE is dropped: GLB forwards only TCP, UDP and ICMP",
 			in:          fromDirector(gueHdr{hops: hops1}, ipv4(remote, vip4, 47, make([]byte, 8), ipv4Opts{})),
 			wantVerdict: verdictDrop, wantOutcome: "dropped_inner_proto"},
-		{name: "an inner IPv6 hop-by-hop header is dropped",
-			in:          fromDirector(gueHdr{hops: hops1}, ipv6(remote6, vip6, 0, make([]byte, 8))),
+		{name: "GRE behind an inner IPv6 hop-by-hop header is dropped",
+			in:          fromDirector(gueHdr{hops: hops1}, ipv6ext(remote6, vip6, []ext6{hopByHop()}, 47, make([]byte, 8))),
 			wantVerdict: verdictDrop, wantOutcome: "dropped_inner_proto"},
+		{name: "an inner IPv6 hop-by-hop header with no next header is dropped",
+			in:          fromDirector(gueHdr{hops: hops1}, ipv6ext(remote6, vip6, []ext6{hopByHop()}, ext6NoNext, nil)),
+			wantVerdict: verdictDrop, wantOutcome: "dropped_inner_proto"},
+		{name: "an inner IPv6 extension header cut short is malformed",
+			in:          fromDirector(gueHdr{hops: hops1}, ipv6ext(remote6, vip6, []ext6{hopByHop(), destOpts()}, protoTCP, nil)[:40+8+4]),
+			wantVerdict: verdictDrop, wantOutcome: "malformed_short"},
+		{name: "an inner IPv6 extension header longer than the packet is malformed",
+			in:          fromDirector(gueHdr{hops: hops1}, ipv6ext(remote6, vip6, []ext6{{ext6DestOpts, append([]byte{1, 4}, make([]byte, 12)...)}}, protoTCP, nil)[:40+8]),
+			wantVerdict: verdictDrop, wantOutcome: "malformed_short"},
+		{name: "a TCP header cut short behind inner IPv6 extension headers is malformed",
+			in:          fromDirector(gueHdr{hops: hops1}, v6tcpExt(remote6, vip6, 40001, 443, ackSeg, hopByHop(), destOpts())[:40+16+19]),
+			wantVerdict: verdictDrop, wantOutcome: "malformed_short"},
+		{name: "eight inner IPv6 extension headers are malformed, as the director counts them",
+			in:          fromDirector(gueHdr{hops: hops1}, v6tcpExt(remote6, vip6, 40000, 443, synSeg, hopByHop(), destOpts(), destOpts(), destOpts(), destOpts(), destOpts(), destOpts(), destOpts())),
+			wantVerdict: verdictDrop, wantOutcome: "malformed_inner"},
 	}...)
 
 	// Packets this host takes: the output is the inner packet exactly.
@@ -202,7 +250,29 @@ func TestProgramGolden(t *testing.T) {
 		accept("frag-needed about a UDP flow is ordinary ICMP", gueHdr{hops: hops1}, fragNeeded(peerIP, vip4, remote, protoUDP, 53, 5353), "accepted_icmp"),
 		accept("packet-too-big about a UDP flow is ordinary ICMP", gueHdr{hops: hops1}, packetTooBig(remote6, vip6, remote6, protoUDP, 53, 5353), "accepted_icmp"),
 		accept("a later inner fragment is taken here", gueHdr{hops: hops1}, ipv4(remote, vip4, protoTCP, make([]byte, 16), ipv4Opts{flags: 0x0003}), "accepted_fragment"),
-		accept("an inner IPv6 fragment is taken here", gueHdr{hops: hops1}, ipv6(remote6, vip6, 44, make([]byte, 16)), "accepted_fragment"),
+		accept("a later inner IPv6 fragment is taken here", gueHdr{hops: hops1}, rest6, "accepted_fragment"),
+		accept("a later inner IPv6 fragment behind hop-by-hop and destination options is taken here", gueHdr{hops: hops1}, rest6ext, "accepted_fragment"),
+		accept("a later inner IPv6 fragment of a UDP datagram is taken here", gueHdr{hops: hops1},
+			ipv6ext(remote6, vip6, []ext6{fragment6(2, false, 9)}, protoUDP, make([]byte, 8)), "accepted_fragment"),
+		accept("an IPv6 SYN behind hop-by-hop and destination options is taken here", gueHdr{hops: hops1},
+			v6tcpExt(remote6, vip6, 40000, 443, synSeg, hopByHop(), destOpts()), "accepted_syn"),
+		accept("an IPv6 SYN behind a segment routing header with no segment left is taken here", gueHdr{hops: hops1},
+			v6tcpExt(remote6, vip6, 40000, 443, synSeg, hopByHop(), segmentRouting(vip6), destOpts()), "accepted_syn"),
+		accept("seven inner IPv6 extension headers are walked", gueHdr{hops: hops1},
+			v6tcpExt(remote6, vip6, 40000, 443, synSeg, hopByHop(), destOpts(), destOpts(), destOpts(), destOpts(), destOpts(), destOpts()), "accepted_syn"),
+		accept("the first IPv6 fragment of a SYN is taken here as a SYN", gueHdr{hops: hops1}, synFirst6, "accepted_syn"),
+		accept("an atomic IPv6 fragment of a SYN is taken here as a SYN", gueHdr{hops: hops1},
+			v6tcpExt(remote6, vip6, 40000, 443, synSeg, fragment6(0, false, 5)), "accepted_syn"),
+		accept("an unknown IPv6 ACK behind extension headers on its last hop is taken as a last resort", gueHdr{hops: hops1, nextHop: 1},
+			ackExt6, "accepted_last_resort"),
+		accept("the first IPv6 fragment of an unknown ACK on its last hop is taken as a last resort", gueHdr{hops: hops1, nextHop: 1},
+			ackFirst6, "accepted_last_resort"),
+		accept("inner UDP behind IPv6 extension headers is taken on the first host", gueHdr{hops: hops1},
+			ipv6ext(remote6, vip6, []ext6{hopByHop(), destOpts()}, protoUDP, udp(remote6, vip6, 5353, 53, []byte("query"), true)), "accepted_udp"),
+		accept("an ICMPv6 echo request behind a hop-by-hop header is taken on the first host", gueHdr{hops: hops1},
+			ipv6ext(remote6, vip6, []ext6{hopByHop()}, protoICMPv6, icmp6(remote6, vip6, 128, 0, 1, []byte("ping"))), "accepted_icmp"),
+		accept("packet-too-big quoting a later fragment is ordinary ICMP", gueHdr{hops: hops1},
+			packetTooBigQuoting(remote6, vip6, ipv6ext(vip6, remote6, []ext6{fragment6(3, false, 1)}, protoTCP, make([]byte, 8))), "accepted_icmp"),
 		accept("an unknown ACK on its last hop is taken as a last resort", gueHdr{hops: hops1, nextHop: 1}, innerAck, "accepted_last_resort"),
 		accept("an unknown ACK in a one-host row is taken as a last resort", gueHdr{}, innerAck, "accepted_last_resort"),
 		accept("an unknown IPv6 ACK on its last hop is taken as a last resort", gueHdr{hops: hops1, nextHop: 1}, innerAck6, "accepted_last_resort"),
@@ -234,6 +304,14 @@ func TestProgramGolden(t *testing.T) {
 			fragNeeded(peerIP, vip4, remote, protoTCP, 443, 40001), peerIP),
 		fwd("packet-too-big about an unknown TCP flow follows the flow", gueHdr{hops: hops1}, director,
 			packetTooBig(remote6, vip6, remote6, protoTCP, 443, 40001), peerIP),
+		fwd("an unknown IPv6 ACK behind hop-by-hop and destination options goes to the next hop", gueHdr{hops: hops1}, director,
+			ackExt6, peerIP),
+		fwd("the first IPv6 fragment of an unknown ACK goes to the next hop", gueHdr{hops: hops1}, director,
+			ackFirst6, peerIP),
+		fwd("packet-too-big behind a hop-by-hop header about an unknown TCP flow follows the flow", gueHdr{hops: hops1}, director,
+			ipv6ext(remote6, vip6, []ext6{hopByHop()}, protoICMPv6, icmp6(remote6, vip6, 2, 0, 1280, tcpQuote6(vip6, remote6, 443, 40001))), peerIP),
+		fwd("packet-too-big quoting extension headers follows the flow", gueHdr{hops: hops1}, director,
+			packetTooBigQuoting(remote6, vip6, ipv6ext(vip6, remote6, []ext6{destOpts()}, protoTCP, tcp(vip6, remote6, 443, 40001, tcpOpts{flags: tcpACK})[:8])), peerIP),
 	)
 
 	for _, c := range cases {

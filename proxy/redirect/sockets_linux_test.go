@@ -278,6 +278,17 @@ func TestProgramSocketLookups(t *testing.T) {
 		t.Run("and so is packet-too-big about it", func(t *testing.T) {
 			wantLocal(t, packetTooBig(remote6, vip6, localClnt6, protoTCP, 8004, cport), "accepted_established")
 		})
+		t.Run("and so is one behind hop-by-hop and destination options", func(t *testing.T) {
+			wantLocal(t, v6tcpExt(localClnt6, vip6, cport, 8004, ackSeg, hopByHop(), destOpts()), "accepted_established")
+			wantForward(t, v6tcpExt(remote6, vip6, cport, 8004, ackSeg, hopByHop(), destOpts()))
+		})
+		t.Run("and so is its first fragment, and a later one stays too", func(t *testing.T) {
+			first, rest := v6tcpFrags(localClnt6, vip6, cport, 8004, ackSeg, 32, 77, hopByHop())
+			wantLocal(t, first, "accepted_established")
+			wantLocal(t, rest, "accepted_fragment")
+			first, _ = v6tcpFrags(remote6, vip6, cport, 8004, ackSeg, 32, 78, hopByHop())
+			wantForward(t, first)
+		})
 	})
 
 	t.Run("a packet of a half-closed connection is taken here", func(t *testing.T) {
@@ -358,5 +369,10 @@ func TestProgramSocketLookups(t *testing.T) {
 		bad := ack
 		bad.ack ^= 0x00ff0000 // the low bits carry the MSS index: any of four is valid
 		wantForward(t, v6tcp(remote6, vip6, client.Port(), 8010, bad))
+
+		t.Run("and so is one behind a hop-by-hop header", func(t *testing.T) {
+			wantLocal(t, v6tcpExt(remote6, vip6, client.Port(), 8010, ack, hopByHop()), "accepted_syn_cookie")
+			wantForward(t, v6tcpExt(remote6, vip6, client.Port(), 8010, bad, hopByHop()))
+		})
 	})
 }
