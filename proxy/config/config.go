@@ -34,7 +34,12 @@ type Config struct {
 	TLS         *TLS   `yaml:"tls"`
 	// Upstream says where GitHub is.
 	Upstream Upstream `yaml:"upstream"`
-	Cache    Cache    `yaml:"cache"`
+	// BodyTimeout is the longest a client may take to send a REST or
+	// GraphQL request body, from the first byte read; a slower client
+	// gets a 408. Git pushes are streamed and not bounded by it. Zero
+	// means 60s.
+	BodyTimeout time.Duration `yaml:"body_timeout"`
+	Cache       Cache         `yaml:"cache"`
 	// Credentials is the pool of upstream credentials; at least one.
 	Credentials []Credential `yaml:"credentials"`
 	// ClientsFile is the client registry (package clients), reloaded
@@ -148,6 +153,7 @@ const (
 	DefaultTTL           = 24 * time.Hour
 	DefaultMaxEntryBytes = 8 << 20
 	DefaultTimeout       = 60 * time.Second
+	DefaultBodyTimeout   = 60 * time.Second
 	DefaultClientsPoll   = 2 * time.Second
 )
 
@@ -230,6 +236,9 @@ func (c *Config) applyDefaults() {
 	if u.Timeout == 0 {
 		u.Timeout = DefaultTimeout
 	}
+	if c.BodyTimeout == 0 {
+		c.BodyTimeout = DefaultBodyTimeout
+	}
 	if c.Cache.MemoryBytes == 0 {
 		c.Cache.MemoryBytes = DefaultMemoryBytes
 	}
@@ -276,6 +285,9 @@ func (c *Config) validate() error {
 	}
 	if c.Upstream.Timeout < 0 {
 		add("upstream.timeout: must not be negative")
+	}
+	if c.BodyTimeout < 0 {
+		add("body_timeout: must not be negative")
 	}
 
 	cc := &c.Cache

@@ -29,7 +29,7 @@ func TestDefaults(t *testing.T) {
 	if c.Upstream != want {
 		t.Errorf("upstream %+v, want %+v", c.Upstream, want)
 	}
-	if c.Listen != ":8080" || c.Cache.MemoryBytes != DefaultMemoryBytes || c.Cache.TTL != DefaultTTL || c.Cache.MaxEntryBytes != DefaultMaxEntryBytes || c.ClientsPoll != DefaultClientsPoll {
+	if c.Listen != ":8080" || c.Cache.MemoryBytes != DefaultMemoryBytes || c.Cache.TTL != DefaultTTL || c.Cache.MaxEntryBytes != DefaultMaxEntryBytes || c.ClientsPoll != DefaultClientsPoll || c.BodyTimeout != DefaultBodyTimeout {
 		t.Errorf("defaults not applied: %+v", c)
 	}
 }
@@ -104,6 +104,7 @@ func TestValidateErrors(t *testing.T) {
 		{"cluster addr", minimal + "cache: {redis_cluster: [x]}\n", "redis_cluster[0]"},
 		{"entry above cap", minimal + "cache: {memory_bytes: 10, max_entry_bytes: 20}\n", "max_entry_bytes (20) is larger"},
 		{"no credentials", "clients_file: x\n", "credentials: none"},
+		{"negative body timeout", minimal + "body_timeout: -1s\n", "body_timeout: must not be negative"},
 		{"no clients file", "credentials: [{name: a, pat_env: X}]\n", "clients_file: missing"},
 		{"clients file and consul", minimal + "clients_consul: consul://127.0.0.1:8500/glb\n", "set one of them, not both"},
 		{"clients consul without prefix", "clients_consul: consul://127.0.0.1:8500\ncredentials: [{name: a, pat_env: X}]\n", "want consul://HOST:PORT/PREFIX"},

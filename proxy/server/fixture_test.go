@@ -39,8 +39,23 @@ type clientSpec struct {
 
 func newFixture(t *testing.T, creds []string, specs []clientSpec, mod func(*Options)) *fixture {
 	t.Helper()
+	return newFixtureWith(t, creds, specs, fixtureOptions{proxy: mod})
+}
+
+// fixtureOptions change a fixture before it starts.
+type fixtureOptions struct {
+	proxy func(*Options)
+	yaml  string                  // more top-level configuration keys
+	sim   func(*githubsim.Server) // set up the simulator
+}
+
+func newFixtureWith(t *testing.T, creds []string, specs []clientSpec, fo fixtureOptions) *fixture {
+	t.Helper()
 	f := &fixture{sim: &githubsim.Server{}, tokens: map[string]string{}, pats: map[string]string{}, logs: &syncbuf.Buffer{},
 		reg: prometheus.NewPedanticRegistry(), dir: t.TempDir()}
+	if fo.sim != nil {
+		fo.sim(f.sim)
+	}
 	f.simTS = httptest.NewServer(f.sim)
 	t.Cleanup(func() { f.simTS.Close(); f.sim.Close() })
 
@@ -62,7 +77,7 @@ func newFixture(t *testing.T, creds []string, specs []clientSpec, mod func(*Opti
 		t.Fatal(err)
 	}
 	var doc strings.Builder
-	fmt.Fprintf(&doc, "listen: 127.0.0.1:0\nupstream: {rest: %s}\nclients_file: %s\ncredentials:\n", f.simTS.URL, clientsFile)
+	fmt.Fprintf(&doc, "%slisten: 127.0.0.1:0\nupstream: {rest: %s}\nclients_file: %s\ncredentials:\n", fo.yaml, f.simTS.URL, clientsFile)
 	env := map[string]string{}
 	for _, c := range creds {
 		pat := "ghp_" + strings.ReplaceAll(c, "-", "") + "PAT0123456789abcdefghijklmnopqrstu"
@@ -80,8 +95,8 @@ func newFixture(t *testing.T, creds []string, specs []clientSpec, mod func(*Opti
 		t.Fatal(err)
 	}
 	o := Options{Log: slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})), Registry: f.reg, Version: "test"}
-	if mod != nil {
-		mod(&o)
+	if fo.proxy != nil {
+		fo.proxy(&o)
 	}
 	p, err := New(cfg, o)
 	if err != nil {

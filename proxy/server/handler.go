@@ -7,9 +7,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -235,9 +238,8 @@ func (x *exchange) rest(rt route.Request, c *clients.Client) {
 	}
 	var body []byte
 	if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Body != nil {
-		var err error
-		if body, err = readBody(r.Body, maxRESTBody); err != nil {
-			x.reject("too_large", http.StatusRequestEntityTooLarge, "glb-proxy: request body too large or unreadable")
+		var ok bool
+		if body, ok = x.readBody(maxRESTBody); !ok {
 			return
 		}
 	}
@@ -297,9 +299,8 @@ func (x *exchange) graphql(c *clients.Client) {
 		x.reject("method", http.StatusMethodNotAllowed, "glb-proxy: GraphQL takes POST")
 		return
 	}
-	body, err := readBody(r.Body, maxGraphQLBody)
-	if err != nil {
-		x.reject("too_large", http.StatusRequestEntityTooLarge, "glb-proxy: GraphQL body too large or unreadable")
+	body, ok := x.readBody(maxGraphQLBody)
+	if !ok {
 		return
 	}
 	g, err := route.ParseGraphQL(body)
@@ -337,15 +338,45 @@ func (x *exchange) upstreamFailed(ctx context.Context, err error) {
 	x.writeError(http.StatusBadGateway, "glb-proxy: GitHub could not be reached (request "+x.rid+")")
 }
 
-func readBody(r io.Reader, limit int64) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(r, limit+1))
-	if err != nil {
-		return nil, err
+// readBody buffers the client's request body, at most limit bytes, within
+// the body timeout, or answers the client (413, 408 or 400) and returns
+// false.
+//
+// The server has no ReadTimeout (git pushes stream for as long as they
+// take), so the deadline is set here, on the connection, for this read
+// only, and cleared right after, so that it bounds neither the wait for
+// GitHub nor the connection's next request. (A deadline that fired in
+// net/http's background read of the connection would cancel the
+// request's context; Go 1.26 clears it before that read, this does not
+// rely on it.)
+func (x *exchange) readBody(limit int64) ([]byte, bool) {
+	rc := http.NewResponseController(x.w)
+	timed := rc.SetReadDeadline(time.Now().Add(x.p.bodyTimeout)) == nil
+	b, err := io.ReadAll(io.LimitReader(x.r.Body, limit+1))
+	if timed {
+		_ = rc.SetReadDeadline(time.Time{})
 	}
-	if int64(len(b)) > limit {
-		return nil, errors.New("too large")
+	var ne net.Error
+	switch {
+	case err == nil && int64(len(b)) > limit:
+		x.reject("too_large", http.StatusRequestEntityTooLarge, fmt.Sprintf("glb-proxy: request body larger than %d bytes", limit))
+	case errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
+		if x.r.ProtoMajor == 1 {
+			// The connection cannot carry another request: its body is
+			// half read. (An HTTP/2 stream ends alone.)
+			x.w.Header().Set("Connection", "close")
+		}
+		x.reject("body_timeout", http.StatusRequestTimeout, fmt.Sprintf("glb-proxy: the request body did not arrive within %v", x.p.bodyTimeout))
+	case err != nil:
+		if x.r.Context().Err() != nil {
+			x.w.status = 499 // the client went away; nothing to write
+			return nil, false
+		}
+		x.reject("bad_body", http.StatusBadRequest, "glb-proxy: the request body could not be read")
+	default:
+		return b, true
 	}
-	return b, nil
+	return nil, false
 }
 
 func copyForwarded(dst, src http.Header) {

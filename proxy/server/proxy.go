@@ -79,8 +79,9 @@ type Proxy struct {
 	promh    http.Handler
 
 	restURL, graphqlURL, gitURL *url.URL
-	restPrefix                  string // restURL as a string, for Link rewriting
-	timeout                     time.Duration
+	restPrefix                  string        // restURL as a string, for Link rewriting
+	timeout                     time.Duration // one API request upstream
+	bodyTimeout                 time.Duration // reading a client's buffered body
 
 	cfgMu   sync.Mutex
 	cfg     *config.Config
@@ -95,7 +96,7 @@ type Proxy struct {
 // New builds a proxy from a loaded configuration (secrets resolved).
 func New(cfg *config.Config, o Options) (*Proxy, error) {
 	p := &Proxy{opt: o, log: o.Log, now: o.Now, reg: o.Registry, registry: &clients.Registry{}, cfg: cfg,
-		timeout: cfg.Upstream.Timeout}
+		timeout: cfg.Upstream.Timeout, bodyTimeout: cfg.BodyTimeout}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
@@ -263,6 +264,7 @@ func (p *Proxy) Reload(cfg *config.Config) error {
 	}{
 		{"listen", cfg.Listen != old.Listen || cfg.ListenPlain != old.ListenPlain || (cfg.TLS == nil) != (old.TLS == nil)},
 		{"upstream", cfg.Upstream != old.Upstream},
+		{"body_timeout", cfg.BodyTimeout != old.BodyTimeout},
 		{"cache", cfg.Cache.Redis != old.Cache.Redis || cfg.Cache.MemoryBytes != old.Cache.MemoryBytes || cfg.Cache.TTL != old.Cache.TTL},
 		{"credentials", !sameCredentials(cfg.Credentials, old.Credentials)},
 	} {
