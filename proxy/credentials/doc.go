@@ -22,7 +22,9 @@
 // when GitHub provably did not execute it (a rate-limit refusal, a 401, a
 // RATE_LIMITED GraphQL answer, a connection that was never made), or when
 // it is idempotent (GET, HEAD, OPTIONS). When every credential is benched
-// the client gets GitHub's own 403 shape with Retry-After at once.
+// the client gets GitHub's own refusal at once, with Retry-After: the
+// status (403 or 429) and words GitHub used when it benched them, or a
+// 403 when there was no refusal to go by.
 //
 // Apps. Installation tokens are minted with an RS256 JWT
 // (POST /app/installations/{id}/access_tokens) and used until five minutes

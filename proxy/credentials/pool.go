@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/glb-project/glb/proxy/clients"
 	"github.com/glb-project/glb/proxy/config"
 )
 
@@ -71,6 +72,18 @@ type Pool struct {
 	creds     []*cred
 	metrics   *poolMetrics
 	resources map[string]bool // resources seen, for the available gauge
+	// refusals is what GitHub said when it last benched a credential,
+	// by resource ("" for a secondary limit, which benches them all):
+	// the status and words of the answer when every credential is
+	// benched.
+	refusals map[string]refusal
+}
+
+// refusal is the gist of a GitHub rate-limit answer.
+type refusal struct {
+	status  int    // 403 or 429
+	message string // GitHub's first sentence, e.g. "API rate limit exceeded for user ID 1."
+	docs    string // GitHub's documentation_url
 }
 
 // cred is one credential and what is known about it.
@@ -100,7 +113,8 @@ func New(creds []config.Credential, o Options) (*Pool, error) {
 	if len(creds) == 0 {
 		return nil, errors.New("new credential pool: no credentials")
 	}
-	p := &Pool{opt: o, upstream: o.Upstream, now: o.Now, log: o.Log, resources: map[string]bool{"core": true}}
+	p := &Pool{opt: o, upstream: o.Upstream, now: o.Now, log: o.Log, resources: map[string]bool{"core": true},
+		refusals: map[string]refusal{}}
 	if p.upstream == nil {
 		p.upstream = http.DefaultTransport
 	}
@@ -468,6 +482,7 @@ func (p *Pool) judge(c *cred, resource string, resp *http.Response) (verdict, er
 			if d <= 0 {
 				d = secondaryDefault
 			}
+			p.refused(resp.StatusCode, body, resource, "")
 			p.bench(c, "", now.Add(d), "secondary")
 			return retryNext, nil
 		}
@@ -476,10 +491,12 @@ func (p *Pool) judge(c *cred, resource string, resp *http.Response) (verdict, er
 			if r, err := strconv.ParseInt(h.Get("X-RateLimit-Reset"), 10, 64); err == nil && time.Unix(r, 0).After(now) {
 				until = time.Unix(r, 0)
 			}
+			p.refused(resp.StatusCode, body, resource)
 			p.bench(c, resource, until, "primary")
 			return retryNext, nil
 		}
 		if bytes.Contains(bytes.ToLower(body), []byte("secondary rate limit")) {
+			p.refused(resp.StatusCode, body, resource, "")
 			p.bench(c, "", now.Add(secondaryDefault), "secondary")
 			return retryNext, nil
 		}
@@ -543,6 +560,41 @@ func graphQLRateLimited(body []byte) bool {
 	return false
 }
 
+// refused remembers GitHub's rate-limit answer for resources: its status
+// and documentation URL, and the first sentence of its message (the rest
+// names the request ID and time of that one refused request).
+func (p *Pool) refused(status int, body []byte, resources ...string) {
+	var e struct {
+		Message string `json:"message"`
+		Docs    string `json:"documentation_url"`
+	}
+	_ = json.Unmarshal(body, &e) // an unreadable body leaves the words empty
+	r := refusal{status: status, message: firstSentence(e.Message)}
+	if strings.HasPrefix(e.Docs, "https://docs.github.com/") && len(e.Docs) <= 200 {
+		r.docs = e.Docs
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, res := range resources {
+		if _, ok := p.refusals[res]; ok || len(p.refusals) < 64 { // a hostile upstream cannot grow this
+			p.refusals[res] = r
+		}
+	}
+}
+
+// firstSentence returns s up to its first ". ", bounded and without
+// anything that looks like a token; "" if that is not a short sentence.
+func firstSentence(s string) string {
+	if i := strings.Index(s, ". "); i >= 0 {
+		s = s[:i+1]
+	}
+	s = strings.TrimSpace(s)
+	if len(s) > 160 || strings.ContainsFunc(s, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		return ""
+	}
+	return clients.Redact(s)
+}
+
 // bench takes c out of rotation for resource ("" for every resource)
 // until t.
 func (p *Pool) bench(c *cred, resource string, t time.Time, reason string) {
@@ -569,7 +621,10 @@ func (p *Pool) bench(c *cred, resource string, t time.Time, reason string) {
 }
 
 // allBenched answers for GitHub when no credential can take the request:
-// GitHub's rate-limit refusal, with Retry-After.
+// GitHub's rate-limit refusal, with Retry-After. The status (403 or 429),
+// the documentation URL and the first words are those of GitHub's last
+// refusal for resource (or of its last secondary limit); without one, a
+// 403.
 func (p *Pool) allBenched(req *http.Request, resource string, earliest time.Time) *http.Response {
 	now := p.now()
 	wait := earliest.Sub(now)
@@ -577,10 +632,25 @@ func (p *Pool) allBenched(req *http.Request, resource string, earliest time.Time
 		wait = time.Second
 	}
 	secs := int(math.Ceil(wait.Seconds()))
-	body, _ := json.Marshal(map[string]string{
-		"message":           fmt.Sprintf("API rate limit exceeded: every upstream credential of this glb-proxy is rate limited for %q; retry after %d seconds.", resource, secs),
-		"documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
-	})
+	p.mu.Lock()
+	r, ok := p.refusals[resource]
+	if !ok {
+		r = p.refusals[""]
+	}
+	p.mu.Unlock()
+	if r.status != http.StatusTooManyRequests {
+		r.status = http.StatusForbidden
+	}
+	if r.docs == "" {
+		r.docs = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
+	}
+	msg := fmt.Sprintf("every upstream credential of this glb-proxy is rate limited for %q; retry after %d seconds.", resource, secs)
+	if r.message != "" {
+		msg = r.message + " glb-proxy: " + msg
+	} else {
+		msg = "API rate limit exceeded: " + msg
+	}
+	body, _ := json.Marshal(map[string]string{"message": msg, "documentation_url": r.docs})
 	h := http.Header{}
 	h.Set("Content-Type", "application/json; charset=utf-8")
 	h.Set("Retry-After", strconv.Itoa(secs))
@@ -589,7 +659,7 @@ func (p *Pool) allBenched(req *http.Request, resource string, earliest time.Time
 	h.Set("X-RateLimit-Resource", resource)
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	return &http.Response{
-		StatusCode: http.StatusForbidden, Status: "403 Forbidden",
+		StatusCode: r.status, Status: strconv.Itoa(r.status) + " " + http.StatusText(r.status),
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: h, Body: io.NopCloser(bytes.NewReader(body)), ContentLength: int64(len(body)), Request: req,
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -56,8 +57,17 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvWith(t, nil)
+}
+
+// newEnvWith is newEnv with the simulator set up by sim before it serves.
+func newEnvWith(t *testing.T, sim func(*githubsim.Server)) *env {
+	t.Helper()
 	e := &env{sim: &githubsim.Server{}, clk: newClock(), log: &bytes.Buffer{}, logMu: &sync.Mutex{}}
 	e.sim.Now = e.clk.Now
+	if sim != nil {
+		sim(e.sim)
+	}
 	e.ts = httptest.NewServer(e.sim)
 	t.Cleanup(func() { e.ts.Close(); e.sim.Close() })
 	return e
@@ -236,6 +246,67 @@ func TestAllBenchedAnswersAtOnce(t *testing.T) {
 	}
 	if !p.Ready() {
 		t.Error("not Ready after the reset")
+	}
+}
+
+// TestAllBenchedKeepsGitHubsStatus: when every credential is benched, the
+// client gets the status GitHub used when it benched them (403 or 429),
+// its documentation URL and its first sentence, with glb-proxy's
+// Retry-After; never the request ID of someone else's refused request.
+// Without a refusal to go by (the pool benched a credential because its
+// last answer said remaining 0), the answer is a 403.
+func TestAllBenchedKeepsGitHubsStatus(t *testing.T) {
+	for _, tt := range []struct {
+		name        string
+		limitStatus int
+		limit       func(*githubsim.Server)
+		want        int
+		wantMsg     string
+		wantDocs    string
+	}{
+		{"primary 403", 0, func(s *githubsim.Server) { s.SetRemaining("a", "core", 0) }, 403,
+			"API rate limit exceeded for user ID", "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"},
+		{"primary 429", http.StatusTooManyRequests, func(s *githubsim.Server) { s.SetRemaining("a", "core", 0) }, 429,
+			"API rate limit exceeded for user ID", "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"},
+		{"secondary 429", http.StatusTooManyRequests, func(s *githubsim.Server) { s.TriggerSecondaryLimit("a", time.Hour) }, 429,
+			"You have exceeded a secondary rate limit.", "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits"},
+		{"no refusal", http.StatusTooManyRequests, func(s *githubsim.Server) { s.SetRemaining("a", "core", 1) }, 403,
+			"API rate limit exceeded: every upstream credential", "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnvWith(t, func(s *githubsim.Server) { s.LimitStatus = tt.limitStatus })
+			p := e.pool(t, []config.Credential{e.pat("a")}, nil)
+			tt.limit(e.sim)
+			resp, body := get(t, p, "GET", e.ts.URL+"/repos/acme/widgets", nil, "")
+			if tt.name == "no refusal" {
+				if resp.StatusCode != http.StatusOK || resp.Header.Get("X-RateLimit-Remaining") != "0" {
+					t.Fatalf("last request: %d remaining %q", resp.StatusCode, resp.Header.Get("X-RateLimit-Remaining"))
+				}
+				resp, body = get(t, p, "GET", e.ts.URL+"/repos/acme/widgets", nil, "")
+			}
+			calls := e.sim.Stats().Total.Calls
+			for i := range 2 { // the answer to the request GitHub refused, then one that asks nobody
+				if i == 1 {
+					resp, body = get(t, p, "GET", e.ts.URL+"/repos/acme/widgets", nil, "")
+				}
+				body, _, _ = strings.Cut(body, "|used=")
+				var m struct {
+					Message string `json:"message"`
+					Docs    string `json:"documentation_url"`
+				}
+				if err := json.Unmarshal([]byte(body), &m); err != nil {
+					t.Fatalf("body %q: %v", body, err)
+				}
+				if resp.StatusCode != tt.want || resp.Header.Get("Retry-After") == "" || resp.Header.Get("X-RateLimit-Remaining") != "0" ||
+					!strings.HasPrefix(m.Message, tt.wantMsg) || !strings.Contains(m.Message, `rate limited for "core"; retry after`) ||
+					strings.Contains(m.Message, "request ID") || m.Docs != tt.wantDocs {
+					t.Fatalf("answer %d: %d Retry-After=%q %s", i, resp.StatusCode, resp.Header.Get("Retry-After"), body)
+				}
+			}
+			if n := e.sim.Stats().Total.Calls - calls; n != 0 {
+				t.Errorf("%d upstream calls with every credential benched", n)
+			}
+		})
 	}
 }
 
