@@ -47,6 +47,7 @@ type fixtureOptions struct {
 	proxy func(*Options)
 	yaml  string                  // more top-level configuration keys
 	sim   func(*githubsim.Server) // set up the simulator
+	rest  string                  // upstream.rest instead of the simulator
 }
 
 func newFixtureWith(t *testing.T, creds []string, specs []clientSpec, fo fixtureOptions) *fixture {
@@ -77,7 +78,11 @@ func newFixtureWith(t *testing.T, creds []string, specs []clientSpec, fo fixture
 		t.Fatal(err)
 	}
 	var doc strings.Builder
-	fmt.Fprintf(&doc, "%slisten: 127.0.0.1:0\nupstream: {rest: %s}\nclients_file: %s\ncredentials:\n", fo.yaml, f.simTS.URL, clientsFile)
+	rest := f.simTS.URL
+	if fo.rest != "" {
+		rest = fo.rest
+	}
+	fmt.Fprintf(&doc, "%slisten: 127.0.0.1:0\nupstream: {rest: %s}\nclients_file: %s\ncredentials:\n", fo.yaml, rest, clientsFile)
 	env := map[string]string{}
 	for _, c := range creds {
 		pat := "ghp_" + strings.ReplaceAll(c, "-", "") + "PAT0123456789abcdefghijklmnopqrstu"

@@ -451,13 +451,45 @@ func (x *exchange) rewriteURLs(h http.Header, prefixed bool) {
 	if links := h.Values("Link"); len(links) > 0 {
 		out := make([]string, len(links))
 		for i, l := range links {
-			out[i] = strings.ReplaceAll(l, "<"+up, "<"+base)
+			out[i] = rebaseLinks(l, up, base)
 		}
 		h["Link"] = out
 	}
-	if loc := h.Get("Location"); strings.HasPrefix(loc, up) {
-		h.Set("Location", base+strings.TrimPrefix(loc, up))
+	if loc := h.Get("Location"); loc != "" {
+		h.Set("Location", rebase(loc, up, base))
 	}
+}
+
+// rebase replaces the upstream base up at the start of u with base, when
+// u is up itself or goes on with a path, query or fragment; a URL that
+// merely begins like up (another port, host or path: https://ghe/api/v3x)
+// is left alone.
+func rebase(u, up, base string) string {
+	rest, ok := strings.CutPrefix(u, up)
+	if !ok || rest != "" && rest[0] != '/' && rest[0] != '?' && rest[0] != '#' {
+		return u
+	}
+	return base + rest
+}
+
+// rebaseLinks rebases every <URL> of a Link header value.
+func rebaseLinks(v, up, base string) string {
+	var b strings.Builder
+	for {
+		i := strings.IndexByte(v, '<')
+		if i < 0 {
+			break
+		}
+		j := strings.IndexByte(v[i:], '>')
+		if j < 0 {
+			break
+		}
+		b.WriteString(v[:i+1])
+		b.WriteString(rebase(v[i+1:i+j], up, base))
+		v = v[i+j:] // from the '>'
+	}
+	b.WriteString(v)
+	return b.String()
 }
 
 // clientNotModified evaluates a client's own validators against the
