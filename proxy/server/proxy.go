@@ -85,6 +85,7 @@ type Proxy struct {
 
 	cfgMu   sync.Mutex
 	cfg     *config.Config
+	repoll  chan struct{}  // Reload changed clients_poll
 	file    *clients.File  // the registry source: a file,
 	kv      *consulClients // or Consul KV
 	certs   *certReloader
@@ -95,7 +96,7 @@ type Proxy struct {
 
 // New builds a proxy from a loaded configuration (secrets resolved).
 func New(cfg *config.Config, o Options) (*Proxy, error) {
-	p := &Proxy{opt: o, log: o.Log, now: o.Now, reg: o.Registry, registry: &clients.Registry{}, cfg: cfg,
+	p := &Proxy{opt: o, log: o.Log, now: o.Now, reg: o.Registry, registry: &clients.Registry{}, cfg: cfg, repoll: make(chan struct{}, 1),
 		timeout: cfg.Upstream.Timeout, bodyTimeout: cfg.BodyTimeout}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
@@ -273,6 +274,12 @@ func (p *Proxy) Reload(cfg *config.Config) error {
 		}
 	}
 	p.cfg = cfg
+	if cfg.ClientsPoll != old.ClientsPoll {
+		select {
+		case p.repoll <- struct{}{}:
+		default:
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -305,7 +312,9 @@ func (p *Proxy) Run(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	p.cfgMu.Lock() // Reload may run already (SIGHUP)
 	cfg := p.cfg
+	p.cfgMu.Unlock()
 
 	var lns []net.Listener
 	closeAll := func() {
@@ -417,17 +426,26 @@ func addrString(l net.Listener) string {
 }
 
 // watch polls the client registry file (if the registry is a file) and
-// the TLS files for changes.
+// the TLS files for changes, every clients_poll (as the last Reload set
+// it).
 func (p *Proxy) watch(ctx context.Context) {
-	p.cfgMu.Lock()
-	interval := p.cfg.ClientsPoll
-	p.cfgMu.Unlock()
-	t := time.NewTicker(interval)
+	interval := func() time.Duration {
+		p.cfgMu.Lock()
+		defer p.cfgMu.Unlock()
+		if p.cfg.ClientsPoll <= 0 {
+			return config.DefaultClientsPoll
+		}
+		return p.cfg.ClientsPoll
+	}
+	t := time.NewTicker(interval())
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-p.repoll:
+			t.Reset(interval())
+			continue
 		case <-t.C:
 		}
 		p.cfgMu.Lock()

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/glb-project/glb/proxy/cache"
+	"github.com/glb-project/glb/proxy/clients"
 	"github.com/glb-project/glb/proxy/config"
 )
 
@@ -159,5 +160,57 @@ func TestGraphQLThroughThePool(t *testing.T) {
 	r := f.do(t, "gql-reader", "POST", "/api/graphql", q)
 	if r.status != http.StatusForbidden || r.header.Get("Retry-After") == "" {
 		t.Fatalf("graphql with every credential out of points: %d %s", r.status, r.body)
+	}
+}
+
+// TestReloadChangesClientsPoll: a SIGHUP that shortens clients_poll takes
+// effect at once, not after the old interval (an hour here).
+func TestReloadChangesClientsPoll(t *testing.T) {
+	f := newFixture(t, []string{"bot"}, matrixClients, nil)
+	cfg := *f.proxy.cfg
+	cfg.Listen = "127.0.0.1:0"
+	cfg.ClientsPoll = time.Hour
+	o := f.proxy.opt
+	o.Registry = nil
+	p, err := New(&cfg, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+
+	next := cfg
+	next.ClientsPoll = 10 * time.Millisecond
+	if err := p.Reload(&next); err != nil {
+		t.Fatal(err)
+	}
+	// Only the poll can see this change now.
+	tok, err := clients.NewToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := cfg.ClientsFile + ".tmp"
+	if err := os.WriteFile(tmp, []byte("version: 1\nclients:\n  - name: late\n    token_sha256: "+clients.HashToken(tok)+"\n    scopes: [{path: /x}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, cfg.ClientsFile); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, ok := p.Clients().Authenticate(tok); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the registry file was not polled at the new clients_poll")
+		}
+		time.Sleep(5 * time.Millisecond) // polling a condition with a deadline
 	}
 }
