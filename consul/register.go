@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -149,9 +150,13 @@ func (s *Service) Deregister(ctx context.Context) error {
 	return nil
 }
 
-// Run registers the service, re-registers it whenever the agent has lost
-// it, and deregisters it when ctx ends. Consul being down does not stop
-// the proxy: Run retries with backoff and logs.
+// Run registers the service (replacing whatever an earlier run with the
+// same ID left), checks every ResyncInterval that the agent still has it,
+// registers it again when the agent answers that it does not (404: an
+// agent restarted with a fresh data directory), and deregisters it when
+// ctx ends. An agent that does not answer is asked again with backoff;
+// that is logged once, and is not taken for a lost registration. Consul
+// being down does not stop the proxy.
 func (s *Service) Run(ctx context.Context) error {
 	if err := s.validate(); err != nil {
 		return err
@@ -163,16 +168,42 @@ func (s *Service) Run(ctx context.Context) error {
 	bo := backoff{min: 500 * time.Millisecond, max: 30 * time.Second}
 	every := orDefault(s.ResyncInterval, 30*time.Second)
 	registered := false
+	unanswered := false // the last check got no answer from the agent
+loop:
 	for {
-		var delay time.Duration
-		_, _, err := c.Agent().Service(s.id(), (&api.QueryOptions{}).WithContext(ctx))
-		if err != nil && ctx.Err() == nil {
-			if registered {
-				s.log().Warn("consul lost the glb-proxy registration; registering again", "id", s.id(), "err", err)
+		delay := every
+		var err error
+		if registered {
+			_, _, err = c.Agent().Service(s.id(), (&api.QueryOptions{}).WithContext(ctx))
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		var status api.StatusError
+		lost := errors.As(err, &status) && status.Code == http.StatusNotFound
+		switch {
+		case registered && err == nil:
+			if unanswered {
+				s.log().Info("consul answers again; the glb-proxy registration is in place", "id", s.id())
 			}
+			unanswered = false
+			bo.reset()
+		case registered && !lost:
+			// The agent is unreachable, or refuses the check (ACL): it may
+			// still hold the registration. Only a 404 means it lost it.
+			if !unanswered {
+				s.log().Warn("cannot check the glb-proxy registration with consul; checking again", "id", s.id(), "err", err)
+			}
+			unanswered = true
+			delay = bo.next()
+		default: // not registered yet, or lost (an agent restarted with a fresh data directory)
+			if registered {
+				s.log().Warn("consul lost the glb-proxy registration; registering again", "id", s.id())
+			}
+			registered, unanswered = false, false
 			if err := s.Register(ctx); err != nil {
 				if ctx.Err() != nil {
-					break
+					break loop
 				}
 				s.log().Warn("consul registration failed; retrying", "id", s.id(), "err", err)
 				delay = bo.next()
@@ -181,9 +212,6 @@ func (s *Service) Run(ctx context.Context) error {
 				registered = true
 				bo.reset()
 			}
-		}
-		if delay == 0 {
-			delay = every
 		}
 		if !sleep(ctx, delay, nil) {
 			break
