@@ -472,21 +472,23 @@ func rebase(u, up, base string) string {
 	return base + rest
 }
 
-// rebaseLinks rebases every <URL> of a Link header value.
+// rebaseLinks rebases every <URL> of a Link header value: the text
+// between each '>' and the last '<' before it.
 func rebaseLinks(v, up, base string) string {
 	var b strings.Builder
 	for {
-		i := strings.IndexByte(v, '<')
-		if i < 0 {
-			break
-		}
-		j := strings.IndexByte(v[i:], '>')
+		j := strings.IndexByte(v, '>')
 		if j < 0 {
 			break
 		}
-		b.WriteString(v[:i+1])
-		b.WriteString(rebase(v[i+1:i+j], up, base))
-		v = v[i+j:] // from the '>'
+		if i := strings.LastIndexByte(v[:j], '<'); i >= 0 {
+			b.WriteString(v[:i+1])
+			b.WriteString(rebase(v[i+1:j], up, base))
+		} else {
+			b.WriteString(v[:j])
+		}
+		b.WriteByte('>')
+		v = v[j+1:]
 	}
 	b.WriteString(v)
 	return b.String()

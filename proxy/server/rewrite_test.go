@@ -3,6 +3,7 @@ package server
 import (
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -50,6 +51,8 @@ func TestRebaseLinks(t *testing.T) {
 		{`<https://api.github.com>; rel="root"`, `<https://glb>; rel="root"`},
 		{`<https://docs.github.com/rest>; rel="help"`, `<https://docs.github.com/rest>; rel="help"`},
 		{`<https://api.github.com/x; rel="broken"`, `<https://api.github.com/x; rel="broken"`},
+		{`<<https://api.github.com/x>; rel="next"`, `<<https://glb/x>; rel="next"`},
+		{`>>https://api.github.com/x>`, `>>https://api.github.com/x>`},
 		{`no links here`, `no links here`},
 		{``, ``},
 	} {
@@ -94,4 +97,24 @@ func TestRewriteNeedsABoundary(t *testing.T) {
 	if loc := r.header.Get("Location"); loc != up.URL+"/api/v3-other/repos/acme/widgets" {
 		t.Errorf("Location outside the upstream base rewritten: %q", loc)
 	}
+}
+
+// FuzzRebaseLinks: whatever GitHub sends in Link, rebasing onto the
+// upstream itself changes nothing, and after rebasing onto the proxy no
+// <URL> under the upstream base is left.
+func FuzzRebaseLinks(f *testing.F) {
+	const up, base = "https://api.github.com/api/v3", "https://glb"
+	f.Add(`<https://api.github.com/api/v3/repositories/1/issues?page=2>; rel="next", <https://api.github.com/api/v3/x?page=5>; rel="last"`)
+	f.Add(`<https://api.github.com/api/v3x/y>; rel="next"`)
+	f.Add(`<<https://api.github.com/api/v3>>`)
+	f.Add(`>, <https://api.github.com/api/v3?a=<b>`)
+	left := regexp.MustCompile(`<` + regexp.QuoteMeta(up) + `([/?#][^<>]*)?>`)
+	f.Fuzz(func(t *testing.T, v string) {
+		if got := rebaseLinks(v, up, up); got != v {
+			t.Fatalf("rebasing onto itself changed %q into %q", v, got)
+		}
+		if out := rebaseLinks(v, up, base); left.MatchString(out) {
+			t.Fatalf("%q left a URL under the upstream in %q", v, out)
+		}
+	})
 }
