@@ -3,10 +3,7 @@ package consul
 import (
 	"context"
 	"errors"
-	"net/http"
-	"net/http/httptest"
 	"net/netip"
-	"net/url"
 	"strconv"
 	"sync"
 	"testing"
@@ -375,25 +372,7 @@ func TestParseURL(t *testing.T) {
 }
 
 func TestProxyRegistration(t *testing.T) {
-	srv := &consultest.Server{MinCheckInterval: 10 * time.Millisecond}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
-	client, err := api.NewClient(srv.Config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	health := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/_glb/health" {
-			w.Write([]byte("ok"))
-			return
-		}
-		http.NotFound(w, r)
-	}))
-	t.Cleanup(health.Close)
-	hu, _ := url.Parse(health.URL)
-	port, _ := strconv.Atoi(hu.Port())
+	srv, client, health, port := registrationWorld(t)
 
 	type running struct {
 		cancel context.CancelFunc
@@ -401,7 +380,7 @@ func TestProxyRegistration(t *testing.T) {
 	}
 	start := func(addr, table string) running {
 		svc := &Service{Agent: srv.Addr(), Address: addr, Port: port, Cluster: "east", Table: table,
-			CheckURL: health.URL + "/_glb/health", CheckInterval: 10 * time.Millisecond, ResyncInterval: 10 * time.Millisecond}
+			CheckURL: health + "/_glb/health", CheckInterval: 10 * time.Millisecond, ResyncInterval: 10 * time.Millisecond}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- svc.Run(ctx) }()
@@ -419,7 +398,7 @@ func TestProxyRegistration(t *testing.T) {
 	p2 := start("127.0.0.2", "github-api")
 	eventually(t, "both proxies to pass", func() bool { return len(list(true)) == 2 })
 	got := list(true)
-	if got[0].ID != "glb-proxy-127.0.0.1-"+hu.Port() || got[0].Table != "github-api" || got[0].Cluster != "east" {
+	if got[0].ID != "glb-proxy-127.0.0.1-"+strconv.Itoa(port) || got[0].Table != "github-api" || got[0].Cluster != "east" {
 		t.Fatalf("proxies %+v", got)
 	}
 

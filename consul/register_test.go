@@ -20,23 +20,11 @@ import (
 // for one that lost the registration (one warning, no re-registration),
 // while an agent that answers 404 gets the registration back.
 func TestRegistrationAgentOutage(t *testing.T) {
-	srv := &consultest.Server{MinCheckInterval: 10 * time.Millisecond}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
-	client, err := api.NewClient(srv.Config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	health := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) }))
-	t.Cleanup(health.Close)
-	hu, _ := url.Parse(health.URL)
-	port, _ := strconv.Atoi(hu.Port())
+	srv, client, health, port := registrationWorld(t)
 
 	var logs syncbuf.Buffer
 	svc := &Service{Agent: srv.Addr(), Address: "127.0.0.1", Port: port, Cluster: "east", Table: "github-api",
-		CheckURL: health.URL + "/_glb/health", CheckInterval: 10 * time.Millisecond, ResyncInterval: 10 * time.Millisecond,
+		CheckURL: health + "/_glb/health", CheckInterval: 10 * time.Millisecond, ResyncInterval: 10 * time.Millisecond,
 		Log: slog.New(slog.NewJSONHandler(&logs, nil))}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -83,4 +71,30 @@ func TestRegistrationAgentOutage(t *testing.T) {
 	if registered() {
 		t.Error("still registered after Run returned")
 	}
+}
+
+// registrationWorld is a Consul test server whose checks run every 10ms
+// and a health endpoint for them (/_glb/health): its base URL and port.
+func registrationWorld(t *testing.T) (*consultest.Server, *api.Client, string, int) {
+	t.Helper()
+	srv := &consultest.Server{MinCheckInterval: 10 * time.Millisecond}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	client, err := api.NewClient(srv.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	health := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/_glb/health" {
+			w.Write([]byte("ok"))
+			return
+		}
+		http.NotFound(w, r)
+	}))
+	t.Cleanup(health.Close)
+	hu, _ := url.Parse(health.URL)
+	port, _ := strconv.Atoi(hu.Port())
+	return srv, client, health.URL, port
 }

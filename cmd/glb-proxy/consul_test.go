@@ -182,11 +182,15 @@ clients_consul: %q
 		nstest.WaitFor(t, 20*time.Second, "the registry watch to wait on consul", func() bool { r.exited(); return srv.Waiting() == 1 })
 	}
 	within := 20 * time.Second
-
-	parked()
-	if _, _, err := runCapture(t, "", "clients", "push", "--clients", regB, "--consul", at); err != nil {
-		t.Fatal(err)
+	push := func(file string) {
+		t.Helper()
+		parked()
+		if _, _, err := runCapture(t, "", "clients", "push", "--clients", file, "--consul", at); err != nil {
+			t.Fatal(err)
+		}
 	}
+
+	push(regB)
 	nstest.WaitFor(t, within, "client b to be accepted", func() bool { return status("b") == 200 })
 	if s := status("a"); s != 401 {
 		t.Errorf("client a after its removal: %d, want 401", s)
@@ -240,10 +244,7 @@ clients_consul: %q
 	}
 
 	// Back to a, by push.
-	parked()
-	if _, _, err := runCapture(t, "", "clients", "push", "--clients", regA, "--consul", at); err != nil {
-		t.Fatal(err)
-	}
+	push(regA)
 	nstest.WaitFor(t, within, "client a to be accepted again", func() bool { return status("a") == 200 })
 	if s := status("b"); s != 401 {
 		t.Errorf("client b after its removal: %d, want 401", s)

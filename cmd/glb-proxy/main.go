@@ -241,13 +241,9 @@ func runCheck(args []string, stdout, stderr io.Writer) error {
 		}
 		path = cfg.ClientsFile
 	}
-	data, err := os.ReadFile(path)
+	_, set, err := readClients(path)
 	if err != nil {
 		return fmt.Errorf("check: %w", err)
-	}
-	set, err := clients.Parse(data)
-	if err != nil {
-		return fmt.Errorf("clients %s: %w", path, err)
 	}
 	fmt.Fprintf(stdout, "clients %s: ok (%d clients)\n", path, len(set.Clients))
 	return nil
@@ -297,13 +293,9 @@ func runClients(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *file == "" {
 		return errors.New("clients push: --clients is required")
 	}
-	data, err := os.ReadFile(*file)
+	data, set, err := readClients(*file)
 	if err != nil {
-		return fmt.Errorf("clients push: %w", err)
-	}
-	set, err := clients.Parse(data)
-	if err != nil {
-		return fmt.Errorf("clients %s: %w (nothing was written)", *file, err)
+		return fmt.Errorf("clients push: %w (nothing was written)", err)
 	}
 	if current != nil && string(current) == string(data) {
 		fmt.Fprintf(stdout, "clients %s: ok (%d clients); %s already holds it\n", *file, len(set.Clients), key)
@@ -314,4 +306,17 @@ func runClients(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	fmt.Fprintf(stdout, "clients %s: ok (%d clients); written to %s\n", *file, len(set.Clients), key)
 	return nil
+}
+
+// readClients reads and validates a client registry file.
+func readClients(path string) ([]byte, *clients.Set, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	set, err := clients.Parse(data)
+	if err != nil {
+		return nil, nil, fmt.Errorf("clients %s: %w", path, err)
+	}
+	return data, set, nil
 }

@@ -40,27 +40,11 @@ func TestSlowRequestBody(t *testing.T) {
 			defer conn.Close()
 			fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: glb.test\r\nAuthorization: token %s\r\nContent-Type: application/json\r\nContent-Length: 4096\r\n\r\n{",
 				tc.path, f.tokens[tc.client])
-			// One byte every 20ms: the whole body would take 80s.
-			stop, stopped := make(chan struct{}), make(chan struct{})
-			go func() {
-				defer close(stopped)
-				tick := time.NewTicker(20 * time.Millisecond)
-				defer tick.Stop()
-				for {
-					select {
-					case <-stop:
-						return
-					case <-tick.C:
-						if _, err := conn.Write([]byte(" ")); err != nil {
-							return
-						}
-					}
-				}
-			}()
-			conn.SetReadDeadline(time.Now().Add(30 * time.Second)) // a hung proxy fails the test instead of hanging it
+			stop := trickle(conn) // the whole body would take 80s
+			// A hung proxy fails the test instead of hanging it.
+			conn.SetReadDeadline(time.Now().Add(30 * time.Second))
 			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-			close(stop)
-			<-stopped
+			stop()
 			if err != nil {
 				t.Fatalf("no answer to a trickled body: %v", err)
 			}
@@ -88,24 +72,10 @@ func TestSlowRequestBody(t *testing.T) {
 		ts.StartTLS()
 		defer ts.Close()
 		pr, pw := io.Pipe()
-		stop, stopped := make(chan struct{}), make(chan struct{})
-		go func() {
-			defer close(stopped)
-			tick := time.NewTicker(20 * time.Millisecond)
-			defer tick.Stop()
-			for {
-				select {
-				case <-stop:
-					pw.CloseWithError(errors.New("test over"))
-					return
-				case <-tick.C:
-					if _, err := pw.Write([]byte(" ")); err != nil {
-						return
-					}
-				}
-			}
-		}()
-		defer func() { close(stop); <-stopped }()
+		// At the end the pipe closes first, which unblocks the writer,
+		// then the writer stops.
+		defer trickle(pw)()
+		defer pw.CloseWithError(errors.New("test over"))
 		req, _ := http.NewRequest("POST", ts.URL+"/repos/acme/widgets/issues", pr)
 		req.Header.Set("Authorization", "token "+f.tokens["issue-writer"])
 		c := ts.Client()
@@ -140,6 +110,28 @@ func TestSlowRequestBody(t *testing.T) {
 	if r.status != http.StatusOK || !strings.Contains(r.body, `"login"`) {
 		t.Fatalf("GraphQL with a slow upstream: %d %s", r.status, r.body)
 	}
+}
+
+// trickle writes a space to w every 20ms until the returned stop is
+// called (or a write fails); stop waits for the writer to finish.
+func trickle(w io.Writer) (stop func()) {
+	quit, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-tick.C:
+				if _, err := w.Write([]byte(" ")); err != nil {
+					return
+				}
+			}
+		}
+	}()
+	return func() { close(quit); <-stopped }
 }
 
 func grepLines(s, sub string) string {

@@ -9,12 +9,14 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -65,6 +67,34 @@ func servedSerial(t *testing.T, addr string) int64 {
 	return c.ConnectionState().PeerCertificates[0].SerialNumber.Int64()
 }
 
+// runProxy builds a proxy and runs it; stop (also called when the test
+// ends) cancels Run and returns its error.
+func runProxy(t *testing.T, cfg *config.Config, o Options) (*Proxy, func() error) {
+	t.Helper()
+	p, err := New(cfg, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	var once sync.Once
+	var runErr error
+	stop := func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case runErr = <-done:
+			case <-time.After(40 * time.Second):
+				runErr = errors.New("Run did not return within 40s of its cancel")
+			}
+		})
+		return runErr
+	}
+	t.Cleanup(func() { stop() })
+	return p, stop
+}
+
 // TestRunTLSReloadRegisterShutdown runs the proxy's listeners: TLS with a
 // certificate replaced on disk while it serves, the plain listener, the
 // registration seam, and a graceful shutdown.
@@ -86,13 +116,7 @@ func TestRunTLSReloadRegisterShutdown(t *testing.T) {
 		return func(context.Context) error { close(deregistered); return nil }, nil
 	}
 	cfg.TLS = &config.TLS{CertFile: certFile, KeyFile: keyFile}
-	p, err := New(&cfg, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
+	p, stop := runProxy(t, &cfg, o)
 	svc := <-registered
 	addrs := p.Addrs()
 	if len(addrs) != 2 {
@@ -127,14 +151,8 @@ func TestRunTLSReloadRegisterShutdown(t *testing.T) {
 		t.Fatalf("after a broken file: serial %d", s)
 	}
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run: %v", err)
-		}
-	case <-time.After(40 * time.Second):
-		t.Fatal("Run did not return after cancel")
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
 	}
 	select {
 	case <-deregistered:
@@ -172,16 +190,9 @@ func TestReloadChangesClientsPoll(t *testing.T) {
 	cfg.ClientsPoll = time.Hour
 	o := f.proxy.opt
 	o.Registry = nil
-	p, err := New(&cfg, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
+	p, stop := runProxy(t, &cfg, o)
 	defer func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			t.Errorf("Run: %v", err)
 		}
 	}()
