@@ -646,7 +646,7 @@ func (p *Pool) allBenched(req *http.Request, resource string, earliest time.Time
 	}
 	msg := fmt.Sprintf("every upstream credential of this glb-proxy is rate limited for %q; retry after %d seconds.", resource, secs)
 	if r.message != "" {
-		msg = r.message + " glb-proxy: " + msg
+		msg = r.message + " Now " + msg
 	} else {
 		msg = "API rate limit exceeded: " + msg
 	}
