@@ -291,9 +291,39 @@ static __always_inline int inner_ipv4(struct __sk_buff *skb, const struct gue_pk
 	}
 }
 
-/* The inner IPv6 packet starts at off. Extension headers are walked as the
- * director walks them (parse.h): hop-by-hop, routing, destination options
- * and fragment headers, at most IPV6_MAX_EXT_HEADERS - 1 of them. */
+/* walk_ipv6 reads the IPv6 header at *off and walks its extension headers
+ * as the director walks them (parse.h): hop-by-hop, routing, destination
+ * options and fragment headers, at most IPV6_MAX_EXT_HEADERS - 1 of them.
+ * It returns WALK_OK with *ip6 the header, *off and *nh the upper-layer
+ * header's offset and protocol, and *nonfirst set for a fragment after the
+ * first; or the outcome of a packet to drop. */
+#define WALK_OK -1
+
+static __always_inline int walk_ipv6(void *data, void *data_end, __u32 *off, struct ipv6hdr **ip6, __u8 *nh,
+				     bool *nonfirst)
+{
+	struct ipv6hdr *h;
+	int r;
+
+	if (*off > PARSE_MAX_OFFSET)
+		return OUTCOME_MALFORMED_SHORT;
+	h = data + *off;
+	if ((void *)(h + 1) > data_end)
+		return OUTCOME_MALFORMED_SHORT;
+	if (h->version != 6)
+		return OUTCOME_MALFORMED_INNER;
+	*ip6 = h;
+	*nh = h->nexthdr;
+	*off += sizeof(*h);
+	r = parse_ipv6_ext(data, data_end, off, nh, nonfirst);
+	if (r == PARSE_EXT_SHORT || (!r && *off > PARSE_MAX_OFFSET))
+		return OUTCOME_MALFORMED_SHORT;
+	if (r)
+		return OUTCOME_MALFORMED_INNER;
+	return WALK_OK;
+}
+
+/* The inner IPv6 packet starts at off. */
 static __always_inline int inner_ipv6(struct __sk_buff *skb, const struct gue_pkt *g, void *data, void *data_end,
 				      __u32 off)
 {
@@ -303,30 +333,17 @@ static __always_inline int inner_ipv6(struct __sk_buff *skb, const struct gue_pk
 	__u8 nh;
 	int r;
 
-	if (off > PARSE_MAX_OFFSET)
-		return count(OUTCOME_MALFORMED_SHORT, g->wire_len, VERDICT_DROP);
-	ip6 = data + off;
-	if ((void *)(ip6 + 1) > data_end)
-		return count(OUTCOME_MALFORMED_SHORT, g->wire_len, VERDICT_DROP);
-	if (ip6->version != 6)
-		return count(OUTCOME_MALFORMED_INNER, g->wire_len, VERDICT_DROP);
-	nh = ip6->nexthdr;
-	off += sizeof(*ip6);
-	r = parse_ipv6_ext(data, data_end, &off, &nh, &nonfirst);
-	if (r == PARSE_EXT_SHORT)
-		return count(OUTCOME_MALFORMED_SHORT, g->wire_len, VERDICT_DROP);
-	if (r)
-		return count(OUTCOME_MALFORMED_INNER, g->wire_len, VERDICT_DROP);
+	r = walk_ipv6(data, data_end, &off, &ip6, &nh, &nonfirst);
+	if (r != WALK_OK)
+		return count(r, g->wire_len, VERDICT_DROP);
 	/* A fragment after the first has no transport header, so no socket
 	 * can be looked up for it, and no stateless rule can tell whose it
 	 * is. It is taken where it lands, as an IPv4 one is (inner_ipv4). A
-	 * first fragment (offset 0) carries the ports and went down the
+	 * first fragment (offset 0) carries the ports and goes down the
 	 * normal path; see docs/redirect.md for what that means for a flow
 	 * that lives on a later hop. */
 	if (nonfirst)
 		return decap(skb, g, OUTCOME_ACCEPTED_FRAGMENT);
-	if (off > PARSE_MAX_OFFSET)
-		return count(OUTCOME_MALFORMED_SHORT, g->wire_len, VERDICT_DROP);
 
 	switch (nh) {
 	case IPPROTO_TCP: {
@@ -353,25 +370,14 @@ static __always_inline int inner_ipv6(struct __sk_buff *skb, const struct gue_pk
 			return count(OUTCOME_MALFORMED_SHORT, g->wire_len, VERDICT_DROP);
 		if (icmp->icmp6_type != ICMPV6_PKT_TOOBIG)
 			return decap(skb, g, OUTCOME_ACCEPTED_ICMP);
-		off += sizeof(*icmp);
-		q = data + off;
-		if ((void *)(q + 1) > data_end)
-			return count(OUTCOME_MALFORMED_SHORT, g->wire_len, VERDICT_DROP);
-		if (q->version != 6)
-			return count(OUTCOME_MALFORMED_INNER, g->wire_len, VERDICT_DROP);
 		/* The quote's extension headers are walked too, as the director
 		 * walks them to pick the row. */
-		qnh = q->nexthdr;
-		off += sizeof(*q);
-		r = parse_ipv6_ext(data, data_end, &off, &qnh, &qnonfirst);
-		if (r == PARSE_EXT_SHORT)
-			return count(OUTCOME_MALFORMED_SHORT, g->wire_len, VERDICT_DROP);
-		if (r)
-			return count(OUTCOME_MALFORMED_INNER, g->wire_len, VERDICT_DROP);
+		off += sizeof(*icmp);
+		r = walk_ipv6(data, data_end, &off, &q, &qnh, &qnonfirst);
+		if (r != WALK_OK)
+			return count(r, g->wire_len, VERDICT_DROP);
 		if (qnonfirst || qnh != IPPROTO_TCP)
 			return decap(skb, g, OUTCOME_ACCEPTED_ICMP);
-		if (off > PARSE_MAX_OFFSET)
-			return count(OUTCOME_MALFORMED_SHORT, g->wire_len, VERDICT_DROP);
 		ports = data + off;
 		if ((void *)(ports + 2) > data_end)
 			return count(OUTCOME_MALFORMED_SHORT, g->wire_len, VERDICT_DROP);

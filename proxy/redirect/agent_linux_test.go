@@ -187,20 +187,8 @@ func TestAgent(t *testing.T) {
 	})
 
 	t.Run("it takes a GUE health check and answers it directly", func(t *testing.T) {
-		var icmp net.PacketConn
-		var sender net.PacketConn
-		if err := dir.Do(t, func() error {
-			var err error
-			if icmp, err = net.ListenPacket("ip4:icmp", dirIP.String()); err != nil {
-				return err
-			}
-			sender, err = net.ListenPacket("udp4", dirIP.String()+":0")
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		defer icmp.Close()
-		defer sender.Close()
+		icmp := listenPacketIn(t, dir, "ip4:icmp", dirIP.String())
+		sender := listenPacketIn(t, dir, "udp4", dirIP.String()+":0")
 		echo := ipv4(dirIP, vip4, protoICMP, icmp4(8, 0, 0x4242_0001, []byte("glb health")), ipv4Opts{})
 		payload := gueHdr{hops: []netip.Addr{p2IP}}.bytes(echo)
 		if _, err := sender.WriteTo(payload, &net.UDPAddr{IP: p1IP.AsSlice(), Port: guePort}); err != nil {
@@ -223,19 +211,8 @@ func TestAgent(t *testing.T) {
 		dir6, p16 := netip.MustParseAddr("fd00:1::2"), netip.MustParseAddr("fd00:1::11")
 		dir.IP(t, "addr", "add", dir6.String()+"/64", "dev", "up0", "nodad")
 		p1.IP(t, "addr", "add", p16.String()+"/64", "dev", "up0", "nodad")
-		var icmp, sender net.PacketConn
-		if err := dir.Do(t, func() error {
-			var err error
-			if icmp, err = net.ListenPacket("ip6:ipv6-icmp", dir6.String()); err != nil {
-				return err
-			}
-			sender, err = net.ListenPacket("udp4", dirIP.String()+":0")
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		defer icmp.Close()
-		defer sender.Close()
+		icmp := listenPacketIn(t, dir, "ip6:ipv6-icmp", dir6.String())
+		sender := listenPacketIn(t, dir, "udp4", dirIP.String()+":0")
 		echo := ipv6(dir6, vip6, protoICMPv6, icmp6(dir6, vip6, 128, 0, 0x6666_0001, []byte("glb health v6")))
 		if _, err := sender.WriteTo(gueHdr{}.bytes(echo), &net.UDPAddr{IP: p1IP.AsSlice(), Port: guePort}); err != nil {
 			t.Fatal(err)
@@ -254,23 +231,8 @@ func TestAgent(t *testing.T) {
 	})
 
 	t.Run("it passes an unknown flow to the next hop", func(t *testing.T) {
-		var sender, next net.PacketConn
-		if err := p2.Do(t, func() error {
-			var err error
-			next, err = net.ListenPacket("udp4", p2IP.String()+":19523")
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		defer next.Close()
-		if err := dir.Do(t, func() error {
-			var err error
-			sender, err = net.ListenPacket("udp4", dirIP.String()+":0")
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		defer sender.Close()
+		next := listenPacketIn(t, p2, "udp4", p2IP.String()+":19523")
+		sender := listenPacketIn(t, dir, "udp4", dirIP.String()+":0")
 		inner := v4tcp(remote, vip4, 40001, 443, ackSeg)
 		sent := gueHdr{hops: []netip.Addr{p2IP}}.bytes(inner)
 		if _, err := sender.WriteTo(sent, &net.UDPAddr{IP: p1IP.AsSlice(), Port: guePort}); err != nil {
@@ -297,7 +259,6 @@ func TestAgent(t *testing.T) {
 		dir.IP(t, "addr", "add", dir6.String()+"/64", "dev", "up0", "nodad")
 		p1.IP(t, "addr", "add", p16.String()+"/64", "dev", "up0", "nodad")
 		var ln net.Listener
-		var synAcks, sender net.PacketConn
 		if err := p1.Do(t, func() error {
 			var err error
 			ln, err = net.Listen("tcp", netip.AddrPortFrom(vip6, 8443).String())
@@ -306,18 +267,8 @@ func TestAgent(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer ln.Close()
-		if err := dir.Do(t, func() error {
-			var err error
-			if synAcks, err = net.ListenPacket("ip6:tcp", dir6.String()); err != nil {
-				return err
-			}
-			sender, err = net.ListenPacket("udp4", dirIP.String()+":0")
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		defer synAcks.Close()
-		defer sender.Close()
+		synAcks := listenPacketIn(t, dir, "ip6:tcp", dir6.String())
+		sender := listenPacketIn(t, dir, "udp4", dirIP.String()+":0")
 		before := counters(t, a)
 		send := func(inner []byte) {
 			t.Helper()
@@ -419,6 +370,22 @@ func TestAgent(t *testing.T) {
 			t.Errorf("log lacks the restore of rp_filter:\n%s", logs.String())
 		}
 	})
+}
+
+// listenPacketIn opens a packet socket inside ns, closed when the test
+// ends.
+func listenPacketIn(tb testing.TB, ns *nstest.NS, network, addr string) net.PacketConn {
+	tb.Helper()
+	var c net.PacketConn
+	if err := ns.Do(tb, func() error {
+		var err error
+		c, err = net.ListenPacket(network, addr)
+		return err
+	}); err != nil {
+		tb.Fatalf("listen on %s %s: %v", network, addr, err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return c
 }
 
 func counters(tb testing.TB, a *Agent) map[string]uint64 {
