@@ -393,7 +393,13 @@ static __always_inline __u64 flow_hash(const struct table_meta *meta, const stru
 }
 
 /* encap wraps the IP packet in the GUE header of DESIGN.md §3 for row,
- * with width hops, and fills in the Ethernet header for XDP_TX. */
+ * with width hops, and fills in the Ethernet header for XDP_TX.
+ *
+ * The director never fragments (DESIGN.md §3): a GUE packet larger than
+ * the MTU it leaves by is dropped and counted as END_DROP_TOO_BIG, rather
+ * than sent to be lost silently further on. In FIB mode the lookup checks
+ * the route's MTU (tot_len); with a gateway MAC, bpf_check_mtu checks the
+ * MTU of the interface XDP_TX sends it out of. */
 static __always_inline int encap(struct xdp_md *ctx, const struct pkt *pk,
 				 const struct table_row *row, __u32 width, __u64 hash,
 				 __be16 client_sport)
@@ -406,7 +412,21 @@ static __always_inline int encap(struct xdp_md *ctx, const struct pkt *pk,
 	__be32 hop0 = row->hops[0];
 	__u8 dmac[6], smac[6];
 
+	/* tot_len, the UDP length and the FIB lookup's tot_len are 16 bits.
+	 * A single-buffer XDP frame never comes near; the bound keeps every
+	 * length written below exact even so. */
+	if (outer_len > 0xffff)
+		return END_DROP_TOO_BIG;
+
 	if (cfg_use_gateway) {
+		/* ifindex 0 is the interface the frame came in on, which
+		 * XDP_TX sends it out of. Given the IP length, the helper
+		 * compares it with that device's MTU as it is now (an 802.1Q
+		 * tag does not count), so an MTU change needs no reload. */
+		__u32 mtu_len = outer_len;
+
+		if (bpf_check_mtu(ctx, 0, &mtu_len, 0, 0) != BPF_MTU_CHK_RET_SUCCESS)
+			return END_DROP_TOO_BIG;
 		/* Byte by byte: a memcpy would cast away volatile and let
 		 * clang fold the all-zero initializer (clang 14). */
 #pragma unroll
@@ -435,6 +455,9 @@ static __always_inline int encap(struct xdp_md *ctx, const struct pkt *pk,
 		 * by the interface the packet came in on. */
 		if (fib.ifindex != ctx->ingress_ifindex)
 			return END_DROP_OTHER_IFACE;
+		/* outer_len is above the route's MTU. The kernel returns this
+		 * before it sets fib.ifindex to the route's device (6.18), so
+		 * the interface check above has not looked at such a route. */
 		if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
 			return END_DROP_TOO_BIG;
 		if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)

@@ -112,7 +112,7 @@ enum glb_end {
 	END_DROP_NO_ROUTE,	/* FIB lookup found no route to the hop */
 	END_DROP_NO_NEIGH,	/* FIB lookup: next hop's MAC unresolved */
 	END_DROP_OTHER_IFACE,	/* route to the hop leaves by another interface */
-	END_DROP_TOO_BIG,	/* encapsulated packet exceeds the route MTU */
+	END_DROP_TOO_BIG,	/* GUE packet exceeds the route's or interface's MTU */
 	END_DROP_ADJUST,	/* bpf_xdp_adjust_head/tail failed */
 	END_LEN,
 };

@@ -29,7 +29,9 @@ type Config struct {
 	SrcIP netip.Addr
 	// GatewayMAC, if set, is the destination MAC of every GUE packet,
 	// and the kernel FIB is not consulted. Otherwise each packet's next
-	// hop comes from a FIB lookup of its primary hop.
+	// hop comes from a FIB lookup of its primary hop. Either way a GUE
+	// packet larger than the MTU it would leave by (the interface's with
+	// a gateway, the route's otherwise) is dropped as drop_too_big.
 	GatewayMAC net.HardwareAddr
 	// Log receives notices (takeover of pinned objects, cleanup). Nil
 	// discards them.
