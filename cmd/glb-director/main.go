@@ -75,7 +75,11 @@ CAP_NET_RAW for the GUE checks. docs/healthcheck.md explains more.
 Next hop: with --gateway-mac every GUE packet goes to that MAC (the usual
 router setup). Without it the kernel's FIB picks the next hop per proxy
 host; that needs net.ipv4.conf.IFACE.forwarding=1, and glb-director keeps
-the neighbour entries of the hosts resolved.
+the neighbour entries of the hosts resolved. Either way a GUE packet larger
+than the MTU it would leave by (the interface's with --gateway-mac, the
+route's otherwise) is dropped and counted as
+glb_director_end_total{reason="drop_too_big"}; GUE adds 36 + 4 x (hops - 1)
+bytes (docs/director.md, MTU).
 
 Restarts: the maps and XDP links are pinned under --bpffs. On SIGTERM
 glb-director detaches and removes them. On SIGUSR2, or SIGTERM with
