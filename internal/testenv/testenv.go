@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"testing"
 )
 
@@ -82,4 +83,29 @@ func ModuleRoot() (string, error) {
 		}
 		dir = parent
 	}
+}
+
+// RuleLabelValues returns every value a Prometheus rules file (a path
+// relative to the module root) matches for label on metric, as in
+// metric{label="value"}. Tests use it to check that alerts name label
+// values the code really exports. It fails the test when there are none.
+func RuleLabelValues(tb testing.TB, file, metric, label string) []string {
+	tb.Helper()
+	root, err := ModuleRoot()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	rules, err := os.ReadFile(filepath.Join(root, file))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	re := regexp.MustCompile(regexp.QuoteMeta(metric) + `\{` + regexp.QuoteMeta(label) + `="([^"]+)"\}`)
+	var vals []string
+	for _, m := range re.FindAllSubmatch(rules, -1) {
+		vals = append(vals, string(m[1]))
+	}
+	if len(vals) == 0 {
+		tb.Fatalf("%s: no rule matches %s{%s=...}", file, metric, label)
+	}
+	return vals
 }
