@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"github.com/glb-project/glb/internal/fakeclock"
 	"io"
 	"log/slog"
 	"net/http"
@@ -27,30 +28,12 @@ import (
 	"github.com/glb-project/glb/test/githubsim"
 )
 
-// clock is a settable clock shared by the simulator and the pool.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+func newClock() *fakeclock.Clock { return fakeclock.New(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)) }
 
 type env struct {
 	sim   *githubsim.Server
 	ts    *httptest.Server
-	clk   *clock
+	clk   *fakeclock.Clock
 	log   *bytes.Buffer
 	logMu *sync.Mutex
 }

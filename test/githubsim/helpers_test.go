@@ -3,34 +3,16 @@ package githubsim
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/glb-project/glb/internal/fakeclock"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
 
-// fakeClock is an injectable clock for rate-limit windows and expiry.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *fakeClock { return &fakeClock{t: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+func newClock() *fakeclock.Clock { return fakeclock.New(time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)) }
 
 // Tokens used throughout the tests; each test gets its own Server.
 const (
@@ -58,7 +40,7 @@ func newSim(t testing.TB, opts ...func(*Server)) (*Server, *httptest.Server) {
 	return s, ts
 }
 
-func withClock(c *fakeClock) func(*Server) { return func(s *Server) { s.Now = c.Now } }
+func withClock(c *fakeclock.Clock) func(*Server) { return func(s *Server) { s.Now = c.Now } }
 
 type reply struct {
 	status int
