@@ -77,6 +77,7 @@ func New(tb TB, tag string) *NS {
 // makes sure the name is free.
 func NewNamed(tb TB, name string) *NS {
 	tb.Helper()
+	claim(tb)
 	ns := &NS{Name: name}
 	run(tb, "ip", "netns", "add", ns.Name)
 	tb.Cleanup(func() {
@@ -165,6 +166,7 @@ func (ns *NS) Do(tb TB, fn func() error) error {
 // b (named bName), both up. Either namespace may be nil for the root one.
 func Veth(tb TB, a *NS, aName string, b *NS, bName string) {
 	tb.Helper()
+	claim(tb)
 	tmpA, tmpB := Name("va"), Name("vb")
 	run(tb, "ip", "link", "add", tmpA, "type", "veth", "peer", "name", tmpB)
 	tb.Cleanup(func() { _ = exec.Command("ip", "link", "del", tmpA).Run() })
