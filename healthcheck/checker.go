@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math/rand/v2"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -303,7 +304,11 @@ func (c *Checker) start(t *target) {
 	go c.loop(ctx, t)
 }
 
-// loop probes one check every interval, the first time at once.
+// loop probes one check every interval, the first time at once. Each wait
+// is shortened by a random 0–10 % of the interval, so checks that started
+// together (every backend, when the director starts) drift apart instead
+// of probing the proxies in lockstep, and a probe is never later than one
+// interval after the one before.
 func (c *Checker) loop(ctx context.Context, t *target) {
 	defer c.wg.Done()
 	for {
@@ -315,7 +320,8 @@ func (c *Checker) loop(ctx context.Context, t *target) {
 			return
 		}
 		c.record(t, r, took)
-		wait := max(start.Add(c.interval).Sub(c.clock.Now()), 0)
+		spread := time.Duration(rand.Int64N(int64(c.interval)/10 + 1))
+		wait := max(start.Add(c.interval-spread).Sub(c.clock.Now()), 0)
 		tick, stop := c.clock.NewTimer(wait)
 		select {
 		case <-ctx.Done():

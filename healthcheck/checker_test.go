@@ -567,3 +567,31 @@ func TestCheckAddedToAHealthyBackend(t *testing.T) {
 	}
 	wantHealth(t, h.change(t), health(a, false))
 }
+
+// TestChecksSpreadWithinTheInterval starts many checks together and looks
+// at when each asks to run next: never later than one interval, never
+// earlier than nine tenths of it, and not all at the same instant.
+func TestChecksSpreadWithinTheInterval(t *testing.T) {
+	const n = 16
+	var bs []table.Backend
+	for i := range n {
+		bs = append(bs, newBackend(t, fmt.Sprintf("127.0.0.%d", i+1)).spec(table.Active))
+	}
+	h := newHarness(t, config(bs), nil)
+	h.round(t, n)
+	nstest.WaitFor(t, 10*time.Second, "every check to wait for its next turn", func() bool { return h.clk.pending() == n })
+	h.clk.mu.Lock()
+	start := h.clk.now
+	at := map[time.Time]bool{}
+	for _, tm := range h.clk.timers {
+		wait := tm.at.Sub(start)
+		if wait > DefaultInterval || wait < DefaultInterval*9/10 {
+			t.Errorf("a check waits %v, outside [0.9, 1] × %v", wait, DefaultInterval)
+		}
+		at[tm.at] = true
+	}
+	h.clk.mu.Unlock()
+	if len(at) < 2 {
+		t.Errorf("%d checks all wait until the same instant", n)
+	}
+}
