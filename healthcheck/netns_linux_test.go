@@ -188,7 +188,10 @@ func TestGUEPathChild(t *testing.T) {
 	})
 
 	t.Run("the checking host's own GUE path fails without glb-redirect", func(t *testing.T) {
-		waitChecks(t, hc, "own HTTP passing, own GUE failing", map[Check]bool{selfHTTP: true, selfGUE: false})
+		// The remote host's glb-redirect was stopped above: wait for its GUE
+		// check to see that too, so the snapshots below are settled.
+		waitChecks(t, hc, "own HTTP passing, own GUE failing, remote GUE failing",
+			map[Check]bool{selfHTTP: true, selfGUE: false, gueCheck: false})
 		for _, s := range hc.Status() {
 			if s.Check == selfGUE && !strings.Contains(s.Reason, "no program on hc0's tcx ingress") {
 				t.Fatalf("own GUE check fails for %q, want glb-redirect missing on hc0", s.Reason)
