@@ -5,12 +5,13 @@
 set -euo pipefail
 
 packages=(
-	clang llvm libbpf-dev bpftool linux-libc-dev # make generate (BPF objects)
-	iproute2 iputils-ping ethtool                         # network namespaces, veth, routes
-	redis-server redis-tools                     # cache tests and the demo
-	git curl openssl ca-certificates gh          # real clients in the tests
-	tshark python3-scapy                         # packet captures in the tests
-	wrk hyperfine haproxy                        # make bench
+	clang llvm libbpf-dev linux-libc-dev # make generate (BPF objects)
+	bpftool                              # looking at the loaded programs and pinned maps
+	iproute2 iputils-ping ethtool        # network namespaces, veth, routes
+	redis-server redis-tools             # cache tests and the demo
+	git curl openssl ca-certificates gh  # real clients in the tests
+	python3-scapy                        # regenerating the golden GUE captures (proxy/redirect/testdata)
+	wrk                                  # make bench: the end-to-end load generator
 )
 
 missing=()
