@@ -77,14 +77,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 func dispatch(ctx context.Context, args []string, base env) error {
 	stdout, stderr := base.stdout, base.stderr
 	cmds := commands()
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" && len(args) == 1 {
-		printOverview(stdout, cmds)
+	if len(args) == 0 || isHelpFlag(args[0]) || args[0] == "help" && len(args) == 1 {
 		if len(args) == 0 {
+			printOverview(stderr, cmds)
 			return errUsage
 		}
+		printOverview(stdout, cmds)
 		return nil
 	}
-	if args[0] == "--version" || args[0] == "version" {
+	if args[0] == "--version" || args[0] == "-version" || args[0] == "version" {
 		fmt.Fprintln(stdout, "glbctl", version.Version)
 		return nil
 	}
@@ -103,44 +104,90 @@ func dispatch(ctx context.Context, args []string, base env) error {
 		}
 	}
 	if cmd == nil {
-		var near []string
-		for _, c := range cmds {
-			if strings.HasPrefix(c.path, args[0]) {
-				near = append(near, "  glbctl "+c.path+" "+c.args)
-			}
-		}
-		if len(near) > 0 {
-			fmt.Fprintf(stderr, "glbctl: %q needs a subcommand:\n%s\n", strings.Join(args, " "), strings.Join(near, "\n"))
-		} else {
-			fmt.Fprintf(stderr, "glbctl: unknown command %q\n\n", args[0])
-			printOverview(stderr, cmds)
-		}
-		return errUsage
+		return groupUsage(args, cmds, stdout, stderr)
 	}
 	fs := flag.NewFlagSet("glbctl "+cmd.path, flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	do := cmd.flags(fs)
-	fs.Usage = func() {
-		out := fs.Output()
-		fmt.Fprintf(out, "Usage: glbctl %s %s\n\n%s\n", cmd.path, cmd.args, cmd.summary)
-		if cmd.help != "" {
-			fmt.Fprintf(out, "\n%s\n", strings.TrimSpace(cmd.help))
-		}
-		fmt.Fprintln(out, "\nFlags:")
-		fs.PrintDefaults()
-	}
+	// The flag package prints parse errors to its output and then calls
+	// Usage: errors go to stderr, and the usage is printed once, below, on
+	// the stream that suits the case.
+	fs.SetOutput(stderr)
+	fs.Usage = func() {}
 	positional, err := parseInterspersed(fs, rest)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(stdout)
-			fs.Usage()
+			printUsage(stdout, cmd, fs)
 			return nil
 		}
+		fmt.Fprintln(stderr)
+		printUsage(stderr, cmd, fs)
 		return errUsage
 	}
 	e := base
 	e.args = positional
 	return do(ctx, e)
+}
+
+// isHelpFlag reports whether arg asks for help in a form the flag package
+// accepts.
+func isHelpFlag(arg string) bool {
+	switch arg {
+	case "-h", "--h", "-help", "--help":
+		return true
+	}
+	return false
+}
+
+// printUsage prints a command's usage, its long help and its flags to w.
+func printUsage(w io.Writer, cmd *command, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "Usage: glbctl %s %s\n\n%s\n", cmd.path, cmd.args, cmd.summary)
+	if cmd.help != "" {
+		fmt.Fprintf(w, "\n%s\n", strings.TrimSpace(cmd.help))
+	}
+	fmt.Fprintln(w, "\nFlags:")
+	out := fs.Output()
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(out)
+}
+
+// groupUsage answers a command line that names no command. A group word
+// ("table") with a help flag lists the group's subcommands on stdout; alone,
+// or with a word that is no subcommand, it lists them on stderr as a usage
+// error. Anything else is an unknown command.
+func groupUsage(args []string, cmds []command, stdout, stderr io.Writer) error {
+	group := args[0]
+	var subs []command
+	for _, c := range cmds {
+		if strings.HasPrefix(c.path, group+" ") {
+			subs = append(subs, c)
+		}
+	}
+	if len(subs) == 0 {
+		fmt.Fprintf(stderr, "glbctl: unknown command %q\n\n", group)
+		printOverview(stderr, cmds)
+		return errUsage
+	}
+	rest := args[1:]
+	if len(rest) > 0 && slices.ContainsFunc(rest, isHelpFlag) {
+		printGroup(stdout, group, subs)
+		return nil
+	}
+	if len(rest) == 0 {
+		fmt.Fprintf(stderr, "glbctl: %q needs a subcommand.\n\n", group)
+	} else {
+		fmt.Fprintf(stderr, "glbctl: %q is not a subcommand of %q.\n\n", rest[0], group)
+	}
+	printGroup(stderr, group, subs)
+	return errUsage
+}
+
+func printGroup(w io.Writer, group string, subs []command) {
+	fmt.Fprintf(w, "Usage: glbctl %s SUBCOMMAND [FLAGS]\n\nSubcommands:\n", group)
+	for _, c := range subs {
+		fmt.Fprintf(w, "  %-15s %s\n", c.path, c.summary)
+	}
+	fmt.Fprintf(w, "\nRun \"glbctl %s SUBCOMMAND --help\" for a subcommand's flags.\n", group)
 }
 
 // parseInterspersed parses flags that may come after positional arguments
