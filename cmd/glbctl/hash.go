@@ -20,7 +20,11 @@ func hashCommand() command {
 		help: `Computes the flow hash exactly as glb-director's XDP program does and prints
 the row and its hop list. With --dst, the table is the one whose bind serves
 that destination; otherwise give --table (or the config has one table).
-IPv6 addresses with a port are written [2001:db8::1]:443.`,
+IPv6 addresses with a port are written [2001:db8::1]:443.
+
+Every field the table hashes (hash_fields) must be given: a table that
+hashes src_port needs --src IP:PORT, dst_addr needs --dst, dst_port needs
+--dst IP:PORT. Source and destination must be of one address family.`,
 		flags: func(fs *flag.FlagSet) func(context.Context, env) error {
 			config := fs.String("config", "", "forwarding table config `FILE`")
 			src := fs.String("src", "", "the client's `IP[:PORT]`")
@@ -36,12 +40,16 @@ IPv6 addresses with a port are written [2001:db8::1]:443.`,
 					return errors.New("--src is required: the client's IP[:PORT]")
 				}
 				var f table.Flow
-				if f.Src, f.SrcPort, err = parseHostPort(*src); err != nil {
+				var given flowGiven
+				if f.Src, f.SrcPort, given.srcPort, err = parseHostPort(*src); err != nil {
 					return fmt.Errorf("--src: %w", err)
 				}
 				if *dst != "" {
-					if f.Dst, f.DstPort, err = parseHostPort(*dst); err != nil {
+					if f.Dst, f.DstPort, given.dstPort, err = parseHostPort(*dst); err != nil {
 						return fmt.Errorf("--dst: %w", err)
+					}
+					if f.Src.Is4() != f.Dst.Is4() {
+						return fmt.Errorf("--src %s and --dst %s are of different address families: give both as IPv4 or both as IPv6", f.Src, f.Dst)
 					}
 				}
 				var p table.Proto
@@ -50,6 +58,9 @@ IPv6 addresses with a port are written [2001:db8::1]:443.`,
 				}
 				spec, err := tableFor(c, *name, p, f)
 				if err != nil {
+					return err
+				}
+				if err := given.check(spec, f); err != nil {
 					return err
 				}
 				h := table.Hash(spec.HashKey, spec.Fields(), f)
@@ -95,15 +106,54 @@ func tableFor(c *table.Config, name string, p table.Proto, f table.Flow) (*table
 	return nil, fmt.Errorf("no bind serves %s %s: the director would pass this packet to the host", p, formatHostPort(f.Dst, f.DstPort))
 }
 
-func parseHostPort(s string) (netip.Addr, uint16, error) {
+// flowGiven records which ports the command line gave: port 0 is a real
+// value (an echo request is hashed with ports 0), so it cannot mean absent.
+type flowGiven struct{ srcPort, dstPort bool }
+
+// check refuses a flow that lacks a field the table hashes: the hash of a
+// missing field would be a row the director never picks for that flow.
+func (g flowGiven) check(spec *table.Spec, f table.Flow) error {
+	fields := spec.Fields()
+	var missing []string
+	var fix []string
+	if fields&table.SrcPort != 0 && !g.srcPort {
+		missing = append(missing, "src_port")
+		fix = append(fix, "--src IP:PORT")
+	}
+	needDst, needDstPort := fields&table.DstAddr != 0 && !f.Dst.IsValid(), fields&table.DstPort != 0 && !g.dstPort
+	if needDst {
+		missing = append(missing, "dst_addr")
+	}
+	if needDstPort {
+		missing = append(missing, "dst_port")
+	}
+	switch {
+	case needDstPort && f.Dst.Is4():
+		fix = append(fix, "--dst "+f.Dst.String()+":PORT")
+	case needDstPort && f.Dst.IsValid():
+		fix = append(fix, "--dst ["+f.Dst.String()+"]:PORT")
+	case needDstPort:
+		fix = append(fix, "--dst IP:PORT")
+	case needDst:
+		fix = append(fix, "--dst IP[:PORT]")
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return fmt.Errorf("table %s hashes %s: give %s", spec.Name, strings.Join(missing, " and "), strings.Join(fix, " and "))
+}
+
+// parseHostPort parses IP or IP:PORT ([IPv6]:PORT); hasPort says whether a
+// port was given.
+func parseHostPort(s string) (a netip.Addr, port uint16, hasPort bool, err error) {
 	if ap, err := netip.ParseAddrPort(s); err == nil {
-		return ap.Addr(), ap.Port(), nil
+		return ap.Addr(), ap.Port(), true, nil
 	}
-	a, err := netip.ParseAddr(strings.Trim(s, "[]"))
+	a, err = netip.ParseAddr(strings.Trim(s, "[]"))
 	if err != nil {
-		return netip.Addr{}, 0, fmt.Errorf("%q is not IP or IP:PORT ([IPv6]:PORT)", s)
+		return netip.Addr{}, 0, false, fmt.Errorf("%q is not IP or IP:PORT ([IPv6]:PORT)", s)
 	}
-	return a, 0, nil
+	return a, 0, false, nil
 }
 
 func formatHostPort(a netip.Addr, port uint16) string {
