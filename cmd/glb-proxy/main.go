@@ -246,6 +246,9 @@ func runCheck(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("check: %w", err)
 	}
 	fmt.Fprintf(stdout, "clients %s: ok (%d clients)\n", path, len(set.Clients))
+	for _, w := range set.Warnings() {
+		fmt.Fprintf(stdout, "warning: %s\n", w)
+	}
 	return nil
 }
 

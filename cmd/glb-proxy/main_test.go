@@ -90,6 +90,11 @@ func TestCheck(t *testing.T) {
 	if out, _, err := runCapture(t, "", "check", "--clients", good); err != nil || !strings.Contains(out, "ok (1 clients)") {
 		t.Fatalf("check good registry: %q %v", out, err)
 	}
+	wide := filepath.Join(dir, "wide.yaml")
+	os.WriteFile(wide, []byte("version: 1\nclients:\n  - name: a\n    token_sha256: "+clients.HashToken("x")+"\n    scopes: [{path: /repos/acme/widgets/**}, {graphql: query}]\n"), 0o600)
+	if out, _, err := runCapture(t, "", "check", "--clients", wide); err != nil || !strings.Contains(out, "warning: client a: {graphql: query} reads every repository") {
+		t.Fatalf("check a registry with a GraphQL scope beside a repo scope: %q %v", out, err)
+	}
 	bad := filepath.Join(dir, "bad.yaml")
 	os.WriteFile(bad, []byte("version: 1\nclients: [{name: a}]\n"), 0o600)
 	if _, _, err := runCapture(t, "", "check", "--clients", bad); err == nil || !strings.Contains(err.Error(), "token_sha256: missing") {

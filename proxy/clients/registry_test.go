@@ -374,3 +374,43 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestWarnings(t *testing.T) {
+	tok := func() string { return mustToken(t) }
+	cases := []struct {
+		name   string
+		scopes []string
+		n      int      // warnings expected
+		want   []string // substrings the warnings must hold
+	}{
+		{"graphql beside a repo scope", []string{`{path: "/repos/acme/widgets/**"}`, `{graphql: query}`}, 1,
+			[]string{"{graphql: query} reads every repository", "not only /repos/acme/widgets/**"}},
+		{"search beside a repo scope", []string{`{path: "/repos/acme/widgets/**"}`, `{path: "/search/**"}`}, 1,
+			[]string{"/search/** grants GET /search"}},
+		{"a wildcard search beside an org scope", []string{`{path: "/orgs/acme/**"}`, `{path: "/*/**"}`}, 1,
+			[]string{"/*/** grants GET /search"}},
+		{"graphql beside a git scope", []string{`{git: fetch, path: "/acme/widgets"}`, `{graphql: any}`}, 1,
+			[]string{"not only git /acme/widgets"}},
+		{"graphql mutation only", []string{`{path: "/repos/acme/widgets/**"}`, `{graphql: mutation}`}, 0, nil},
+		{"graphql without narrow scopes", []string{`{path: "/repos/**"}`, `{graphql: query}`}, 0, nil},
+		{"search with POST only", []string{`{path: "/repos/acme/x"}`, `{methods: [POST], path: "/search/**"}`}, 0, nil},
+		{"root only", []string{`{path: "/repos/acme/x"}`, `{path: "/"}`}, 0, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := Parse([]byte(registryYAML(clientYAML("c1", tok(), tc.scopes...))))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := s.Warnings()
+			if len(got) != tc.n {
+				t.Fatalf("warnings %q, want %d", got, tc.n)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(got[0], w) || !strings.HasPrefix(got[0], "client c1: ") {
+					t.Errorf("warning %q lacks %q", got[0], w)
+				}
+			}
+		})
+	}
+}

@@ -259,3 +259,60 @@ func (c *Client) AllowGit(keySegs []string, push bool) bool {
 	}
 	return false
 }
+
+// Warnings names, per client, the scopes that reach further than the
+// client's REST and git scopes suggest. Scopes are checked against the
+// request path only, and two kinds of request name their repository
+// elsewhere:
+//
+//   - a GraphQL query names repositories in its document
+//     (repository(owner:, name:), search, node(id:), viewer, organization,
+//     user, …), so {graphql: query} reads every repository the pool's
+//     credentials can read;
+//   - GET /search/… names them in q= (repo:, org:, user:), so a scope on
+//     /search reads every repository the pool can read, through its
+//     search results.
+//
+// A warning is given when such a scope sits beside REST or git scopes
+// limited to some owners or repositories: the limit does not hold.
+func (s *Set) Warnings() []string {
+	var out []string
+	for _, c := range s.Clients {
+		narrow := c.narrowScopes()
+		if len(narrow) == 0 {
+			continue
+		}
+		lim := strings.Join(narrow, ", ")
+		for _, sc := range c.Scopes {
+			switch {
+			case sc.Kind == GraphQLScope && sc.Query:
+				out = append(out, fmt.Sprintf("client %s: {graphql: query} reads every repository the upstream credentials can read "+
+					"(GraphQL names repositories in the query, not the path), not only %s", c.Name, lim))
+			case sc.Kind == RESTScope && sc.methods[http.MethodGet] && reachesSearch(sc.pattern):
+				out = append(out, fmt.Sprintf("client %s: %s grants GET /search, whose q=repo:… can name every repository the upstream credentials can read, not only %s",
+					c.Name, sc.Path, lim))
+			}
+		}
+	}
+	return out
+}
+
+// narrowScopes lists the client's REST and git scopes that stop at some
+// owners or repositories.
+func (c *Client) narrowScopes() []string {
+	var out []string
+	for _, sc := range c.Scopes {
+		switch {
+		case sc.Kind == GitScope && !(sc.pattern[0] == "*" && sc.pattern[1] == "*"):
+			out = append(out, "git "+sc.Path)
+		case sc.Kind == RESTScope && len(sc.pattern) >= 2 && (sc.pattern[0] == "repos" || sc.pattern[0] == "orgs" || sc.pattern[0] == "users") && sc.pattern[1] != "**" && sc.pattern[1] != "*":
+			out = append(out, sc.Path)
+		}
+	}
+	return out
+}
+
+// reachesSearch reports whether a REST pattern matches some /search/… path.
+func reachesSearch(p []string) bool {
+	return len(p) > 0 && (p[0] == "**" || matchSegment(p[0], "search"))
+}

@@ -60,10 +60,16 @@ func (p *Proxy) clientsLoaded(err error, attrs ...any) {
 	}
 	p.metrics.reloads.WithLabelValues("ok").Inc()
 	n := 0
-	if s := p.registry.Current(); s != nil {
+	s := p.registry.Current()
+	if s != nil {
 		n = len(s.Clients)
 	}
 	p.log.Info("client registry loaded", append(attrs, "clients", n)...)
+	if s != nil {
+		for _, w := range s.Warnings() {
+			p.log.Warn("client scope reaches further than it reads", append(attrs, "warning", w)...)
+		}
+	}
 }
 
 // consulClients follows the registry at PREFIX/proxy/clients in Consul KV.
