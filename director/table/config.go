@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"reflect"
 	"strings"
 	"time"
 )
@@ -24,6 +25,20 @@ const (
 // Config is a forwarding-table file: one or more independent tables.
 type Config struct {
 	Tables []Spec `json:"tables"`
+	// Healthchecks holds glb-healthcheck's global settings, which a GLB
+	// file may carry. glb reads them so such a file loads unchanged, and
+	// keeps them so glbctl writes them back, but does not use them:
+	// glb-director takes --healthcheck-interval and --healthcheck-timeout.
+	// Warnings reports them.
+	Healthchecks *GLBHealthchecks `json:"healthchecks,omitempty"`
+}
+
+// GLBHealthchecks is the top-level "healthchecks" object of
+// glb-healthcheck (github/glb-director src/glb-healthcheck/GLBTable.go).
+type GLBHealthchecks struct {
+	TimeoutMS  int `json:"timeout_ms,omitempty"`
+	IntervalMS int `json:"interval_ms,omitempty"`
+	Trigger    int `json:"trigger,omitempty"`
 }
 
 // Spec is one table's settings: the binds it serves and the backends it
@@ -75,6 +90,11 @@ type Healthchecks struct {
 	HTTPURI string `json:"http_uri,omitempty"` // default "/"
 	TCP     int    `json:"tcp,omitempty"`      // connect to this port
 	GUE     int    `json:"gue,omitempty"`      // ICMP echo wrapped in GUE to this UDP port
+	// FOU is glb-healthcheck's Foo-over-UDP tunnel check. glb has no FOU
+	// (glb-redirect decapsulates GUE itself), so the check is not run: the
+	// GUE check covers the same tunnel path. It is kept so GLB files load
+	// unchanged and round-trip; Warnings reports it.
+	FOU int `json:"fou,omitempty"`
 }
 
 // Key is a 16-byte SipHash key, written as 32 hex digits.
@@ -290,6 +310,8 @@ func Load(path string) (*Config, error) {
 func Parse(data []byte) (*Config, error) {
 	var raw struct {
 		Tables []json.RawMessage `json:"tables"`
+		// glb-healthcheck writes "healthchecks": null when unset.
+		Healthchecks *GLBHealthchecks `json:"healthchecks"`
 	}
 	if err := strictUnmarshal(data, &raw); err != nil {
 		return nil, fmt.Errorf("parse forwarding table config: %w", err)
@@ -297,7 +319,7 @@ func Parse(data []byte) (*Config, error) {
 	if raw.Tables == nil {
 		return nil, errors.New(`parse forwarding table config: "tables" is missing: the file must hold {"tables": [...]}`)
 	}
-	c := &Config{Tables: make([]Spec, len(raw.Tables))}
+	c := &Config{Tables: make([]Spec, len(raw.Tables)), Healthchecks: raw.Healthchecks}
 	var errs []error
 	for i, rt := range raw.Tables {
 		if err := c.Tables[i].decode(rt); err != nil {
@@ -328,15 +350,23 @@ func (t *Spec) decode(data []byte) error {
 		HashKey    *string           `json:"hash_key"`
 		Seed       *string           `json:"seed"`
 		HashFields []string          `json:"hash_fields"`
-		Hops       int               `json:"hops"`
+		Hops       *int              `json:"hops"`
 		Binds      []json.RawMessage `json:"binds"`
 		Backends   []json.RawMessage `json:"backends"`
 	}
 	if err := strictUnmarshal(data, &j); err != nil {
 		return err
 	}
-	t.Name, t.Hops = j.Name, j.Hops
+	t.Name = j.Name
 	var errs []error
+	if j.Hops != nil {
+		// Spec.Hops uses 0 for "absent, the default": an explicit 0
+		// would silently become 2 hops.
+		if *j.Hops == 0 {
+			errs = append(errs, fmt.Errorf("hops is 0: use 1..%d, or leave hops out for the default %d", MaxHops, DefaultHops))
+		}
+		t.Hops = *j.Hops
+	}
 	for _, k := range []struct {
 		name string
 		hex  *string
@@ -508,7 +538,7 @@ func (t *Spec) Validate() error {
 		fail("seed is missing or all zero: set 32 random hex digits (`openssl rand -hex 16`), the same on every director")
 	}
 	if t.Hops < 0 || t.Hops > MaxHops {
-		fail("hops is %d: use 1..%d (0 or absent means %d)", t.Hops, MaxHops, DefaultHops)
+		fail("hops is %d: use 1..%d, or leave hops out for the default %d", t.Hops, MaxHops, DefaultHops)
 	}
 	if t.HashFields&^allFields != 0 {
 		fail("hash_fields has unknown bits %#x", uint8(t.HashFields))
@@ -525,6 +555,11 @@ func (t *Spec) Validate() error {
 		}
 		if !b.Prefix.IsValid() {
 			fail("binds[%d]: ip is missing", i)
+		} else if b.Prefix.Bits() == 0 {
+			// A catch-all bind would take every packet to this
+			// director's own addresses too (SSH, BGP, health check
+			// replies) and wrap it in GUE.
+			fail("binds[%d]: ip %s matches every address, the director's own included (its SSH and BGP would be sent into GUE): bind the VIP prefixes you announce", i, b.Prefix)
 		}
 		for j := range i {
 			if t.Binds[j].overlaps(b) {
@@ -552,6 +587,8 @@ func (t *Spec) Validate() error {
 			fail("backends[%d]: ip is missing", i)
 		case !be.IP.Is4():
 			fail("backends[%d]: ip %s is not IPv4: GUE's outer header is IPv4, so every proxy host needs an IPv4 address", i, be.IP)
+		case !unicast(be.IP):
+			fail("backends[%d]: ip %s is not a unicast host address (unspecified, loopback, multicast or broadcast): give the proxy host's own IPv4 address", i, be.IP)
 		}
 		if j, dup := seen[be.IP]; dup && be.IP.IsValid() {
 			fail("backends[%d]: ip %s is also backends[%d]: list every backend once", i, be.IP, j)
@@ -564,7 +601,7 @@ func (t *Spec) Validate() error {
 		for _, p := range []struct {
 			name string
 			port int
-		}{{"http", hc.HTTP}, {"tcp", hc.TCP}, {"gue", hc.GUE}} {
+		}{{"http", hc.HTTP}, {"tcp", hc.TCP}, {"gue", hc.GUE}, {"fou", hc.FOU}} {
 			if p.port < 0 || p.port > 65535 {
 				fail("backends[%d] (%s): healthchecks.%s port %d: use 1..65535, or leave it out", i, be.IP, p.name, p.port)
 			}
@@ -574,6 +611,39 @@ func (t *Spec) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// unicast reports whether a can be a proxy host's address: the outer
+// destination of a GUE packet.
+func unicast(a netip.Addr) bool {
+	return !a.IsUnspecified() && !a.IsLoopback() && !a.IsMulticast() &&
+		a != netip.AddrFrom4([4]byte{255, 255, 255, 255})
+}
+
+// Warnings lists what a valid config holds that glb accepts but does not
+// use, one sentence each, naming the table and backend. glb-director logs
+// them at every load; glbctl may print them.
+func (c *Config) Warnings() []string {
+	var w []string
+	if h := c.Healthchecks; h != nil && *h != (GLBHealthchecks{}) {
+		w = append(w, "healthchecks (glb-healthcheck's timeout_ms, interval_ms, trigger) is ignored: "+
+			"set --healthcheck-timeout and --healthcheck-interval on glb-director; a host changes health after 3 equal results")
+	}
+	for _, t := range c.Tables {
+		for i, be := range t.Backends {
+			if be.Healthchecks.FOU == 0 {
+				continue
+			}
+			msg := fmt.Sprintf("table %q: backends[%d] (%s): healthchecks.fou is ignored: glb has no FOU tunnel (glb-redirect decapsulates GUE itself)", t.Name, i, be.IP)
+			if be.Healthchecks.GUE == 0 {
+				msg += `; add "gue": 19523 to check the tunnel path`
+			} else {
+				msg += "; the gue check covers the tunnel path"
+			}
+			w = append(w, msg)
+		}
+	}
+	return w
 }
 
 // HopCount returns the configured hops per row, with the default applied.
@@ -615,6 +685,10 @@ func (t *Spec) FindBackend(host string) *Backend {
 // Clone returns a deep copy of the config.
 func (c *Config) Clone() *Config {
 	n := &Config{Tables: make([]Spec, len(c.Tables))}
+	if c.Healthchecks != nil {
+		h := *c.Healthchecks
+		n.Healthchecks = &h
+	}
 	for i, t := range c.Tables {
 		t.Binds = append([]Bind(nil), t.Binds...)
 		t.Backends = append([]Backend(nil), t.Backends...)
@@ -652,6 +726,9 @@ func explainJSON(data []byte, err error) error {
 	}
 	var typ *json.UnmarshalTypeError
 	if errors.As(err, &typ) {
+		if typ.Type != nil && typ.Type.Kind() == reflect.Uint16 {
+			return fmt.Errorf("field %q: got JSON %s: ports are 0–65535", typ.Field, typ.Value)
+		}
 		return fmt.Errorf("field %q: want a %s, got JSON %s", typ.Field, typ.Type, typ.Value)
 	}
 	if msg, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {

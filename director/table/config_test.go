@@ -2,6 +2,7 @@ package table
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -37,6 +38,74 @@ func TestParseGLBDirectorFile(t *testing.T) {
 	out2, _ := c2.Marshal()
 	if string(out) != string(out2) {
 		t.Errorf("marshal is not stable:\n%s\n%s", out, out2)
+	}
+}
+
+// TestParseGLBHealthcheckFile loads a table as glb-healthcheck writes it:
+// its global "healthchecks" settings, "fou" checks and "healthchecks": null.
+// glb accepts all of it and warns about what it does not use.
+func TestParseGLBHealthcheckFile(t *testing.T) {
+	c, err := Load("testdata/glb-healthcheck-table.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.Table("git")
+	if s == nil || len(s.Backends) != 3 || len(s.Binds) != 3 {
+		t.Fatalf("config = %+v", c)
+	}
+	if hc := s.Backends[0].Healthchecks; hc != (Healthchecks{HTTP: 8080, HTTPURI: "/status", GUE: 19523, FOU: 19522}) {
+		t.Errorf("backends[0].healthchecks = %+v", hc)
+	}
+	if hc := s.Backends[2].Healthchecks; hc != (Healthchecks{}) {
+		t.Errorf(`"healthchecks": null gave %+v`, hc)
+	}
+	if c.Healthchecks == nil || *c.Healthchecks != (GLBHealthchecks{TimeoutMS: 500, IntervalMS: 1000, Trigger: 2}) {
+		t.Errorf("global healthchecks = %+v", c.Healthchecks)
+	}
+	want := []string{
+		"healthchecks (glb-healthcheck's timeout_ms, interval_ms, trigger) is ignored: set --healthcheck-timeout and --healthcheck-interval",
+		`table "git": backends[0] (198.51.100.11): healthchecks.fou is ignored: glb has no FOU tunnel (glb-redirect decapsulates GUE itself); the gue check covers the tunnel path`,
+		`table "git": backends[1] (198.51.100.12): healthchecks.fou is ignored: glb has no FOU tunnel (glb-redirect decapsulates GUE itself); add "gue": 19523 to check the tunnel path`,
+	}
+	got := c.Warnings()
+	if len(got) != len(want) {
+		t.Fatalf("warnings:\n%s\nwant %d", strings.Join(got, "\n"), len(want))
+	}
+	for i := range want {
+		if !strings.HasPrefix(got[i], want[i]) {
+			t.Errorf("warning %d = %q, want it to start with %q", i, got[i], want[i])
+		}
+	}
+	// glbctl writes the file back: nothing GLB wrote is lost.
+	out, err := c.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2, err := Parse(out)
+	if err != nil {
+		t.Fatalf("reparse: %v\n%s", err, out)
+	}
+	if !slices.Equal(c2.Warnings(), got) || c2.Tables[0].Backends[0].Healthchecks != s.Backends[0].Healthchecks {
+		t.Errorf("round trip lost GLB fields:\n%s", out)
+	}
+	if cl := c.Clone(); cl.Healthchecks == c.Healthchecks || *cl.Healthchecks != *c.Healthchecks {
+		t.Error("Clone does not deep-copy the global healthchecks")
+	}
+}
+
+func TestWarningsQuiet(t *testing.T) {
+	// What glb-healthcheck writes when nothing is set: no warning.
+	c, err := Parse([]byte(`{"healthchecks": null, "tables": [{"name": "", ` + okTable + `,
+		"binds": [{"ip": "10.0.0.1", "proto": "tcp", "port": 80}],
+		"backends": [{"ip": "10.1.0.1", "state": "active", "healthy": true, "healthchecks": {"gue": 19523}}]}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := c.Warnings(); len(w) != 0 {
+		t.Errorf("warnings = %q, want none", w)
+	}
+	if c.Tables[0].Name != "table-0" {
+		t.Errorf(`"name": "" gave %q, want table-0`, c.Tables[0].Name)
 	}
 }
 
@@ -110,7 +179,25 @@ func TestParseErrors(t *testing.T) {
 		{"no ports", `{"tables": [{"name": "a", ` + okTable + `, "binds": [{"ip": "10.0.0.1", "proto": "tcp"}], "backends": []}]}`,
 			[]string{"ports are missing"}},
 		{"port out of range", `{"tables": [{"name": "a", ` + okTable + `, "binds": [{"ip": "10.0.0.1", "proto": "tcp", "port": 70000}], "backends": []}]}`,
-			[]string{"binds[0]"}},
+			[]string{"binds[0]", `"port"`, "70000", "ports are 0–65535"}},
+		{"negative port_end", `{"tables": [{"name": "a", ` + okTable + `, "binds": [{"ip": "10.0.0.1", "proto": "tcp", "port_start": 1, "port_end": -1}], "backends": []}]}`,
+			[]string{"binds[0]", `"port_end"`, "ports are 0–65535"}},
+		{"explicit zero hops", `{"tables": [{"name": "a", ` + okTable + `, "hops": 0, "binds": [{"ip": "10.0.0.1", "proto": "tcp", "port": 80}], "backends": []}]}`,
+			[]string{`table "a"`, "hops is 0", "1..8", "leave hops out for the default 2"}},
+		{"unspecified backend", `{"tables": [{"name": "a", ` + okTable + `, "binds": [{"ip": "10.0.0.1", "proto": "tcp", "port": 80}], "backends": [{"ip": "0.0.0.0", "state": "active"}]}]}`,
+			[]string{"backends[0]", "0.0.0.0", "not a unicast host address"}},
+		{"loopback backend", `{"tables": [{"name": "a", ` + okTable + `, "binds": [{"ip": "10.0.0.1", "proto": "tcp", "port": 80}], "backends": [{"ip": "127.0.0.1", "state": "active"}]}]}`,
+			[]string{"backends[0]", "127.0.0.1", "not a unicast host address"}},
+		{"multicast backend", `{"tables": [{"name": "a", ` + okTable + `, "binds": [{"ip": "10.0.0.1", "proto": "tcp", "port": 80}], "backends": [{"ip": "224.0.0.5", "state": "active"}]}]}`,
+			[]string{"backends[0]", "224.0.0.5", "not a unicast host address"}},
+		{"broadcast backend", `{"tables": [{"name": "a", ` + okTable + `, "binds": [{"ip": "10.0.0.1", "proto": "tcp", "port": 80}], "backends": [{"ip": "255.255.255.255", "state": "active"}]}]}`,
+			[]string{"backends[0]", "255.255.255.255", "not a unicast host address"}},
+		{"catch-all ipv4 bind", `{"tables": [{"name": "a", ` + okTable + `, "binds": [{"ip": "0.0.0.0/0", "proto": "tcp", "port_start": 0, "port_end": 65535}], "backends": []}]}`,
+			[]string{"binds[0]", "0.0.0.0/0", "matches every address", "bind the VIP prefixes"}},
+		{"catch-all ipv6 bind", `{"tables": [{"name": "a", ` + okTable + `, "binds": [{"ip": "::/0", "proto": "udp", "port": 53}], "backends": []}]}`,
+			[]string{"binds[0]", "::/0", "matches every address"}},
+		{"bad fou port", `{"tables": [{"name": "a", ` + okTable + `, "binds": [{"ip": "10.0.0.1", "proto": "tcp", "port": 80}], "backends": [{"ip": "10.1.0.1", "state": "active", "healthchecks": {"fou": 70000}}]}]}`,
+			[]string{"healthchecks.fou port 70000"}},
 		{"reversed range", `{"tables": [{"name": "a", ` + okTable + `, "binds": [{"ip": "10.0.0.1", "proto": "tcp", "port_start": 90, "port_end": 80}], "backends": []}]}`,
 			[]string{"port_start 90 is above port_end 80"}},
 		{"no binds", `{"tables": [{"name": "a", ` + okTable + `, "binds": [], "backends": []}]}`,
