@@ -590,12 +590,17 @@ static __always_inline int direct(struct xdp_md *ctx)
 
 		if ((void *)(ip + 1) > data_end)
 			return END_PASS_BAD_IP;
-		if (ip->version != 4 || ip->ihl < 5)
+		if (ip->version != 4)
 			return END_PASS_BAD_IP;
+		/* daddr lies at a fixed offset (16) within the 20 bytes just
+		 * checked, whatever ihl says, so the VIP is known even when
+		 * the header length is invalid. */
 		bv = lookup_vip(GLB_FAMILY_IPV4, &ip->daddr);
 		if (!bv)
-			return END_PASS_NOT_VIP;
+			return ip->ihl < 5 ? END_PASS_BAD_IP : END_PASS_NOT_VIP;
 		/* A VIP from here on: what is wrong is dropped. */
+		if (ip->ihl < 5)
+			return END_DROP_MALFORMED;
 		hlen = ip->ihl * 4;
 		if (bpf_ntohs(ip->tot_len) < hlen)
 			return END_DROP_MALFORMED;

@@ -188,6 +188,46 @@ func TestApplyChanges(t *testing.T) {
 	}
 }
 
+// TestApplyRefusesOwnAddress: a bind that covers --src-ip would send the
+// director's own SSH and BGP into GUE. Apply refuses it and the running
+// tables stay, as a reload keeps them.
+func TestApplyRefusesOwnAddress(t *testing.T) {
+	d := openTest(t, Config{GatewayMAC: macGateway})
+	good := buildConfig(t, testConfig, nil)
+	apply(t, d, good)
+	syn := v4(client4, "10.100.0.3", protoTCP, tcp(40000, 443, tcpSYN))
+	_, before := runPacket(t, d.Program(), syn, nil)
+
+	for _, bind := range []string{
+		`{"ip": "192.0.2.10", "proto": "tcp", "port": 443}`,  // the address itself, other port
+		`{"ip": "192.0.2.0/24", "proto": "udp", "port": 53}`, // a prefix around it
+		`{"ip": "192.0.0.0/8", "proto": "tcp", "port_start": 1, "port_end": 65535}`,
+	} {
+		js := strings.Replace(testConfig, `"binds": [{"ip": "10.100.1.1", "proto": "tcp", "port": 80}]`,
+			`"binds": [{"ip": "10.100.1.1", "proto": "tcp", "port": 80}, `+bind+`]`, 1)
+		bad := buildConfig(t, js, nil)
+		_, err := d.Apply(bad.tables)
+		if err == nil {
+			t.Fatalf("bind %s covering --src-ip %s applied", bind, testSrcIP)
+		}
+		for _, w := range []string{`table "three"`, "binds[1]", "192.0.2.10 (--src-ip)", "SSH, BGP", "narrow the bind"} {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("error %q does not mention %q", err, w)
+			}
+		}
+	}
+	// The old tables still forward, and the director's own address passes.
+	if got, out := runPacket(t, d.Program(), syn, nil); got != xdpTX || !bytes.Equal(out, before) {
+		t.Errorf("after refused applies: %s, output changed: %v", actionNames[got], !bytes.Equal(out, before))
+	}
+	if got, _ := runPacket(t, d.Program(), v4(client4, testSrcIP.String(), protoTCP, tcp(40000, 443, tcpSYN)), nil); got != xdpPass {
+		t.Errorf("packet to --src-ip: %s, want XDP_PASS", actionNames[got])
+	}
+	if res := apply(t, d, good); len(res.Swapped) != 0 || res.BindsChanged {
+		t.Errorf("refused applies changed the kernel state: %+v", res)
+	}
+}
+
 // TestSwapIsAtomic swaps between two tables that differ in hash key and
 // rows while packets run, and checks each packet matches one table or the
 // other: never the new key with the old rows.

@@ -179,11 +179,25 @@ func goldenCases() []goldenCase {
 			in: ether(ip6{src: router6, dst: "fd00:100::1", proto: protoICMPv6}.packet(icmp(1, 4, 0, replyV6))), want: xdpPass, reason: bpf.DirectorGlbEndEND_PASS_NOT_LB},
 		{name: "a fragmentation-needed quoting a fragment passes untouched",
 			in: ether(fragNeeded(fragQuoted)), want: xdpPass, reason: bpf.DirectorGlbEndEND_PASS_NOT_LB},
+		{name: "an ipv4 header with ihl 4 to a vip is dropped as malformed",
+			in: withIHL(v4(client4, "10.100.0.3", protoTCP, tcp(40000, 443, tcpSYN)), 4), want: xdpDrop, reason: bpf.DirectorGlbEndEND_DROP_MALFORMED},
+		{name: "an ipv4 header with ihl 0 to a vip is dropped as malformed",
+			in: withIHL(v4(client4, "10.100.1.1", protoUDP, udp(40000, 53)), 0), want: xdpDrop, reason: bpf.DirectorGlbEndEND_DROP_MALFORMED},
+		{name: "an ipv4 header with ihl 4 to another address passes to the stack",
+			in: withIHL(v4(client4, "192.0.2.99", protoTCP, tcp(40000, 22, tcpSYN)), 4), want: xdpPass, reason: bpf.DirectorGlbEndEND_PASS_BAD_IP},
 		{name: "gre to a vip passes untouched",
 			in: v4(client4, "10.100.0.3", 47, make([]byte, 24)), want: xdpPass, reason: bpf.DirectorGlbEndEND_PASS_NOT_LB},
 		{name: "icmpv4 inside ipv6 is not load balanced",
 			in: v6(client6, "fd00:100::1", protoICMP, icmp(8, 0, 1, nil)), want: xdpPass, reason: bpf.DirectorGlbEndEND_PASS_NOT_LB},
 	}
+}
+
+// withIHL sets the IPv4 header length field of a frame (without a VLAN
+// tag) and leaves everything else as it is.
+func withIHL(frame []byte, ihl byte) []byte {
+	out := append([]byte{}, frame...)
+	out[14] = 0x40 | ihl&0xf
+	return out
 }
 
 // v4f is a fragment of the flow client4:40000 -> 10.100.0.3:443.

@@ -301,6 +301,15 @@ func (d *Dataplane) Apply(tables []Table) (Result, error) {
 			return res, fmt.Errorf("apply tables: table %q has %d hops per row, at most %d", t.Spec.Name, t.Built.Width, table.MaxHops)
 		}
 		names[t.Spec.Name] = true
+		for i, b := range t.Spec.Binds {
+			// The program would take the director's own traffic (SSH,
+			// BGP, ping, health-check replies) for the VIP's and wrap
+			// it in GUE: refuse, and keep the running tables.
+			if b.Prefix.Contains(d.cfg.SrcIP) {
+				return res, fmt.Errorf("apply tables: table %q binds[%d] (%s) covers this director's own address %s (--src-ip): its SSH, BGP and health checks would be sent into GUE; narrow the bind or give the director an address outside every VIP prefix",
+					t.Spec.Name, i, b, d.cfg.SrcIP)
+			}
+		}
 	}
 	plan, _, err := planTrie(tables)
 	if err != nil {
