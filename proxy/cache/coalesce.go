@@ -62,7 +62,7 @@ func flightKey(req *http.Request, p Policy) string {
 	h := sha256.New()
 	for _, s := range []string{req.Method, p.Key, normAccept(req.Header.Get("Accept")),
 		req.Header.Get("X-GitHub-Api-Version"), req.Header.Get("Time-Zone"),
-		strconv.FormatInt(int64(p.MaxAge), 10), strconv.FormatBool(p.StaleIfError)} {
+		strconv.FormatInt(int64(p.MaxAge), 10), strconv.FormatInt(int64(p.StaleIfError), 10)} {
 		io.WriteString(h, s)
 		h.Write([]byte{0})
 	}

@@ -48,8 +48,10 @@ type Policy struct {
 	Key string
 	// MaxAge is the client's freshness window; zero revalidates always.
 	MaxAge time.Duration
-	// StaleIfError serves the stored copy when upstream fails.
-	StaleIfError bool
+	// StaleIfError serves the stored copy, marked STALE, when upstream
+	// fails (see Layer.RoundTrip), if it was stored or last revalidated
+	// at most this long ago. Zero: never.
+	StaleIfError time.Duration
 }
 
 type policyKey struct{}
@@ -183,8 +185,8 @@ func (l *Layer) RoundTrip(req *http.Request) (*http.Response, error) {
 	out = out.WithContext(credentials.WithChoice(ctx, choice))
 	resp, err := l.next().RoundTrip(out)
 	if err != nil {
-		if entry != nil && pol.StaleIfError && ctx.Err() == nil {
-			l.log().Warn("upstream failed; serving the stored copy", "err", err)
+		if ctx.Err() == nil && l.mayServeStale(entry, pol) {
+			l.log().Warn("upstream failed; serving the stored copy", "err", err, "age", l.now().Sub(entry.Validated).Round(time.Second).String())
 			return l.serve(req, entry, Stale), nil
 		}
 		return nil, err
@@ -203,9 +205,9 @@ func (l *Layer) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return l.serve(req, entry, Revalidated), nil
 
-	case entry != nil && pol.StaleIfError && upstreamFailed(resp):
+	case upstreamFailed(resp) && !choice.Unauthorized && l.mayServeStale(entry, pol):
 		drain(resp)
-		l.log().Warn("upstream failed; serving the stored copy", "status", resp.StatusCode)
+		l.log().Warn("upstream failed; serving the stored copy", "status", resp.StatusCode, "age", l.now().Sub(entry.Validated).Round(time.Second).String())
 		return l.serve(req, entry, Stale), nil
 	}
 
@@ -300,8 +302,19 @@ func storable(resp *http.Response) bool {
 	return true
 }
 
+// mayServeStale reports whether the policy allows e in place of a failed
+// upstream answer: stale_if_error is on and e was stored or revalidated
+// within it.
+func (l *Layer) mayServeStale(e *Entry, p Policy) bool {
+	return e != nil && p.StaleIfError > 0 && l.now().Sub(e.Validated) <= p.StaleIfError
+}
+
 // upstreamFailed reports whether resp is GitHub failing (5xx, or a rate
-// limit) rather than answering.
+// limit: primary, secondary, or the pool's answer that every credential
+// is rate limited) rather than answering. A 401 is not a failure of
+// GitHub but of the credentials, and neither is the pool's all-benched
+// answer when every credential was refused with a 401
+// (credentials.Choice.Unauthorized, checked by the caller).
 func upstreamFailed(resp *http.Response) bool {
 	if resp.StatusCode >= 500 {
 		return true

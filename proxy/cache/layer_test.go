@@ -26,6 +26,7 @@ import (
 // builds it: Coalesce -> Layer -> credentials.Pool -> transport.
 type stack struct {
 	sim     *githubsim.Server
+	tokens  map[string]string // credential name -> token
 	ts      *httptest.Server
 	wire    *wire
 	layer   *Layer
@@ -58,7 +59,7 @@ func (w *wire) RoundTrip(r *http.Request) (*http.Response, error) {
 
 func newStack(t *testing.T, store Store, creds ...string) *stack {
 	t.Helper()
-	s := &stack{sim: &githubsim.Server{}, wire: &wire{}}
+	s := &stack{sim: &githubsim.Server{}, wire: &wire{}, tokens: map[string]string{}}
 	s.ts = httptest.NewServer(s.sim)
 	t.Cleanup(func() { s.ts.Close(); s.sim.Close() })
 	if len(creds) == 0 {
@@ -68,6 +69,7 @@ func newStack(t *testing.T, store Store, creds ...string) *stack {
 	for _, c := range creds {
 		tok := "ghp_" + c + "_0123456789abcdefghijklmnopqrstuvwxyz"
 		s.sim.AddToken(tok, c)
+		s.tokens[c] = tok
 		cs = append(cs, config.Credential{Name: c, Token: tok})
 	}
 	pool, err := credentials.New(cs, credentials.Options{REST: s.ts.URL, GraphQL: s.ts.URL + "/graphql", Upstream: s.wire})
@@ -97,9 +99,18 @@ type result struct {
 // do sends a cacheable request as the server would.
 func (s *stack) do(t *testing.T, method, path string, pol *Policy, hdr ...string) result {
 	t.Helper()
+	r, err := s.try(method, path, pol, hdr...)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	return r
+}
+
+// try is do, returning the stack's error.
+func (s *stack) try(method, path string, pol *Policy, hdr ...string) (result, error) {
 	req, err := http.NewRequest(method, s.ts.URL+path, nil)
 	if err != nil {
-		t.Fatal(err)
+		return result{}, err
 	}
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
@@ -113,11 +124,11 @@ func (s *stack) do(t *testing.T, method, path string, pol *Policy, hdr ...string
 	req = req.WithContext(WithPolicy(req.Context(), *pol))
 	resp, err := s.top.RoundTrip(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
+		return result{}, err
 	}
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	return result{resp.StatusCode, resp.Header.Get(Header), resp.Header, string(b)}
+	return result{resp.StatusCode, resp.Header.Get(Header), resp.Header, string(b)}, nil
 }
 
 func (s *stack) counted() int { return s.sim.Stats().Total.Counted }
@@ -206,8 +217,13 @@ func TestErrorsAreNeverStored(t *testing.T) {
 }
 
 func TestStaleIfError(t *testing.T) {
-	s := newStack(t, nil)
-	stale := &Policy{StaleIfError: true}
+	now := time.Unix(1_800_000_000, 0)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	s := newStack(t, &Memory{MaxBytes: 1 << 20, Now: clock})
+	s.layer.Now = clock
+	stale := &Policy{StaleIfError: 10 * time.Minute}
 	s.do(t, "GET", "/repos/acme/widgets", stale)
 	s.wire.fail.Store(1)
 	if r := s.do(t, "GET", "/repos/acme/widgets", stale); r.status != 200 || r.mode != Stale {
@@ -220,6 +236,50 @@ func TestStaleIfError(t *testing.T) {
 	s.wire.broken.Store(true)
 	if r := s.do(t, "GET", "/repos/acme/widgets", stale); r.status != 200 || r.mode != Stale {
 		t.Fatalf("transport error with stale-if-error: %d %s", r.status, r.mode)
+	}
+	// The window runs from the last store or revalidation, which the
+	// stale answers above did not move.
+	advance(10*time.Minute + time.Second)
+	if r, err := s.try("GET", "/repos/acme/widgets", stale); err == nil {
+		t.Fatalf("transport error, entry older than stale_if_error: %d %s, want the error", r.status, r.mode)
+	}
+	s.wire.broken.Store(false)
+	s.wire.fail.Store(1)
+	if r := s.do(t, "GET", "/repos/acme/widgets", stale); r.status != 502 {
+		t.Fatalf("502, entry older than stale_if_error: %d %s", r.status, r.mode)
+	}
+	if r := s.do(t, "GET", "/repos/acme/widgets", stale); r.mode != Revalidated {
+		t.Fatalf("upstream back: %s", r.mode)
+	}
+	advance(9 * time.Minute) // within the window of that revalidation
+
+	// Every credential rate limited: GitHub is not answering this pool,
+	// and the stored copy is served.
+	s.sim.SetRemaining("bot", "core", 0)
+	if r := s.do(t, "GET", "/repos/acme/widgets", stale); r.status != 200 || r.mode != Stale {
+		t.Fatalf("rate limited: %d %s", r.status, r.mode)
+	}
+
+	// Every credential revoked: that is not an outage, and a stale
+	// answer would hide it. (A fresh stack: this pool has benched its
+	// credential for the rate limit until the window resets.)
+	s = newStack(t, &Memory{MaxBytes: 1 << 20, Now: clock}, "bot", "app")
+	s.layer.Now = clock
+	s.do(t, "GET", "/repos/acme/widgets", stale)
+	s.sim.RemoveToken(s.tokens["bot"])
+	s.sim.RemoveToken(s.tokens["app"])
+	if r := s.do(t, "GET", "/repos/acme/widgets", stale); r.mode == Stale || r.status < 400 {
+		t.Fatalf("credentials revoked: %d %s, want the error", r.status, r.mode)
+	}
+	// One revoked, the other rate limited: the pool waits for a rate
+	// limit, and the stored copy is served.
+	s = newStack(t, &Memory{MaxBytes: 1 << 20, Now: clock}, "bot", "app")
+	s.layer.Now = clock
+	s.do(t, "GET", "/repos/acme/widgets", stale)
+	s.sim.RemoveToken(s.tokens["bot"])
+	s.sim.SetRemaining("app", "core", 0)
+	if r := s.do(t, "GET", "/repos/acme/widgets", stale); r.status != 200 || r.mode != Stale {
+		t.Fatalf("one revoked, one rate limited: %d %s", r.status, r.mode)
 	}
 }
 

@@ -81,7 +81,35 @@ type scopeV1 struct {
 	GraphQL      string        `yaml:"graphql"`
 	Git          string        `yaml:"git"`
 	MaxAge       time.Duration `yaml:"max_age"`
-	StaleIfError bool          `yaml:"stale_if_error"`
+	StaleIfError staleWindow   `yaml:"stale_if_error"`
+}
+
+// DefaultStaleIfError is the window that the old boolean form
+// "stale_if_error: true" stands for.
+const DefaultStaleIfError = 10 * time.Minute
+
+// staleWindow is stale_if_error: a duration ("10m"), or the boolean form
+// of earlier registries (true: DefaultStaleIfError; false: off).
+type staleWindow time.Duration
+
+func (w *staleWindow) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!bool" {
+		var b bool
+		if err := n.Decode(&b); err != nil {
+			return err
+		}
+		*w = 0
+		if b {
+			*w = staleWindow(DefaultStaleIfError)
+		}
+		return nil
+	}
+	var d time.Duration
+	if err := n.Decode(&d); err != nil {
+		return fmt.Errorf("line %d: stale_if_error must be a duration like 10m (or true, meaning %v)", n.Line, DefaultStaleIfError)
+	}
+	*w = staleWindow(d)
+	return nil
 }
 
 // hashList is token_sha256: one digest, or a list of them while a token is

@@ -109,6 +109,8 @@ func TestParseErrors(t *testing.T) {
 		{"git deep path", registryYAML(clientYAML("a", tok, `{git: fetch, path: /a/**}`)), "names owner and repository"},
 		{"max_age on write scope", registryYAML(clientYAML("a", tok, `{path: /x, methods: [POST], max_age: 1m}`)), "GET and HEAD only"},
 		{"negative max_age", registryYAML(clientYAML("a", tok, `{path: /x, max_age: -1s}`)), "negative"},
+		{"negative stale_if_error", registryYAML(clientYAML("a", tok, `{path: /x, stale_if_error: -1m}`)), "negative"},
+		{"stale_if_error not a duration", registryYAML(clientYAML("a", tok, `{path: /x, stale_if_error: often}`)), "duration like 10m"},
 		{"not yaml", "version: [1\n", "parse clients"},
 	}
 	for _, tt := range tests {
@@ -134,6 +136,8 @@ func TestScopes(t *testing.T) {
 		`{methods: [POST, PATCH], path: "/repos/acme/widgets/issues/**"}`,
 		`{path: "/repos/acme/svc-*/pulls"}`,
 		`{path: "/orgs/acme", stale_if_error: true}`,
+		`{path: "/orgs/acme/teams", stale_if_error: 90s}`,
+		`{path: "/orgs/acme/hooks", stale_if_error: false}`,
 		`{graphql: query}`,
 		`{git: fetch, path: "/acme/*"}`,
 		`{git: push, path: "/acme/widgets"}`,
@@ -159,7 +163,9 @@ func TestScopes(t *testing.T) {
 		{"PATCH", "/repos/acme/widgets/issues/7", true, Grant{}},
 		{"DELETE", "/repos/acme/widgets/issues/7", false, Grant{}},
 		{"POST", "/repos/acme/gadgets/issues", false, Grant{}},
-		{"GET", "/orgs/ACME", true, Grant{StaleIfError: true}},
+		{"GET", "/orgs/ACME", true, Grant{StaleIfError: DefaultStaleIfError}},
+		{"GET", "/orgs/acme/teams", true, Grant{StaleIfError: 90 * time.Second}},
+		{"GET", "/orgs/acme/hooks", true, Grant{}},
 		{"GET", "/orgs/acme/members", false, Grant{}},
 		{"GET", "/user", false, Grant{}},
 	}

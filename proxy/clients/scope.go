@@ -35,8 +35,9 @@ type Scope struct {
 	// is served without asking upstream. Zero means always revalidate.
 	MaxAge time.Duration
 	// StaleIfError serves the cached copy, marked STALE, when upstream
-	// fails.
-	StaleIfError bool
+	// fails, if it was stored or revalidated at most this long ago. Zero
+	// means never.
+	StaleIfError time.Duration
 
 	pattern []string
 	methods map[string]bool
@@ -45,7 +46,7 @@ type Scope struct {
 // Grant is what a matching REST scope allows beyond access.
 type Grant struct {
 	MaxAge       time.Duration
-	StaleIfError bool
+	StaleIfError time.Duration
 }
 
 var knownMethods = map[string]bool{
@@ -60,9 +61,12 @@ func compileScope(sy scopeV1) (Scope, error) {
 	if sy.MaxAge < 0 {
 		return Scope{}, fmt.Errorf("max_age %v: must not be negative", sy.MaxAge)
 	}
+	if sy.StaleIfError < 0 {
+		return Scope{}, fmt.Errorf("stale_if_error %v: must not be negative", time.Duration(sy.StaleIfError))
+	}
 	switch {
 	case sy.GraphQL != "":
-		if sy.Path != "" || len(sy.Methods) > 0 || sy.MaxAge != 0 || sy.StaleIfError {
+		if sy.Path != "" || len(sy.Methods) > 0 || sy.MaxAge != 0 || sy.StaleIfError != 0 {
 			return Scope{}, errors.New("a graphql scope takes no path, methods, max_age or stale_if_error (GraphQL is never cached)")
 		}
 		sc := Scope{Kind: GraphQLScope}
@@ -78,7 +82,7 @@ func compileScope(sy scopeV1) (Scope, error) {
 		}
 		return sc, nil
 	case sy.Git != "":
-		if len(sy.Methods) > 0 || sy.MaxAge != 0 || sy.StaleIfError {
+		if len(sy.Methods) > 0 || sy.MaxAge != 0 || sy.StaleIfError != 0 {
 			return Scope{}, errors.New("a git scope takes a path only (like \"/acme/*\"), no methods, max_age or stale_if_error")
 		}
 		sc := Scope{Kind: GitScope, Path: sy.Path}
@@ -99,7 +103,7 @@ func compileScope(sy scopeV1) (Scope, error) {
 		sc.pattern = p
 		return sc, nil
 	}
-	sc := Scope{Kind: RESTScope, Path: sy.Path, MaxAge: sy.MaxAge, StaleIfError: sy.StaleIfError, methods: map[string]bool{}}
+	sc := Scope{Kind: RESTScope, Path: sy.Path, MaxAge: sy.MaxAge, StaleIfError: time.Duration(sy.StaleIfError), methods: map[string]bool{}}
 	if sy.Path == "" {
 		return Scope{}, errors.New("path: missing: a REST scope needs a path like \"/repos/acme/*/**\" (or set graphql: or git:)")
 	}
@@ -122,7 +126,7 @@ func compileScope(sy scopeV1) (Scope, error) {
 	if sc.methods[http.MethodGet] {
 		sc.methods[http.MethodHead] = true
 	}
-	if (sc.MaxAge != 0 || sc.StaleIfError) && !sc.methods[http.MethodGet] {
+	if (sc.MaxAge != 0 || sc.StaleIfError != 0) && !sc.methods[http.MethodGet] {
 		return Scope{}, errors.New("max_age and stale_if_error apply to GET and HEAD only: add GET to methods or drop them")
 	}
 	return sc, nil

@@ -165,6 +165,11 @@ func New(creds []config.Credential, o Options) (*Pool, error) {
 type Choice struct {
 	Prefer string // credential name to use if it is usable
 	Used   string // set by RoundTrip: the credential of the response
+	// Unauthorized is set by RoundTrip when it answers for GitHub because
+	// every credential was refused with a 401 (revoked or expired), not
+	// because of rate limits: the cache must not hide that behind a
+	// stale answer.
+	Unauthorized bool
 }
 
 type choiceKey struct{}
@@ -363,7 +368,24 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, lastErr
 	}
 	p.metrics.allBenched.WithLabelValues(resource).Inc()
+	if ch != nil {
+		ch.Unauthorized = p.allUnauthorized()
+	}
 	return p.allBenched(req, resource, p.earliest(resource)), nil
+}
+
+// allUnauthorized reports whether every credential is benched because
+// GitHub refused it (401).
+func (p *Pool) allUnauthorized() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.now()
+	for _, c := range p.creds {
+		if c.failReason != "unauthorized" || !now.Before(c.failUntil) {
+			return false
+		}
+	}
+	return true
 }
 
 // earliest is when the first credential becomes usable for resource.
