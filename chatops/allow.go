@@ -14,15 +14,26 @@ import (
 // AllowList says who may change host states from chat, and under which
 // name the change is recorded. The file is YAML:
 //
+//	teams: [T0123ABCD]                 # optional: serve only these Slack workspaces
 //	users:
 //	  - {id: U012AB3CD, name: alice}   # Slack user ID → recorded as "alice"
-//	  - {id: U045EF6GH, name: bob}
+//	  - {id: U045EF6GH, team: T0123ABCD, name: bob}   # only from that workspace
 //	readers: everyone                  # or "listed": status/diff only for users above
+//
+// A Slack request carries the workspace (team_id) and the user (user_id).
+// With teams set, a request from any other workspace is refused, reads
+// included (help excepted); a user entry with a team matches only requests
+// from that workspace. Without either, the user ID alone decides, which is
+// enough while the Slack app is installed in one workspace only: list the
+// teams when it is installed in several, or in an Enterprise Grid.
 type AllowList struct {
+	// Teams, if not empty, are the only Slack workspace IDs served.
+	Teams []string      `yaml:"teams"`
 	Users []AllowedUser `yaml:"users"`
 	// Readers is "everyone" (the default) or "listed".
 	Readers string `yaml:"readers"`
 
+	teams  map[string]bool
 	byID   map[string]*AllowedUser
 	byName map[string]*AllowedUser
 }
@@ -30,6 +41,7 @@ type AllowList struct {
 // AllowedUser is one allow-listed chat user.
 type AllowedUser struct {
 	ID   string `yaml:"id"`   // Slack user ID, e.g. U012AB3CD
+	Team string `yaml:"team"` // Slack workspace ID, e.g. T0123ABCD; empty: any served workspace
 	Name string `yaml:"name"` // recorded as "by"
 }
 
@@ -56,11 +68,27 @@ func ParseAllowList(data []byte) (*AllowList, error) {
 	default:
 		return nil, fmt.Errorf("allow-list: readers %q: use everyone or listed", a.Readers)
 	}
+	a.teams = map[string]bool{}
+	for i, t := range a.Teams {
+		if !userID.MatchString(t) {
+			return nil, fmt.Errorf("allow-list: teams[%d]: %q: give the Slack workspace ID (team_id, e.g. T0123ABCD)", i, t)
+		}
+		if a.teams[t] {
+			return nil, fmt.Errorf("allow-list: teams[%d]: %s is listed twice", i, t)
+		}
+		a.teams[t] = true
+	}
 	a.byID, a.byName = map[string]*AllowedUser{}, map[string]*AllowedUser{}
 	for i := range a.Users {
 		u := &a.Users[i]
 		if !userID.MatchString(u.ID) {
 			return nil, fmt.Errorf("allow-list: users[%d]: id %q: give the Slack user ID (Profile → ⋮ → Copy member ID)", i, u.ID)
+		}
+		if u.Team != "" && !userID.MatchString(u.Team) {
+			return nil, fmt.Errorf("allow-list: users[%d] (%s): team %q: give the Slack workspace ID (team_id, e.g. T0123ABCD)", i, u.ID, u.Team)
+		}
+		if u.Team != "" && len(a.teams) > 0 && !a.teams[u.Team] {
+			return nil, fmt.Errorf("allow-list: users[%d] (%s): team %s is not under teams:, so this entry could never match: add it there", i, u.ID, u.Team)
 		}
 		if !userName.MatchString(u.Name) {
 			return nil, fmt.Errorf("allow-list: users[%d] (%s): name %q: give the name to record, letters, digits and ._@-", i, u.ID, u.Name)
@@ -89,15 +117,28 @@ func LoadAllowList(path string) (*AllowList, error) {
 	return a, nil
 }
 
-// ByID returns the user with a Slack ID, or nil.
-func (a *AllowList) ByID(id string) *AllowedUser {
-	if a == nil {
-		return nil
-	}
-	return a.byID[id]
+// TeamAllowed reports whether requests from a Slack workspace are served:
+// always when the list names no teams.
+func (a *AllowList) TeamAllowed(team string) bool {
+	return a == nil || len(a.teams) == 0 || a.teams[team]
 }
 
-// Lookup finds a user by ID or by name (the JSON endpoint accepts either).
+// BySlack returns the user a Slack request from workspace team and user
+// id is, or nil: the workspace must be served, and must be the entry's
+// team if it names one.
+func (a *AllowList) BySlack(team, id string) *AllowedUser {
+	if a == nil || !a.TeamAllowed(team) {
+		return nil
+	}
+	u := a.byID[id]
+	if u == nil || u.Team != "" && u.Team != team {
+		return nil
+	}
+	return u
+}
+
+// Lookup finds a user by ID or by name (the JSON endpoint accepts either;
+// its bearer token vouches for the user, so teams play no part).
 func (a *AllowList) Lookup(user string) *AllowedUser {
 	if a == nil {
 		return nil

@@ -114,12 +114,14 @@ func TestParseAllowList(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a.ByID("U012AB3CD").Name != "alice" || a.Lookup("bob").ID != "U045EF6GH" || a.ByID("alice") != nil || a.OpenReads() {
+	if a.BySlack("T1", "U012AB3CD").Name != "alice" || a.Lookup("bob").ID != "U045EF6GH" || a.BySlack("T1", "alice") != nil || a.OpenReads() {
 		t.Fatalf("allow-list %+v", a)
 	}
 	for _, bad := range []string{
 		"", "users:\n  - {id: U1}\n", "users:\n  - {id: '', name: a}\n", "users:\n  - {id: U1, name: a}\n  - {id: U1, name: b}\n",
 		"users:\n  - {id: U1, name: a}\n  - {id: U2, name: a}\n", "readers: some\n", "user: []\n", "users:\n  - {id: U1, name: 'a b'}\n",
+		"teams: [T1, T1]\nusers: []\n", "teams: ['T 1']\nusers: []\n", "users:\n  - {id: U1, team: 'T/1', name: a}\n",
+		"teams: [T1]\nusers:\n  - {id: U1, team: T2, name: a}\n",
 	} {
 		if _, err := ParseAllowList([]byte(bad)); err == nil {
 			t.Errorf("accepted %q", bad)
@@ -261,7 +263,9 @@ func TestReplayWindowIsBounded(t *testing.T) {
 		s.replayed(fmt.Sprint(i), now)
 	}
 	now = now.Add(2*MaxSkew + time.Second)
-	s.replayed("new", now)
+	if replay, err := s.replayed("new", now); replay || err != nil {
+		t.Fatalf("replayed(new) = %v, %v", replay, err)
+	}
 	if len(s.seen) != 1 {
 		t.Fatalf("%d signatures kept after the window, want 1", len(s.seen))
 	}

@@ -10,9 +10,14 @@
 //     in either direction (else 401), the v0 HMAC-SHA256 signature over
 //     "v0:TIMESTAMP:BODY" must match X-Slack-Signature (compared in
 //     constant time; else 401), and a signature seen before within the
-//     window is a replay (409). JSON endpoint: the bearer token must match
-//     (constant time; else 401).
-//  2. The user must be on the allow-list to change anything. Slack gets a
+//     window is a replay (409). The signatures seen are kept in
+//     Config.ReplayFile, so a restart does not reopen the window (without
+//     it they live in memory only). JSON endpoint: the bearer token must
+//     match (constant time; else 401).
+//  2. Slack: if the allow-list names teams, the request's workspace
+//     (team_id) must be one of them, and a user entry that names a team
+//     matches only requests from it. The user must be on the allow-list
+//     to change anything. Slack gets a
 //     200 with a refusal in chat (Slack shows any other status as a bare
 //     "failed" error, which tells the user nothing); the JSON endpoint gets
 //     a 403. status, diff and help are open to every user of the workspace

@@ -72,6 +72,13 @@ type Config struct {
 	HTTPClient *http.Client
 	// CommandTimeout bounds one command; zero means 60s.
 	CommandTimeout time.Duration
+	// ReplayFile keeps the Slack signatures already served, so that a
+	// restart does not reopen the replay window. It is read by New and
+	// rewritten (temp file + rename) before each new Slack request is
+	// served; if it cannot be written the request is refused (503).
+	// Empty keeps them in memory only: a request replayed after a restart
+	// and within 5 minutes of its timestamp is then served again.
+	ReplayFile string
 }
 
 func (c *Config) validate() error {
@@ -109,6 +116,13 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Log, seen: map[string]time.Time{}}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ReplayFile != "" {
+		seen, err := loadReplay(cfg.ReplayFile, s.now())
+		if err != nil {
+			return nil, err
+		}
+		s.seen = seen
 	}
 	s.allow.Store(cfg.Allow)
 	if cfg.Registerer != nil {
@@ -165,9 +179,10 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 }
 
 // replayed reports whether a Slack signature was served within the
-// window, and remembers it. Entries live twice the skew, long enough that
-// any request they could match still passes the timestamp check.
-func (s *Server) replayed(sig string, now time.Time) bool {
+// window, and remembers it (in Config.ReplayFile too, before the request
+// is served). Entries live twice the skew, long enough that any request
+// they could match still passes the timestamp check.
+func (s *Server) replayed(sig string, now time.Time) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for k, t := range s.seen {
@@ -176,10 +191,16 @@ func (s *Server) replayed(sig string, now time.Time) bool {
 		}
 	}
 	if _, ok := s.seen[sig]; ok {
-		return true
+		return true, nil
 	}
 	s.seen[sig] = now
-	return false
+	if s.cfg.ReplayFile != "" {
+		if err := saveReplay(s.cfg.ReplayFile, s.seen); err != nil {
+			delete(s.seen, sig)
+			return false, err
+		}
+	}
+	return false, nil
 }
 
 func httpError(w http.ResponseWriter, status int, msg string) {
@@ -216,7 +237,14 @@ func (s *Server) serveSlack(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusUnauthorized, err.Error())
 		return
 	}
-	if s.replayed(r.Header.Get("X-Slack-Signature"), now) {
+	replay, err := s.replayed(r.Header.Get("X-Slack-Signature"), now)
+	if err != nil {
+		s.count("slack", "error")
+		s.log.Error("cannot record the request's signature; refusing it so that it cannot be replayed after a restart", "err", err)
+		httpError(w, http.StatusServiceUnavailable, "chatops cannot record this request (see its log); try again, or use glbctl")
+		return
+	}
+	if replay {
 		s.count("slack", "replay")
 		s.log.Warn("slack request rejected", "reason", "replay", "remote", r.RemoteAddr)
 		httpError(w, http.StatusConflict, "this request was already served (replay)")
@@ -241,7 +269,13 @@ func (s *Server) serveSlack(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	allow := s.allow.Load()
-	user := allow.ByID(sc.UserID)
+	if !allow.TeamAllowed(sc.TeamID) {
+		s.count("slack", "denied")
+		s.audit("slack", sc.TeamID+":"+sc.UserID, "", cmd, "denied", nil)
+		reply(formatSlack("ephemeral", "", fmt.Sprintf("refused: Slack workspace %s is not on the glb ChatOps allow-list (teams:), so it cannot run %q. Ask the load balancer team to add the workspace.", sc.TeamID, cmd.Verb)))
+		return
+	}
+	user := allow.BySlack(sc.TeamID, sc.UserID)
 	if user == nil && (cmd.Changes() || !allow.OpenReads()) {
 		s.count("slack", "denied")
 		s.audit("slack", sc.UserID, "", cmd, "denied", nil)

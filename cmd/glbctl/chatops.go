@@ -25,7 +25,7 @@ import (
 func chatopsServeCommand() command {
 	return command{
 		path:    "chatops serve",
-		args:    "--listen ADDR --allow FILE (--signing-secret-file FILE | --api-token-file FILE) [--state …] [--tls-cert FILE --tls-key FILE]",
+		args:    "--listen ADDR --allow FILE (--signing-secret-file FILE [--replay-file FILE] | --api-token-file FILE) [--state …] [--tls-cert FILE --tls-key FILE]",
 		summary: "serve Slack slash commands (/glb drain …) and a JSON endpoint for chat bots",
 		help: `Endpoints:
   POST /slack/command   Slack slash command (set it as the command's Request URL)
@@ -36,16 +36,28 @@ func chatopsServeCommand() command {
 
 Slack requests must carry a valid v0 signature (X-Slack-Signature over
 "v0:TIMESTAMP:BODY" with the app's signing secret) and a timestamp within 5
-minutes (else 401); a request seen before is a replay (409). Users not on
+minutes (else 401); a request seen before is a replay (409). The
+signatures seen are kept in --replay-file (rewritten atomically before a
+request is served; if it cannot be written the request gets a 503), so a
+restart does not reopen the window; without it they are kept in memory
+only, and a request replayed right after a restart, within 5 minutes of
+its timestamp, is served again. Users not on
 the allow-list are told so in chat (200) and cannot change anything;
 status, diff and help are open to everyone unless the allow-list says
 "readers: listed". Chat answers carry exactly what the CLI prints. Every
 change attempt is written to stderr as a JSON audit line.
 
 The allow-list (YAML):
+  teams: [T0123ABCD]                 # optional: the only Slack workspaces served
   users:
     - {id: U012AB3CD, name: alice}   # Slack member ID → recorded as "by"
+    - {id: U045EF6GH, team: T0123ABCD, name: bob}   # only from that workspace
   readers: everyone                  # or listed
+
+With teams, a request whose team_id is not listed is refused (reads too);
+a user entry with a team matches only requests from that workspace. List
+the teams when the Slack app is installed in more than one workspace. The
+JSON endpoint ignores teams: its bearer token vouches for the user.
 
 SIGHUP reloads the allow-list. Slack only calls HTTPS URLs: serve TLS with
 --tls-cert/--tls-key or put a TLS proxy in front.`,
@@ -57,6 +69,7 @@ SIGHUP reloads the allow-list. Slack only calls HTTPS URLs: serve TLS with
 			allowFile := fs.String("allow", "", "allow-list `FILE` (YAML; required)")
 			certFile := fs.String("tls-cert", "", "TLS certificate `FILE` (PEM)")
 			keyFile := fs.String("tls-key", "", "TLS private key `FILE` (PEM)")
+			replayFile := fs.String("replay-file", "", "`FILE` keeping the Slack signatures served in the last 10 minutes, across restarts (e.g. /var/lib/glb-chatops/replay)")
 			answerWithin := fs.Duration("answer-within", 2500*time.Millisecond, "answer Slack \"working on it\" after this long and post the result later")
 			return func(ctx context.Context, e env) error {
 				if *allowFile == "" {
@@ -83,7 +96,7 @@ SIGHUP reloads the allow-list. Slack only calls HTTPS URLs: serve TLS with
 				reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 				srv, err := chatops.New(chatops.Config{
 					SigningSecret: secret, APIToken: token, Allow: allow, Log: log, Registerer: reg,
-					Now: e.now, AnswerWithin: *answerWithin,
+					Now: e.now, AnswerWithin: *answerWithin, ReplayFile: *replayFile,
 					Exec: chatExecutor(e, spec, log),
 				})
 				if err != nil {
@@ -130,6 +143,9 @@ SIGHUP reloads the allow-list. Slack only calls HTTPS URLs: serve TLS with
 						errc <- hs.Serve(ln)
 					}
 				}()
+				if len(secret) > 0 && *replayFile == "" {
+					log.Warn("no --replay-file: Slack signatures are kept in memory only, so a request replayed right after a restart is served again")
+				}
 				log.Info("chatops serving", "addr", ln.Addr().String(), "state", spec, "slack", len(secret) > 0, "api", len(token) > 0, "users", len(allow.Users))
 				fmt.Fprintf(e.stdout, "chatops listening on %s\n", ln.Addr())
 				select {

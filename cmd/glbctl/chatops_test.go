@@ -43,8 +43,12 @@ func chatServer(t *testing.T, state string) (string, *syncbuf.Buffer) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
+		// A long --answer-within: these tests expect every answer inline;
+		// with the default 2.5 s a slow run on a loaded machine would be
+		// answered "working on it" and posted to hooks.slack.com instead.
 		done <- run(ctx, []string{"chatops", "serve", "--listen", "127.0.0.1:0", "--state", state, "--allow", allow,
-			"--signing-secret-file", secret, "--api-token-file", token}, &stdout, &stderr)
+			"--signing-secret-file", secret, "--api-token-file", token, "--answer-within", "10m",
+			"--replay-file", filepath.Join(dir, "replay")}, &stdout, &stderr)
 	}()
 	t.Cleanup(func() {
 		cancel()
