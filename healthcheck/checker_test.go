@@ -293,10 +293,10 @@ glb_healthcheck_flaps_total{backend="127.0.0.1"} 2
 # HELP glb_healthcheck_backend_healthy Health of each checked backend as the forwarding table sees it: 1 when all its checks pass.
 # TYPE glb_healthcheck_backend_healthy gauge
 glb_healthcheck_backend_healthy{backend="127.0.0.1"} 0
-# HELP glb_healthcheck_results_total Health check results, by backend, check type, port and result (pass or fail), before damping.
+# HELP glb_healthcheck_results_total Health check results, by backend, check type, port, URI (HTTP only) and result (pass or fail), before damping.
 # TYPE glb_healthcheck_results_total counter
-glb_healthcheck_results_total{backend="127.0.0.1",check="http",port="%[1]d",result="fail"} 6
-glb_healthcheck_results_total{backend="127.0.0.1",check="http",port="%[1]d",result="pass"} 4
+glb_healthcheck_results_total{backend="127.0.0.1",check="http",port="%[1]d",result="fail",uri="/_glb/health"} 6
+glb_healthcheck_results_total{backend="127.0.0.1",check="http",port="%[1]d",result="pass",uri="/_glb/health"} 4
 `, a.port)), "glb_healthcheck_flaps_total", "glb_healthcheck_backend_healthy", "glb_healthcheck_results_total"); err != nil {
 		t.Fatal(err)
 	}
@@ -374,6 +374,40 @@ func TestSharedBackendIsCheckedOncePerDistinctCheck(t *testing.T) {
 	if n := a.hits.Load(); n != 4 {
 		t.Fatalf("%d requests in two rounds of two checks", n)
 	}
+}
+
+// TestChecksOnOnePortKeepTheirOwnSeries: two HTTP checks of one backend
+// and port that differ only in URI have a series each, and removing one
+// leaves the other's series alone.
+func TestChecksOnOnePortKeepTheirOwnSeries(t *testing.T) {
+	a := newBackend(t, "127.0.0.1")
+	other := a.spec(table.Active)
+	other.Healthchecks.HTTPURI = "/other"
+	h := newHarness(t, config([]table.Backend{a.spec(table.Active)}, []table.Backend{other}), nil)
+	h.round(t, 2)
+	want := func(uris ...string) {
+		t.Helper()
+		var b strings.Builder
+		b.WriteString("# HELP glb_healthcheck_check_healthy Damped state of each health check (backend, check type, port, URI for HTTP): 1 healthy, 0 failing.\n# TYPE glb_healthcheck_check_healthy gauge\n")
+		for _, u := range uris {
+			fmt.Fprintf(&b, "glb_healthcheck_check_healthy{backend=\"127.0.0.1\",check=\"http\",port=\"%d\",uri=%q} 1\n", a.port, u)
+		}
+		b.WriteString("# HELP glb_healthcheck_results_total Health check results, by backend, check type, port, URI (HTTP only) and result (pass or fail), before damping.\n# TYPE glb_healthcheck_results_total counter\n")
+		for _, u := range uris {
+			fmt.Fprintf(&b, "glb_healthcheck_results_total{backend=\"127.0.0.1\",check=\"http\",port=\"%d\",result=\"pass\",uri=%q} 1\n", a.port, u)
+		}
+		if err := testutil.GatherAndCompare(h.reg, strings.NewReader(b.String()), "glb_healthcheck_results_total", "glb_healthcheck_check_healthy"); err != nil {
+			t.Fatal(err)
+		}
+		if n := testutil.CollectAndCount(h.c.m.duration); n != len(uris) {
+			t.Fatalf("%d latency histograms, want %d", n, len(uris))
+		}
+	}
+	want("/_glb/health", "/other")
+
+	// /other leaves the config: its series go, /_glb/health's stay.
+	h.c.Update(config([]table.Backend{a.spec(table.Active)}))
+	want("/_glb/health")
 }
 
 func TestUpdateKeepsUnchangedChecks(t *testing.T) {

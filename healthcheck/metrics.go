@@ -9,12 +9,14 @@ import (
 
 // metrics are the Checker's Prometheus series. Labels are bounded by the
 // config: backend is a configured address, check one of http/tcp/gue,
-// port a configured port. Series of a backend that leaves the config are
-// deleted.
+// port a configured port, uri a configured http_uri (empty for tcp and
+// gue). backend, check, port and uri together name one check, as Check
+// does, so two HTTP checks on one port keep apart. Series of a check or
+// backend that leaves the config are deleted.
 type metrics struct {
-	results      *prometheus.CounterVec   // backend, check, port, result
-	duration     *prometheus.HistogramVec // backend, check, port
-	checkHealthy *prometheus.GaugeVec     // backend, check, port
+	results      *prometheus.CounterVec   // backend, check, port, uri, result
+	duration     *prometheus.HistogramVec // backend, check, port, uri
+	checkHealthy *prometheus.GaugeVec     // backend, check, port, uri
 	healthy      *prometheus.GaugeVec     // backend
 	flaps        *prometheus.CounterVec   // backend
 	icmp         *prometheus.CounterVec   // outcome
@@ -26,17 +28,17 @@ func newMetrics() *metrics {
 	m := &metrics{
 		results: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "glb_healthcheck_results_total",
-			Help: "Health check results, by backend, check type, port and result (pass or fail), before damping.",
-		}, []string{"backend", "check", "port", "result"}),
+			Help: "Health check results, by backend, check type, port, URI (HTTP only) and result (pass or fail), before damping.",
+		}, []string{"backend", "check", "port", "uri", "result"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "glb_healthcheck_duration_seconds",
-			Help:    "Time a health check took to pass or fail, by backend, check type and port.",
+			Help:    "Time a health check took to pass or fail, by backend, check type, port and URI (HTTP only).",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
-		}, []string{"backend", "check", "port"}),
+		}, []string{"backend", "check", "port", "uri"}),
 		checkHealthy: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "glb_healthcheck_check_healthy",
-			Help: "Damped state of each health check: 1 healthy, 0 failing.",
-		}, []string{"backend", "check", "port"}),
+			Help: "Damped state of each health check (backend, check type, port, URI for HTTP): 1 healthy, 0 failing.",
+		}, []string{"backend", "check", "port", "uri"}),
 		healthy: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "glb_healthcheck_backend_healthy",
 			Help: "Health of each checked backend as the forwarding table sees it: 1 when all its checks pass.",
@@ -80,13 +82,16 @@ func (m *metrics) unregister(r prometheus.Registerer) {
 	}
 }
 
+// checkLabels are the label values that name one check: backend, check,
+// port and uri, in that order.
 func checkLabels(c Check) []string {
-	return []string{c.Backend.String(), c.Kind.String(), strconv.Itoa(int(c.Port))}
+	return []string{c.Backend.String(), c.Kind.String(), strconv.Itoa(int(c.Port)), c.URI}
 }
 
-// forgetCheck deletes a check's series.
+// forgetCheck deletes a check's series, and no other check's.
 func (m *metrics) forgetCheck(c Check) {
-	l := prometheus.Labels{"backend": c.Backend.String(), "check": c.Kind.String(), "port": strconv.Itoa(int(c.Port))}
+	v := checkLabels(c)
+	l := prometheus.Labels{"backend": v[0], "check": v[1], "port": v[2], "uri": v[3]}
 	m.results.DeletePartialMatch(l)
 	m.duration.Delete(l)
 	m.checkHealthy.Delete(l)

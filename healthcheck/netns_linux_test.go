@@ -139,7 +139,7 @@ func TestGUEPathChild(t *testing.T) {
 	})
 
 	t.Run("detaching glb-redirect fails only the GUE check", func(t *testing.T) {
-		httpFails := testutil.ToFloat64(hc.m.results.WithLabelValues(nsProxy.String(), "http", "8080", "fail"))
+		httpFails := testutil.ToFloat64(hc.m.results.WithLabelValues(append(checkLabels(httpCheck), "fail")...))
 		stopRedirect(t, prx, agent)
 		waitChecks(t, hc, "GUE failing, HTTP passing", map[Check]bool{httpCheck: true, gueCheck: false})
 		wantHealth(t, hc.Snapshot(), table.Health{nsProxy: false})
@@ -148,7 +148,7 @@ func TestGUEPathChild(t *testing.T) {
 				t.Errorf("GUE check fails for %q, want the backend's port unreachable", s.Reason)
 			}
 		}
-		if n := testutil.ToFloat64(hc.m.results.WithLabelValues(nsProxy.String(), "http", "8080", "fail")); n != httpFails {
+		if n := testutil.ToFloat64(hc.m.results.WithLabelValues(append(checkLabels(httpCheck), "fail")...)); n != httpFails {
 			t.Fatalf("the HTTP check failed %v times while only GUE was broken", n-httpFails)
 		}
 	})
