@@ -70,6 +70,7 @@ type Server struct {
 	stopRun context.CancelFunc
 	runners sync.WaitGroup
 	parked  atomic.Int32 // blocking queries waiting for a change (for tests)
+	parks   atomic.Int64 // times a blocking query started to wait (for tests)
 }
 
 // New starts a server on a free loopback port and stops it when the test
@@ -161,6 +162,11 @@ func (s *Server) Config() *api.Config {
 // Waiting is the number of blocking queries parked, waiting for a change:
 // tests use it to act only once a client is waiting.
 func (s *Server) Waiting() int { return int(s.parked.Load()) }
+
+// Parks counts the times a blocking query started to wait, including the
+// re-waits of a query woken by a write that did not change its answer:
+// tests use it to see that a query went back to sleep.
+func (s *Server) Parks() int64 { return s.parks.Load() }
 
 // Index is the last index the server handed out.
 func (s *Server) Index() uint64 {
@@ -355,6 +361,7 @@ func (s *Server) blockingRead(w http.ResponseWriter, r *http.Request, query func
 		done := minIndex == 0 || res.index > minIndex
 		if !done {
 			s.parked.Add(1)
+			s.parks.Add(1)
 			select {
 			case <-changed:
 				select {

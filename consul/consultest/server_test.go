@@ -241,6 +241,7 @@ func TestBlockingQuery(t *testing.T) {
 			err   error
 		}
 		done := make(chan answer, 1)
+		parks := s.Parks()
 		go func() {
 			p, m, err := kv.List("glb/", &api.QueryOptions{WaitIndex: start, WaitTime: time.Minute})
 			if err != nil {
@@ -249,9 +250,18 @@ func TestBlockingQuery(t *testing.T) {
 			}
 			done <- answer{p, m.LastIndex, nil}
 		}()
-		// A write elsewhere may wake the query, but it must not answer
-		// with the old index.
+		// Write only once the query is parked, so the write is what wakes
+		// it (not a query that reads the new index on arrival).
+		eventually(t, "the blocking query to park", func() bool { return s.Parks() > parks })
+		// A write elsewhere wakes the query, which must go back to sleep
+		// rather than answer with the old index.
 		put(t, kv, "elsewhere", "x")
+		eventually(t, "the query to park again after the unrelated write", func() bool { return s.Parks() > parks+1 })
+		select {
+		case a := <-done:
+			t.Fatalf("a write outside the prefix answered the query: index %d (was %d), err %v", a.index, start, a.err)
+		default:
+		}
 		put(t, kv, "glb/hosts/b", "2")
 		select {
 		case a := <-done:
@@ -514,23 +524,58 @@ func TestServicesAndChecks(t *testing.T) {
 	})
 
 	t.Run("TTL check", func(t *testing.T) {
+		// A TTL long enough never to expire during the test: each update
+		// must show at once.
 		err := agent.ServiceRegister(&api.AgentServiceRegistration{
-			Name: "ttl-svc", Check: &api.AgentServiceCheck{TTL: "50ms"},
+			Name: "ttl-svc", Check: &api.AgentServiceCheck{TTL: "1h"},
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
+		output := func(id string) string {
+			checks, err := agent.Checks()
+			if err != nil || checks[id] == nil {
+				t.Fatalf("check %s: %v", id, err)
+			}
+			return checks[id].Output
+		}
 		if got := checkStatus("service:ttl-svc"); got != api.HealthCritical {
 			t.Fatalf("a new TTL check is %q, want critical", got)
 		}
-		if err := agent.PassTTL("service:ttl-svc", "ok"); err != nil {
+		for _, step := range []struct {
+			update func() error
+			want   string
+			output string
+		}{
+			{func() error { return agent.PassTTL("service:ttl-svc", "all good") }, api.HealthPassing, "all good"},
+			{func() error { return agent.WarnTTL("service:ttl-svc", "slow") }, api.HealthWarning, "slow"},
+			{func() error { return agent.UpdateTTL("service:ttl-svc", "down", api.HealthCritical) }, api.HealthCritical, "down"},
+			{func() error { return agent.UpdateTTL("service:ttl-svc", "back", api.HealthPassing) }, api.HealthPassing, "back"},
+		} {
+			if err := step.update(); err != nil {
+				t.Fatal(err)
+			}
+			if got, out := checkStatus("service:ttl-svc"), output("service:ttl-svc"); got != step.want || out != step.output {
+				t.Fatalf("after an update to %s: %q (%q), want %q (%q)", step.want, got, out, step.want, step.output)
+			}
+		}
+		if got := passing("ttl-svc"); len(got) != 1 {
+			t.Fatalf("a passing TTL service is not listed as passing: %v", got)
+		}
+
+		// A short TTL, passed and then left alone, expires.
+		err = agent.ServiceRegister(&api.AgentServiceRegistration{
+			Name: "ttl-short", Check: &api.AgentServiceCheck{TTL: "50ms"},
+		})
+		if err != nil {
 			t.Fatal(err)
 		}
-		// Right after a pass it is passing; left alone it expires.
-		eventually(t, "the TTL to expire", func() bool { return checkStatus("service:ttl-svc") == api.HealthCritical })
-		checks, _ := agent.Checks()
-		if checks["service:ttl-svc"].Output != "TTL expired" {
-			t.Fatalf("output %q", checks["service:ttl-svc"].Output)
+		if err := agent.PassTTL("service:ttl-short", "ok"); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, "the TTL to expire", func() bool { return output("service:ttl-short") == "TTL expired" })
+		if got := checkStatus("service:ttl-short"); got != api.HealthCritical {
+			t.Fatalf("an expired TTL check is %q, want critical", got)
 		}
 		if err := agent.UpdateTTL("service:ttl-svc", "", "bogus"); err == nil {
 			t.Fatal("bogus status accepted")
