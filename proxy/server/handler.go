@@ -38,9 +38,28 @@ const docsURL = "https://docs.github.com/rest"
 
 // forwarded are the client headers that reach GitHub; everything else
 // (Authorization, cookies, hop-by-hop headers, client validators of
-// cacheable requests) stays here.
+// cacheable requests) stays here. Range and the preconditions reach it
+// only on requests that are not cacheable (see unconditional).
 var forwarded = []string{"Accept", "Content-Type", "User-Agent", "X-GitHub-Api-Version", "Time-Zone",
-	"If-Match", "If-Unmodified-Since", "GraphQL-Features"}
+	"If-Match", "If-Unmodified-Since", "If-Range", "Range", "GraphQL-Features"}
+
+// unconditional reports whether a GET or HEAD carries none of the headers
+// that make GitHub's answer depend on more than the resource: If-Match and
+// If-Unmodified-Since (a 412 instead of the resource), Range and If-Range
+// (a part of it). The cache keys on none of them, and a coalesced flight
+// shares one answer among requests that differ in them, so such a request
+// passes through with no cache policy: never served from the store,
+// never coalesced, never stored. Stripping them instead would answer a
+// client that asked "only if unchanged" with a resource that may have
+// changed. They are rare on API GETs, so bypassing costs little.
+func unconditional(h http.Header) bool {
+	for _, k := range []string{"If-Match", "If-Unmodified-Since", "If-Range", "Range"} {
+		if h.Get(k) != "" {
+			return false
+		}
+	}
+	return true
+}
 
 // exchange is one client request in flight: what the log line and the
 // metrics need.
@@ -249,7 +268,7 @@ func (x *exchange) rest(rt route.Request, c *clients.Client) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
 	defer cancel()
-	cacheable := (r.Method == http.MethodGet || r.Method == http.MethodHead) && !identityDependent(rt.KeySegments)
+	cacheable := (r.Method == http.MethodGet || r.Method == http.MethodHead) && !identityDependent(rt.KeySegments) && unconditional(r.Header)
 	var inm, ims string
 	if cacheable {
 		inm, ims = r.Header.Get("If-None-Match"), r.Header.Get("If-Modified-Since")

@@ -304,3 +304,43 @@ func TestNoTokenInLogsOrMetrics(t *testing.T) {
 		t.Fatal("no request logs to check")
 	}
 }
+
+// TestPreconditionsPassThrough: If-Match, If-Unmodified-Since, Range and
+// If-Range make GitHub's answer depend on more than the cache keys on, so
+// such requests bypass the cache (no max_age hit, no coalescing, nothing
+// stored) and carry the headers upstream.
+func TestPreconditionsPassThrough(t *testing.T) {
+	f := newFixture(t, []string{"bot"}, []clientSpec{{"fresh", []string{`{path: "/repos/acme/**", max_age: 1h}`}}}, nil)
+	const path = "/repos/acme/widgets"
+	first := f.do(t, "fresh", "GET", path, "")
+	if first.status != 200 || first.header.Get(cache.Header) != cache.Miss {
+		t.Fatalf("first: %d %s", first.status, first.header.Get(cache.Header))
+	}
+	if r := f.do(t, "fresh", "GET", path, ""); r.header.Get(cache.Header) != cache.Hit {
+		t.Fatalf("within max_age: %s", r.header.Get(cache.Header))
+	}
+	cases := []struct {
+		name, header, value string
+		status              int
+	}{
+		{"If-Match that fails", "If-Match", `W/"not-the-current-one"`, http.StatusPreconditionFailed},
+		{"If-Match *", "If-Match", "*", http.StatusOK},
+		{"If-Unmodified-Since in the past", "If-Unmodified-Since", "Mon, 01 Jan 2001 00:00:00 GMT", http.StatusPreconditionFailed},
+		{"Range", "Range", "bytes=0-9", http.StatusOK},
+		{"If-Range", "If-Range", first.header.Get("ETag"), http.StatusOK},
+	}
+	for _, tc := range cases {
+		calls := f.calls()
+		r := f.do(t, "fresh", "GET", path, "", tc.header, tc.value)
+		if r.status != tc.status || r.header.Get(cache.Header) != cache.Bypass {
+			t.Errorf("%s: %d %s, want %d BYPASS", tc.name, r.status, r.header.Get(cache.Header), tc.status)
+		}
+		if f.calls() != calls+1 {
+			t.Errorf("%s: answered without asking GitHub", tc.name)
+		}
+	}
+	// The 412s were not stored: a plain request still gets the body.
+	if r := f.do(t, "fresh", "GET", path, ""); r.status != 200 || r.body != first.body || r.header.Get(cache.Header) != cache.Hit {
+		t.Fatalf("after the preconditions: %d %s", r.status, r.header.Get(cache.Header))
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestRESTEndpoints(t *testing.T) {
@@ -492,5 +493,34 @@ func TestMethodNotRouted(t *testing.T) {
 	}
 	if r := do(t, ts, http.MethodHead, "/repos/acme/widgets", tokBot, ""); r.status != 200 || len(r.body) != 0 || r.header.Get("ETag") == "" {
 		t.Errorf("HEAD = %d, %d bytes, ETag %q", r.status, len(r.body), r.header.Get("ETag"))
+	}
+}
+
+func TestPreconditionFailed(t *testing.T) {
+	mod := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	tag := `W/"abc"`
+	cases := []struct {
+		name string
+		hdr  []string
+		want bool
+	}{
+		{"none", nil, false},
+		{"If-Match *", []string{"If-Match", "*"}, false},
+		{"If-Match on a weak tag", []string{"If-Match", tag}, true},
+		{"If-Match other", []string{"If-Match", `"x", "y"`}, true},
+		{"If-Unmodified-Since after", []string{"If-Unmodified-Since", mod.Add(time.Hour).Format(http.TimeFormat)}, false},
+		{"If-Unmodified-Since equal", []string{"If-Unmodified-Since", mod.Format(http.TimeFormat)}, false},
+		{"If-Unmodified-Since before", []string{"If-Unmodified-Since", mod.Add(-time.Hour).Format(http.TimeFormat)}, true},
+		{"If-Match wins over If-Unmodified-Since", []string{"If-Match", "*", "If-Unmodified-Since", mod.Add(-time.Hour).Format(http.TimeFormat)}, false},
+		{"unparsable date", []string{"If-Unmodified-Since", "yesterday"}, false},
+	}
+	for _, tc := range cases {
+		h := http.Header{}
+		for i := 0; i+1 < len(tc.hdr); i += 2 {
+			h.Set(tc.hdr[i], tc.hdr[i+1])
+		}
+		if got := preconditionFailed(h, tag, mod); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }

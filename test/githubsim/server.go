@@ -495,6 +495,25 @@ func etagMatch(header, tag string) bool {
 	return false
 }
 
+// preconditionFailed evaluates If-Match (strong comparison, so GitHub's
+// weak tags match only "*") and, without it, If-Unmodified-Since.
+func preconditionFailed(h http.Header, tag string, modified time.Time) bool {
+	if im := h.Get("If-Match"); im != "" {
+		for _, t := range strings.Split(im, ",") {
+			t = strings.TrimSpace(t)
+			if t == "*" || t == tag && !strings.HasPrefix(tag, "W/") {
+				return false
+			}
+		}
+		return true
+	}
+	if ius := h.Get("If-Unmodified-Since"); ius != "" && !modified.IsZero() {
+		t, err := http.ParseTime(ius)
+		return err == nil && modified.Truncate(time.Second).After(t)
+	}
+	return false
+}
+
 // call is one REST request being answered.
 type call struct {
 	s        *Server
@@ -647,7 +666,13 @@ func (s *Server) finishREST(w http.ResponseWriter, r *http.Request, rid string, 
 		} else {
 			h.Set("Cache-Control", "private, max-age=60, s-maxage=60")
 		}
-		if inm := r.Header.Get("If-None-Match"); inm != "" {
+		if preconditionFailed(r.Header, tag, resp.modified) {
+			// RFC 9110 §13.2.2: If-Match and If-Unmodified-Since come
+			// before If-None-Match. (GitHub does not document them for
+			// GETs; the proxy must pass them through either way.)
+			status, body = http.StatusPreconditionFailed, []byte(`{"message":"Precondition Failed","documentation_url":"https://docs.github.com/rest"}`)
+			h.Set("Content-Type", "application/json; charset=utf-8")
+		} else if inm := r.Header.Get("If-None-Match"); inm != "" {
 			notModified = etagMatch(inm, tag)
 		} else if ims := r.Header.Get("If-Modified-Since"); ims != "" && !resp.modified.IsZero() {
 			if t, err := http.ParseTime(ims); err == nil && !resp.modified.Truncate(time.Second).After(t) {
