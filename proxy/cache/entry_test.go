@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/glb-project/glb/proxy/redistest"
 )
 
 // goldenMeta is the encoding of goldenEntry, written out by hand from the
@@ -118,7 +120,6 @@ func TestMemoryLRU(t *testing.T) {
 	now = now.Add(50 * time.Second)
 	e, _ := m.Get(ctx, "a")
 	e.Header.Set("X-New", "1")
-	e.Body = nil
 	m.Refresh(ctx, "a", e, time.Minute)
 	now = now.Add(50 * time.Second)
 	got, _ := m.Get(ctx, "a")
@@ -127,5 +128,61 @@ func TestMemoryLRU(t *testing.T) {
 	}
 	if e, _ := m.Get(ctx, "c"); e != nil {
 		t.Error("c outlived its TTL")
+	}
+}
+
+// TestRefreshAfterNewerPut: a revalidation that read the old entry may
+// finish after another request stored a new one. Its Refresh must not
+// give the new body the old headers (an old ETag on a new body would be
+// revalidated as unchanged forever after). Both stores are held to it.
+func TestRefreshAfterNewerPut(t *testing.T) {
+	stores := map[string]func(t *testing.T) Store{
+		"memory": func(t *testing.T) Store { return &Memory{MaxBytes: 1 << 20} },
+		"redis":  func(t *testing.T) Store { return &Redis{Client: redistest.Start(t).Client()} },
+	}
+	for name, mk := range stores {
+		t.Run(name, func(t *testing.T) {
+			st, ctx := mk(t), t.Context()
+			entry := func(tag, body string) *Entry {
+				return &Entry{Status: 200, Header: http.Header{"Etag": {tag}}, Body: []byte(body), Validated: time.Unix(1, 0)}
+			}
+			if err := st.Put(ctx, "k", entry(`W/"old"`, "old body"), time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			old, err := st.Get(ctx, "k")
+			if err != nil || old == nil {
+				t.Fatalf("get: %v %v", old, err)
+			}
+			if err := st.Put(ctx, "k", entry(`W/"new"`, "new body"), time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			merge304(old, http.Header{"X-Ratelimit-Remaining": {"42"}})
+			if err := st.Refresh(ctx, "k", old, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			got, err := st.Get(ctx, "k")
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The store may keep the new entry or drop it; it must never
+			// pair the old headers with the new body.
+			if got != nil && (string(got.Body) != "new body" || got.ETag() != `W/"new"` || got.Header.Get("X-Ratelimit-Remaining") == "42") {
+				t.Fatalf("after a stale refresh: ETag %s, remaining %q, body %q", got.ETag(), got.Header.Get("X-Ratelimit-Remaining"), got.Body)
+			}
+			// A refresh of the current entry still applies.
+			cur := entry(`W/"new"`, "new body")
+			if got != nil {
+				cur = got
+			} else if err := st.Put(ctx, "k", cur, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			merge304(cur, http.Header{"X-Ratelimit-Remaining": {"41"}})
+			if err := st.Refresh(ctx, "k", cur, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := st.Get(ctx, "k"); got == nil || got.Header.Get("X-Ratelimit-Remaining") != "41" || string(got.Body) != "new body" {
+				t.Fatalf("refresh of the current entry: %+v", got)
+			}
+		})
 	}
 }

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"bytes"
 	"container/list"
 	"context"
 	"net/http"
@@ -16,7 +17,9 @@ type Store interface {
 	// Put stores a whole entry for ttl.
 	Put(ctx context.Context, key string, e *Entry, ttl time.Duration) error
 	// Refresh replaces the metadata of a stored entry after a 304 (its
-	// body is unchanged) and extends its ttl.
+	// body is unchanged) and extends its ttl. If the stored body is no
+	// longer e.Body (a newer answer was stored meanwhile), the stored
+	// entry must not end up with e's metadata.
 	Refresh(ctx context.Context, key string, e *Entry, ttl time.Duration) error
 }
 
@@ -118,6 +121,13 @@ func (m *Memory) Refresh(_ context.Context, key string, e *Entry, ttl time.Durat
 		return nil
 	}
 	it := el.Value.(*memItem)
+	if !bytes.Equal(it.e.Body, e.Body) {
+		// Another request stored a new answer since e was read: its
+		// headers (ETag first) belong to its body, and e's must not be
+		// laid over it. The Redis store gets the same result from the
+		// body digest in the metadata.
+		return nil
+	}
 	ne := copyEntry(e)
 	ne.Body = it.e.Body
 	m.bytes -= it.size
