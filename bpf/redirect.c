@@ -53,6 +53,13 @@ volatile const __be32 cfg_self_ipv4 = 0;
  * loader check its label table against the object it loads. */
 volatile const enum outcome outcome_len = OUTCOME_LEN;
 
+/* Set by the loader when redirect_trusted lists the hosts GUE may come
+ * from (glb-redirect --gue-from). GUE for this host from any other source
+ * is dropped: tcx ingress runs before netfilter, so nothing else stops a
+ * host that reaches UDP 19523 from injecting packets into the VIPs or
+ * bouncing them off this host to any address. Zero accepts any source. */
+volatile const __u8 cfg_trusted_only = 0;
+
 /* tcx verdicts. TCX_NEXT (TC_ACT_UNSPEC) lets a later tcx program see the
  * packet and otherwise means pass; Debian 12's headers predate the TCX_*
  * names. */
@@ -68,6 +75,7 @@ volatile const enum outcome outcome_len = OUTCOME_LEN;
 struct gue_pkt {
 	__u32 wire_len;	    /* skb->len on entry, for the byte counters */
 	__u32 strip;	    /* outer IPv4 + UDP + GUE + private data */
+	__u32 udp_len;	    /* the outer UDP header's length field */
 	__be32 outer_daddr; /* the address the packet was sent to */
 	__be32 hop;	    /* hops[next_hop], valid when next_hop < hop_count */
 	__u8 next_hop;
@@ -85,6 +93,27 @@ static __always_inline int count(enum outcome outcome, __u32 len, int verdict)
 		s->bytes += len;
 	}
 	return verdict;
+}
+
+/* trusted says whether GUE from saddr may be taken or forwarded. */
+static __always_inline bool trusted(__be32 saddr)
+{
+	struct trusted_key key = {.prefixlen = 32, .addr = saddr};
+
+	if (!cfg_trusted_only)
+		return true;
+	return bpf_map_lookup_elem(&redirect_trusted, &key) != NULL;
+}
+
+/* A next hop no director would list: "this network" (0/8), loopback
+ * (127/8), multicast (224/4) and the reserved block with the limited
+ * broadcast address (240/4). Sending there would turn a crafted packet
+ * into local or multicast traffic. */
+static __always_inline bool bogus_hop(__be32 hop)
+{
+	__u32 first = bpf_ntohl(hop) >> 24;
+
+	return first == 0 || first == 127 || first >= 224;
 }
 
 static __always_inline __be32 self_ipv4(const struct gue_pkt *g)
@@ -226,6 +255,8 @@ static __always_inline int tcp_path(struct __sk_buff *skb, const struct gue_pkt 
 		return decap(skb, g, OUTCOME_ACCEPTED_LAST_RESORT);
 	if (g->hop == self_ipv4(g) || g->hop == g->outer_daddr)
 		return decap(skb, g, OUTCOME_FORWARDED_TO_SELF);
+	if (bogus_hop(g->hop))
+		return count(OUTCOME_MALFORMED_HOP_ADDRESS, g->wire_len, VERDICT_DROP);
 	return forward(skb, g);
 }
 
@@ -430,6 +461,10 @@ static __always_inline int gue(struct __sk_buff *skb, struct gue_pkt *g)
 	 * says so to the verifier. */
 	if (hlen != (__u32)g->hop_count + 1 || g->hop_count > REDIRECT_MAX_HOP_COUNT)
 		return count(OUTCOME_MALFORMED_GUE_HLEN, g->wire_len, VERDICT_DROP);
+	/* The UDP datagram must hold the whole GUE header, whatever bytes
+	 * follow it in the frame. */
+	if (g->udp_len < GLB_OUTER_UDP_LEN + sizeof(struct gue_base) + hlen * 4)
+		return count(OUTCOME_MALFORMED_SHORT, g->wire_len, VERDICT_DROP);
 	if (g->next_hop > g->hop_count)
 		return count(OUTCOME_MALFORMED_NEXT_HOP, g->wire_len, VERDICT_DROP);
 	if (g->next_hop < g->hop_count) {
@@ -457,6 +492,7 @@ int glb_redirect(struct __sk_buff *skb)
 	struct ethhdr *eth = data;
 	struct iphdr *ip;
 	struct udphdr *udp;
+	__u32 tot_len;
 
 	if ((void *)(eth + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_IP))
 		return count(OUTCOME_PASSED_NOT_GUE, g.wire_len, VERDICT_PASS);
@@ -484,6 +520,8 @@ int glb_redirect(struct __sk_buff *skb)
 			return count(OUTCOME_PASSED_NOT_GUE, g.wire_len, VERDICT_PASS);
 		if (cfg_self_ipv4 && ip->daddr != cfg_self_ipv4)
 			return count(OUTCOME_PASSED_OTHER_HOST, g.wire_len, VERDICT_PASS);
+		if (!trusted(ip->saddr))
+			return count(OUTCOME_DROPPED_UNTRUSTED_SOURCE, g.wire_len, VERDICT_DROP);
 		return count(OUTCOME_MALFORMED_OUTER, g.wire_len, VERDICT_DROP);
 	}
 
@@ -492,9 +530,21 @@ int glb_redirect(struct __sk_buff *skb)
 		return count(OUTCOME_PASSED_NOT_GUE, g.wire_len, VERDICT_PASS);
 	if (cfg_self_ipv4 && ip->daddr != cfg_self_ipv4)
 		return count(OUTCOME_PASSED_OTHER_HOST, g.wire_len, VERDICT_PASS);
+	if (!trusted(ip->saddr))
+		return count(OUTCOME_DROPPED_UNTRUSTED_SOURCE, g.wire_len, VERDICT_DROP);
 	/* The first fragment of a GUE packet: the director never fragments,
 	 * and half a packet cannot be decapsulated or forwarded. */
 	if (ip->frag_off & bpf_htons(IP_MF))
+		return count(OUTCOME_MALFORMED_OUTER, g.wire_len, VERDICT_DROP);
+	/* Lengths that lie: the IPv4 total length must fit the frame (it may
+	 * be shorter: Ethernet pads) and hold the UDP header, and the UDP
+	 * length must be what is left of it after the IPv4 header. The program never reads past the
+	 * frame, but decapsulating or forwarding such a packet would hand on
+	 * bytes its sender did not claim to send. */
+	tot_len = bpf_ntohs(ip->tot_len);
+	g.udp_len = bpf_ntohs(udp->len);
+	if (tot_len > skb->len - ETH_HLEN || tot_len < GLB_OUTER_IPV4_LEN + GLB_OUTER_UDP_LEN ||
+	    g.udp_len != tot_len - GLB_OUTER_IPV4_LEN)
 		return count(OUTCOME_MALFORMED_OUTER, g.wire_len, VERDICT_DROP);
 
 	return gue(skb, &g);

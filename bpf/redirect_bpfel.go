@@ -16,31 +16,33 @@ import (
 type RedirectOutcome uint32
 
 const (
-	RedirectOutcomeOUTCOME_PASSED_NOT_GUE         RedirectOutcome = 0
-	RedirectOutcomeOUTCOME_PASSED_OTHER_HOST      RedirectOutcome = 1
-	RedirectOutcomeOUTCOME_ACCEPTED_SYN           RedirectOutcome = 2
-	RedirectOutcomeOUTCOME_ACCEPTED_ESTABLISHED   RedirectOutcome = 3
-	RedirectOutcomeOUTCOME_ACCEPTED_SYN_RECV      RedirectOutcome = 4
-	RedirectOutcomeOUTCOME_ACCEPTED_TIME_WAIT     RedirectOutcome = 5
-	RedirectOutcomeOUTCOME_ACCEPTED_SYN_COOKIE    RedirectOutcome = 6
-	RedirectOutcomeOUTCOME_ACCEPTED_LAST_RESORT   RedirectOutcome = 7
-	RedirectOutcomeOUTCOME_ACCEPTED_UDP           RedirectOutcome = 8
-	RedirectOutcomeOUTCOME_ACCEPTED_ICMP          RedirectOutcome = 9
-	RedirectOutcomeOUTCOME_ACCEPTED_FRAGMENT      RedirectOutcome = 10
-	RedirectOutcomeOUTCOME_FORWARDED_TO_SELF      RedirectOutcome = 11
-	RedirectOutcomeOUTCOME_FORWARDED_TO_ALTERNATE RedirectOutcome = 12
-	RedirectOutcomeOUTCOME_DROPPED_DECAP_FAILED   RedirectOutcome = 13
-	RedirectOutcomeOUTCOME_DROPPED_INNER_PROTO    RedirectOutcome = 14
-	RedirectOutcomeOUTCOME_MALFORMED_OUTER        RedirectOutcome = 15
-	RedirectOutcomeOUTCOME_MALFORMED_SHORT        RedirectOutcome = 16
-	RedirectOutcomeOUTCOME_MALFORMED_GUE_VERSION  RedirectOutcome = 17
-	RedirectOutcomeOUTCOME_MALFORMED_GUE_FLAGS    RedirectOutcome = 18
-	RedirectOutcomeOUTCOME_MALFORMED_GUE_PROTO    RedirectOutcome = 19
-	RedirectOutcomeOUTCOME_MALFORMED_GUE_HLEN     RedirectOutcome = 20
-	RedirectOutcomeOUTCOME_MALFORMED_PRIVATE_TYPE RedirectOutcome = 21
-	RedirectOutcomeOUTCOME_MALFORMED_NEXT_HOP     RedirectOutcome = 22
-	RedirectOutcomeOUTCOME_MALFORMED_INNER        RedirectOutcome = 23
-	RedirectOutcomeOUTCOME_LEN                    RedirectOutcome = 24
+	RedirectOutcomeOUTCOME_PASSED_NOT_GUE           RedirectOutcome = 0
+	RedirectOutcomeOUTCOME_PASSED_OTHER_HOST        RedirectOutcome = 1
+	RedirectOutcomeOUTCOME_ACCEPTED_SYN             RedirectOutcome = 2
+	RedirectOutcomeOUTCOME_ACCEPTED_ESTABLISHED     RedirectOutcome = 3
+	RedirectOutcomeOUTCOME_ACCEPTED_SYN_RECV        RedirectOutcome = 4
+	RedirectOutcomeOUTCOME_ACCEPTED_TIME_WAIT       RedirectOutcome = 5
+	RedirectOutcomeOUTCOME_ACCEPTED_SYN_COOKIE      RedirectOutcome = 6
+	RedirectOutcomeOUTCOME_ACCEPTED_LAST_RESORT     RedirectOutcome = 7
+	RedirectOutcomeOUTCOME_ACCEPTED_UDP             RedirectOutcome = 8
+	RedirectOutcomeOUTCOME_ACCEPTED_ICMP            RedirectOutcome = 9
+	RedirectOutcomeOUTCOME_ACCEPTED_FRAGMENT        RedirectOutcome = 10
+	RedirectOutcomeOUTCOME_FORWARDED_TO_SELF        RedirectOutcome = 11
+	RedirectOutcomeOUTCOME_FORWARDED_TO_ALTERNATE   RedirectOutcome = 12
+	RedirectOutcomeOUTCOME_DROPPED_DECAP_FAILED     RedirectOutcome = 13
+	RedirectOutcomeOUTCOME_DROPPED_INNER_PROTO      RedirectOutcome = 14
+	RedirectOutcomeOUTCOME_MALFORMED_OUTER          RedirectOutcome = 15
+	RedirectOutcomeOUTCOME_MALFORMED_SHORT          RedirectOutcome = 16
+	RedirectOutcomeOUTCOME_MALFORMED_GUE_VERSION    RedirectOutcome = 17
+	RedirectOutcomeOUTCOME_MALFORMED_GUE_FLAGS      RedirectOutcome = 18
+	RedirectOutcomeOUTCOME_MALFORMED_GUE_PROTO      RedirectOutcome = 19
+	RedirectOutcomeOUTCOME_MALFORMED_GUE_HLEN       RedirectOutcome = 20
+	RedirectOutcomeOUTCOME_MALFORMED_PRIVATE_TYPE   RedirectOutcome = 21
+	RedirectOutcomeOUTCOME_MALFORMED_NEXT_HOP       RedirectOutcome = 22
+	RedirectOutcomeOUTCOME_MALFORMED_INNER          RedirectOutcome = 23
+	RedirectOutcomeOUTCOME_MALFORMED_HOP_ADDRESS    RedirectOutcome = 24
+	RedirectOutcomeOUTCOME_DROPPED_UNTRUSTED_SOURCE RedirectOutcome = 25
+	RedirectOutcomeOUTCOME_LEN                      RedirectOutcome = 26
 )
 
 type RedirectOutcomeStat struct {
@@ -49,14 +51,22 @@ type RedirectOutcomeStat struct {
 	Bytes   uint64
 }
 
+type RedirectTrustedKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Addr      uint32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	RedirectMapRedirectStats = "redirect_stats"
-	RedirectProgGlbRedirect  = "glb_redirect"
-	RedirectVarCfgSelfIpv4   = "cfg_self_ipv4"
-	RedirectVarOutcomeLen    = "outcome_len"
+	RedirectMapRedirectStats   = "redirect_stats"
+	RedirectMapRedirectTrusted = "redirect_trusted"
+	RedirectProgGlbRedirect    = "glb_redirect"
+	RedirectVarCfgSelfIpv4     = "cfg_self_ipv4"
+	RedirectVarCfgTrustedOnly  = "cfg_trusted_only"
+	RedirectVarOutcomeLen      = "outcome_len"
 )
 
 // LoadRedirect returns the embedded CollectionSpec for Redirect.
@@ -108,15 +118,17 @@ type RedirectProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type RedirectMapSpecs struct {
-	RedirectStats *ebpf.MapSpec `ebpf:"redirect_stats"`
+	RedirectStats   *ebpf.MapSpec `ebpf:"redirect_stats"`
+	RedirectTrusted *ebpf.MapSpec `ebpf:"redirect_trusted"`
 }
 
 // RedirectVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type RedirectVariableSpecs struct {
-	CfgSelfIpv4 *ebpf.VariableSpec `ebpf:"cfg_self_ipv4"`
-	OutcomeLen  *ebpf.VariableSpec `ebpf:"outcome_len"`
+	CfgSelfIpv4    *ebpf.VariableSpec `ebpf:"cfg_self_ipv4"`
+	CfgTrustedOnly *ebpf.VariableSpec `ebpf:"cfg_trusted_only"`
+	OutcomeLen     *ebpf.VariableSpec `ebpf:"outcome_len"`
 }
 
 // RedirectObjects contains all objects after they have been loaded into the kernel.
@@ -139,12 +151,14 @@ func (o *RedirectObjects) Close() error {
 //
 // It can be passed to LoadRedirectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type RedirectMaps struct {
-	RedirectStats *ebpf.Map `ebpf:"redirect_stats"`
+	RedirectStats   *ebpf.Map `ebpf:"redirect_stats"`
+	RedirectTrusted *ebpf.Map `ebpf:"redirect_trusted"`
 }
 
 func (m *RedirectMaps) Close() error {
 	return _RedirectClose(
 		m.RedirectStats,
+		m.RedirectTrusted,
 	)
 }
 
@@ -152,8 +166,9 @@ func (m *RedirectMaps) Close() error {
 //
 // It can be passed to LoadRedirectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type RedirectVariables struct {
-	CfgSelfIpv4 *ebpf.Variable `ebpf:"cfg_self_ipv4"`
-	OutcomeLen  *ebpf.Variable `ebpf:"outcome_len"`
+	CfgSelfIpv4    *ebpf.Variable `ebpf:"cfg_self_ipv4"`
+	CfgTrustedOnly *ebpf.Variable `ebpf:"cfg_trusted_only"`
+	OutcomeLen     *ebpf.Variable `ebpf:"outcome_len"`
 }
 
 // RedirectPrograms contains all programs after they have been loaded into the kernel.

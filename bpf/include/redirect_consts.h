@@ -82,7 +82,7 @@ enum outcome {
 	/* Dropped. */
 	OUTCOME_DROPPED_DECAP_FAILED,	 /* bpf_skb_adjust_room refused */
 	OUTCOME_DROPPED_INNER_PROTO,	 /* not TCP, UDP or ICMP inside */
-	OUTCOME_MALFORMED_OUTER,	 /* outer IPv4 options or fragment */
+	OUTCOME_MALFORMED_OUTER,	 /* outer IPv4 options, fragment, or lengths that lie */
 	OUTCOME_MALFORMED_SHORT,	 /* headers cut short */
 	OUTCOME_MALFORMED_GUE_VERSION,	 /* GUE version or C bit not 0 */
 	OUTCOME_MALFORMED_GUE_FLAGS,	 /* GUE flags not 0 */
@@ -91,9 +91,20 @@ enum outcome {
 	OUTCOME_MALFORMED_PRIVATE_TYPE, /* GLB private data type not 0 */
 	OUTCOME_MALFORMED_NEXT_HOP,	 /* next_hop > hop_count */
 	OUTCOME_MALFORMED_INNER,	 /* inner IP header does not match, or 8+ IPv6 ext headers */
+	OUTCOME_MALFORMED_HOP_ADDRESS,	 /* next hop in 0/8, 127/8, 224/4 or 240/4 */
+	OUTCOME_DROPPED_UNTRUSTED_SOURCE, /* outer source not in redirect_trusted */
 
 	OUTCOME_LEN,
 };
+
+/* A key of redirect_trusted: an IPv4 prefix in LPM trie layout. */
+struct trusted_key {
+	__u32 prefixlen;
+	__be32 addr;
+};
+
+/* Trusted source prefixes the map holds at most. */
+#define REDIRECT_MAX_TRUSTED 1024
 
 /* One counter slot per outcome and CPU. */
 struct outcome_stat {

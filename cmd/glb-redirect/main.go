@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -32,7 +33,8 @@ func main() {
 	}
 }
 
-const usage = `Usage: glb-redirect --iface NAME --vip IP [--vip IP...] [--metrics-addr ADDR]
+const usage = `Usage: glb-redirect --iface NAME --vip IP [--vip IP...] --gue-from CIDR[,CIDR...]
+                    [--self-ip IP] [--metrics-addr ADDR]
 
 glb-redirect runs on every proxy host behind glb-director. It attaches an
 eBPF program to the tcx ingress hook of the uplink (--iface). For GUE
@@ -49,6 +51,16 @@ arp_ignore/arp_announce (so the host never answers ARP for a VIP), logging
 each change, and serves the program's counters on /metrics. On SIGTERM it
 detaches, removes the VIPs it added and restores the sysctls. SIGHUP puts
 back VIPs and sysctls that someone else removed or reverted.
+
+Trusted sources: the program runs before netfilter, so a firewall does not
+protect UDP 19523. Give --gue-from the prefixes of the directors and of
+the other proxy hosts (which forward second-chance packets); GUE from any
+other source is dropped and counted as dropped_untrusted_source. Without
+--gue-from every source is accepted, and a warning says so.
+
+This host's address (--self-ip) is the one the directors' tables list for
+it. GUE to another address passes untouched, and forwarded packets leave
+from it. It defaults to the uplink's first IPv4 address.
 
 Needs root (CAP_BPF, CAP_NET_ADMIN) and Linux 6.6 or later (tcx).
 
@@ -83,12 +95,73 @@ func (v *vipList) Set(s string) error {
 	return nil
 }
 
+// prefixList is a repeatable flag of IPv4 prefixes; each value may also
+// be a comma-separated list. A bare address means its /32.
+type prefixList []netip.Prefix
+
+func (p *prefixList) String() string {
+	s := make([]string, len(*p))
+	for i, a := range *p {
+		s[i] = a.String()
+	}
+	return strings.Join(s, ",")
+}
+
+func (p *prefixList) Set(s string) error {
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		pr, err := netip.ParsePrefix(part)
+		if err != nil {
+			a, aerr := netip.ParseAddr(part)
+			if aerr != nil {
+				return fmt.Errorf("not an IPv4 prefix: %q (write 10.0.0.0/24 or 10.0.0.5)", part)
+			}
+			pr = netip.PrefixFrom(a, a.BitLen())
+		}
+		if !pr.Addr().Is4() {
+			return fmt.Errorf("%s is not IPv4: GUE's outer header is IPv4 only", pr)
+		}
+		if pr != pr.Masked() {
+			return fmt.Errorf("%s has host bits set: write %s", pr, pr.Masked())
+		}
+		if slices.Contains(*p, pr) {
+			return fmt.Errorf("%s given twice", pr)
+		}
+		*p = append(*p, pr)
+	}
+	return nil
+}
+
+// addrFlag is an optional IPv4 address flag.
+type addrFlag struct{ a netip.Addr }
+
+func (f *addrFlag) String() string {
+	if !f.a.IsValid() {
+		return ""
+	}
+	return f.a.String()
+}
+
+func (f *addrFlag) Set(s string) error {
+	a, err := netip.ParseAddr(strings.TrimSpace(s))
+	if err != nil || !a.Is4() {
+		return fmt.Errorf("not an IPv4 address: %q", s)
+	}
+	f.a = a
+	return nil
+}
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("glb-redirect", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var vips vipList
 	iface := fs.String("iface", "", "the uplink `NAME` the directors' GUE arrives on (required)")
 	fs.Var(&vips, "vip", "a service `IP` to put on lo and accept traffic for; repeat it or separate with commas (required)")
+	var gueFrom prefixList
+	fs.Var(&gueFrom, "gue-from", "`CIDR` of directors and proxy hosts GUE may come from; repeat it or separate with commas. "+
+		"Empty accepts any source (not for production)")
+	var self addrFlag
+	fs.Var(&self, "self-ip", "this host's IPv4 `IP`, as the directors' tables list it; must be on --iface (default: its first IPv4 address)")
 	metricsAddr := fs.String("metrics-addr", ":9523", "`ADDR` to serve Prometheus metrics on (/metrics); empty disables")
 	logLevel := fs.String("log-level", "info", "log `LEVEL`: debug, info, warn or error")
 	showVersion := fs.Bool("version", false, "print the version and exit")
@@ -117,6 +190,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
+	// SIGHUP's default action kills the process. Catch it before Start
+	// changes the host, so a reload sent while the agent starts leaves
+	// no VIPs or sysctls behind; it is handled once Start is done.
+	// SIGTERM is caught by main's context from the first instruction on.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return fmt.Errorf("lift the memlock limit for BPF: %w", err)
@@ -133,7 +214,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer ln.Close()
 	}
 
-	agent, err := redirect.Start(redirect.Config{Iface: *iface, VIPs: vips, Log: log, Registerer: reg})
+	agent, err := redirect.Start(redirect.Config{Iface: *iface, VIPs: vips, Self: self.a, GUEFrom: gueFrom, Log: log, Registerer: reg})
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
 			err = fmt.Errorf("%w (glb-redirect needs root: CAP_BPF and CAP_NET_ADMIN)", err)
@@ -145,9 +226,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer promserve.Serve(ln, reg, log)()
 	}
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	log.Info("glb-redirect running", "version", version.Version, "iface", *iface, "vips", vips.String(), "self", agent.Self())
 	for {
 		select {

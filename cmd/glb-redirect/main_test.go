@@ -35,6 +35,13 @@ func TestFlags(t *testing.T) {
 		{"bad log level", []string{"--iface", "eth0", "--vip", "10.0.0.1", "--log-level", "loud"}, "", `--log-level "loud"`},
 		{"stray argument", []string{"--iface", "eth0", "--vip", "10.0.0.1", "extra"}, "", `unexpected argument "extra"`},
 		{"a VIP given twice", []string{"--iface", "eth0", "--vip", "10.0.0.1", "--vip", "10.0.0.1"}, "", "10.0.0.1 given twice"},
+		{"help explains --gue-from", []string{"--help"}, "dropped_untrusted_source", ""},
+		{"help lists --self-ip", []string{"--help"}, "-self-ip IP", ""},
+		{"bad --gue-from", []string{"--iface", "eth0", "--vip", "10.0.0.1", "--gue-from", "10.0.0.0/33"}, "", `not an IPv4 prefix: "10.0.0.0/33"`},
+		{"IPv6 --gue-from", []string{"--iface", "eth0", "--vip", "10.0.0.1", "--gue-from", "10.0.0.0/24,fd00::/64"}, "", "fd00::/64 is not IPv4"},
+		{"--gue-from with host bits", []string{"--iface", "eth0", "--vip", "10.0.0.1", "--gue-from", "10.0.0.5/24"}, "", "write 10.0.0.0/24"},
+		{"--gue-from given twice", []string{"--iface", "eth0", "--vip", "10.0.0.1", "--gue-from", "10.0.0.5", "--gue-from", "10.0.0.5/32"}, "", "10.0.0.5/32 given twice"},
+		{"IPv6 --self-ip", []string{"--iface", "eth0", "--vip", "10.0.0.1", "--self-ip", "fd00::1"}, "", `not an IPv4 address: "fd00::1"`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var out, errOut bytes.Buffer
@@ -76,7 +83,8 @@ func TestBinary(t *testing.T) {
 	}
 	sysctl("1")
 
-	p := ns.Start(t, bin, "--iface", "up0", "--vip", "10.100.0.1", "--vip", "fd00:100::1", "--metrics-addr", "127.0.0.1:9523")
+	p := ns.Start(t, bin, "--iface", "up0", "--vip", "10.100.0.1", "--vip", "fd00:100::1", "--metrics-addr", "127.0.0.1:9523",
+		"--self-ip", "10.1.0.11", "--gue-from", "10.1.0.2,10.1.0.8/29")
 	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		var c net.Conn
 		err := ns.Do(t, func() error {
@@ -153,7 +161,8 @@ func TestBinary(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`msg="sysctl changed" key=net.ipv4.conf.up0.rp_filter old=1 new=2`, `msg="VIP missing from lo; adding it back"`, `msg=stopped`} {
+	for _, want := range []string{`msg="sysctl changed" key=net.ipv4.conf.up0.rp_filter old=1 new=2`, `msg="VIP missing from lo; adding it back"`, `msg=stopped`,
+		`msg="GUE accepted only from trusted sources" gue_from="[10.1.0.2/32 10.1.0.8/29]"`} {
 		if !strings.Contains(p.Output(), want) {
 			t.Errorf("log lacks %s:\n%s", want, p.Output())
 		}

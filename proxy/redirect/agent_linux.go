@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -66,15 +67,18 @@ func Start(cfg Config) (_ *Agent, err error) {
 		return nil, fmt.Errorf("uplink %s is %q, not Ethernet: the program expects Ethernet frames", cfg.Iface, t)
 	}
 	a.ifindex = uplink.Attrs().Index
-	a.self = cfg.Self
-	if !a.self.IsValid() {
-		if a.self, err = firstIPv4(a.nl, uplink); err != nil {
-			return nil, err
-		}
-		a.log.Info("this host's address taken from the uplink", "self", a.self, "iface", cfg.Iface)
+	if a.self, err = a.selfAddress(uplink); err != nil {
+		return nil, err
+	}
+	if len(cfg.GUEFrom) == 0 {
+		a.log.Warn("GUE is accepted from any source: any host that reaches UDP 19523 can send packets to the VIPs "+
+			"and through this host; set --gue-from to the directors' and proxy hosts' prefixes "+
+			"(for example --gue-from 10.0.0.0/24)", "iface", cfg.Iface)
+	} else {
+		a.log.Info("GUE accepted only from trusted sources", "gue_from", cfg.GUEFrom)
 	}
 
-	if a.objs, err = loadObjects(a.self); err != nil {
+	if a.objs, err = loadObjects(a.self, cfg.GUEFrom); err != nil {
 		return nil, err
 	}
 	if err := a.applySysctls(); err != nil {
@@ -106,17 +110,39 @@ func Start(cfg Config) (_ *Agent, err error) {
 	return a, nil
 }
 
-func firstIPv4(nl *netlink.Handle, l netlink.Link) (netip.Addr, error) {
-	addrs, err := nl.AddrList(l, netlink.FAMILY_V4)
+// selfAddress checks Config.Self against the uplink's IPv4 addresses, or
+// picks the first of them when Self is not set.
+func (a *Agent) selfAddress(uplink netlink.Link) (netip.Addr, error) {
+	name := uplink.Attrs().Name
+	addrs, err := a.nl.AddrList(uplink, netlink.FAMILY_V4)
 	if err != nil {
-		return netip.Addr{}, fmt.Errorf("list addresses of %s: %w", l.Attrs().Name, err)
+		return netip.Addr{}, fmt.Errorf("list addresses of %s: %w", name, err)
 	}
+	var have []netip.Addr
 	for _, ad := range addrs {
 		if ip, ok := netip.AddrFromSlice(ad.IP.To4()); ok && ip.IsGlobalUnicast() {
-			return ip, nil
+			have = append(have, ip)
 		}
 	}
-	return netip.Addr{}, fmt.Errorf("uplink %s has no IPv4 address: give this host's address explicitly", l.Attrs().Name)
+	if self := a.cfg.Self; self.IsValid() {
+		if !slices.Contains(have, self) {
+			return netip.Addr{}, fmt.Errorf("self address %s is not on uplink %s (it has %v): add it "+
+				"(ip addr add %s/PREFIXLEN dev %s) or give the address the directors' tables list for this host",
+				self, name, have, self, name)
+		}
+		return self, nil
+	}
+	if len(have) == 0 {
+		return netip.Addr{}, fmt.Errorf("uplink %s has no IPv4 address: add one, or give this host's address with --self-ip", name)
+	}
+	if len(have) > 1 {
+		a.log.Warn("the uplink has more than one IPv4 address; taking the first: set --self-ip to the one "+
+			"the directors' tables list for this host, or GUE to the others passes untouched",
+			"iface", name, "self", have[0], "addresses", have)
+	} else {
+		a.log.Info("this host's address taken from the uplink", "self", have[0], "iface", name)
+	}
+	return have[0], nil
 }
 
 func (a *Agent) hasIPv6() bool {

@@ -170,6 +170,7 @@ func TestAgent(t *testing.T) {
 			`msg="VIP added" vip=fd00:100::1/128 dev=lo`,
 			`msg="VIP already on lo; it stays there on exit" vip=10\.100\.0\.9`,
 			`msg="program attached" iface=up0 hook=tcx/ingress self=10\.1\.0\.11`,
+			`level=WARN msg="GUE is accepted from any source: .*set --gue-from to the directors' and proxy hosts' prefixes`,
 		} {
 			if !regexp.MustCompile(re).MatchString(logs.String()) {
 				t.Errorf("log lacks %s:\n%s", re, logs.String())
@@ -369,7 +370,134 @@ func TestAgent(t *testing.T) {
 		if !strings.Contains(logs.String(), `msg="sysctl restored" key=net.ipv4.conf.up0.rp_filter old=2 new=1`) {
 			t.Errorf("log lacks the restore of rp_filter:\n%s", logs.String())
 		}
+		// Reconcile set rp_filter a second time; Close must still know
+		// the one value from before the agent, and not take its own
+		// second change for someone else's.
+		if strings.Contains(logs.String(), "changed by someone else") {
+			t.Errorf("a key the agent set twice is reported as changed by someone else:\n%s", logs.String())
+		}
+		if !strings.Contains(logs.String(), `msg="sysctl changed again" key=net.ipv4.conf.up0.rp_filter old=1 new=2`) {
+			t.Errorf("log lacks the second change of rp_filter:\n%s", logs.String())
+		}
 	})
+}
+
+// TestAgentRPFilter starts the agent under every mix of rp_filter on
+// "all" and the uplink. The kernel filters with the larger of the two, so
+// the uplink's 0 does not help when "all" is 1: the agent must judge the
+// effective value, set the uplink to 2 when that is 1, leave "all" alone
+// (2 on the uplink wins over it) and restore what it changed.
+func TestAgentRPFilter(t *testing.T) {
+	ns := nstest.New(t, "rpf")
+	nstest.Veth(t, ns, "up0", ns, "up0p")
+	ns.IP(t, "addr", "add", "10.1.0.11/24", "dev", "up0")
+	const all, up = "net/ipv4/conf/all/rp_filter", "net/ipv4/conf/up0/rp_filter"
+	for _, c := range []struct {
+		all, up string
+		wantUp  string // while the agent runs
+	}{
+		{"1", "0", "2"},
+		{"1", "1", "2"},
+		{"0", "1", "2"},
+		{"2", "1", "1"}, // max is 2 already: loose
+		{"0", "0", "0"},
+		{"2", "0", "0"},
+		{"1", "2", "2"},
+		{"0", "2", "2"},
+	} {
+		t.Run("all="+c.all+",up0="+c.up, func(t *testing.T) {
+			setNSSysctl(t, ns, all, c.all)
+			setNSSysctl(t, ns, up, c.up)
+			var logs syncbuf.Buffer
+			var a *Agent
+			if err := ns.Do(t, func() error {
+				var err error
+				a, err = Start(Config{Iface: "up0", VIPs: []netip.Addr{vip4}, Log: slog.New(slog.NewTextHandler(&logs, nil))})
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			gotAll, gotUp := nsSysctl(t, ns, all), nsSysctl(t, ns, up)
+			if gotAll != c.all || gotUp != c.wantUp {
+				t.Errorf("while running: all=%s up0=%s, want all=%s up0=%s", gotAll, gotUp, c.all, c.wantUp)
+			}
+			if eff := max(gotAll, gotUp); eff != "0" && eff != "2" {
+				t.Errorf("effective rp_filter %s on the uplink: strict filtering is on", eff)
+			}
+			changed := strings.Contains(logs.String(), `key=net.ipv4.conf.up0.rp_filter old=`+c.up+` new=2`)
+			if changed != (c.wantUp != c.up) {
+				t.Errorf("change of up0's rp_filter logged: %v, want %v:\n%s", changed, c.wantUp != c.up, logs.String())
+			}
+			// A reload in between must not confuse the restore.
+			if err := ns.Do(t, a.Reconcile); err != nil {
+				t.Fatal(err)
+			}
+			if err := ns.Do(t, a.Close); err != nil {
+				t.Fatal(err)
+			}
+			if gotAll, gotUp := nsSysctl(t, ns, all), nsSysctl(t, ns, up); gotAll != c.all || gotUp != c.up {
+				t.Errorf("after close: all=%s up0=%s, want all=%s up0=%s back", gotAll, gotUp, c.all, c.up)
+			}
+			if strings.Contains(logs.String(), "changed by someone else") {
+				t.Errorf("false warning at close:\n%s", logs.String())
+			}
+		})
+	}
+}
+
+// TestAgentSelfAddress checks how Start finds this host's address: a
+// given one must be on the uplink; without one, an uplink with several
+// IPv4 addresses gets a warning naming --self-ip.
+func TestAgentSelfAddress(t *testing.T) {
+	ns := nstest.New(t, "self")
+	nstest.Veth(t, ns, "up0", ns, "up0p")
+	ns.IP(t, "addr", "add", "10.1.0.11/24", "dev", "up0")
+	start := func(self netip.Addr) (*Agent, string, error) {
+		var logs syncbuf.Buffer
+		var a *Agent
+		err := ns.Do(t, func() error {
+			var err error
+			a, err = Start(Config{Iface: "up0", VIPs: []netip.Addr{vip4}, Self: self, GUEFrom: trustedForTests,
+				Log: slog.New(slog.NewTextHandler(&logs, nil))})
+			return err
+		})
+		if a != nil {
+			t.Cleanup(func() { ns.Do(t, a.Close) })
+		}
+		return a, logs.String(), err
+	}
+
+	_, _, err := start(netip.MustParseAddr("10.1.0.99"))
+	if err == nil || !strings.Contains(err.Error(), "self address 10.1.0.99 is not on uplink up0") || !strings.Contains(err.Error(), "ip addr add 10.1.0.99") {
+		t.Errorf("a self address not on the uplink: %v", err)
+	}
+	if n := tcxPrograms(t, ns, "up0"); n != 0 {
+		t.Errorf("%d programs left attached after a failed start", n)
+	}
+
+	ns.IP(t, "addr", "add", "10.1.0.21/24", "dev", "up0")
+	a, logs, err := start(netip.Addr{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Self() != netip.MustParseAddr("10.1.0.11") {
+		t.Errorf("self %s, want the first address 10.1.0.11", a.Self())
+	}
+	if !regexp.MustCompile(`level=WARN msg="the uplink has more than one IPv4 address; taking the first: set --self-ip .*addresses="\[10\.1\.0\.11 10\.1\.0\.21\]"`).MatchString(logs) {
+		t.Errorf("no warning about several addresses:\n%s", logs)
+	}
+	if strings.Contains(logs, "accepted from any source") || !strings.Contains(logs, `msg="GUE accepted only from trusted sources" gue_from="[10.1.0.2/32 10.1.0.8/29]"`) {
+		t.Errorf("with --gue-from, the log should name the trusted prefixes and not warn:\n%s", logs)
+	}
+	ns.Do(t, a.Close)
+
+	a, logs, err = start(netip.MustParseAddr("10.1.0.21"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Self() != netip.MustParseAddr("10.1.0.21") || strings.Contains(logs, "more than one") {
+		t.Errorf("a given self address: self %s, log:\n%s", a.Self(), logs)
+	}
 }
 
 // listenPacketIn opens a packet socket inside ns, closed when the test
@@ -415,6 +543,9 @@ func TestConfigValidate(t *testing.T) {
 		{"mapped VIP", Config{Iface: "eth0", VIPs: []netip.Addr{v("::ffff:10.0.0.1")}}, "as IPv4"},
 		{"duplicate VIP", Config{Iface: "eth0", VIPs: []netip.Addr{v("10.0.0.1"), v("10.0.0.1")}}, "twice"},
 		{"IPv6 self", Config{Iface: "eth0", VIPs: []netip.Addr{v("10.0.0.1")}, Self: v("fd00::1")}, "not IPv4"},
+		{"IPv6 GUE source", Config{Iface: "eth0", VIPs: []netip.Addr{v("10.0.0.1")}, GUEFrom: []netip.Prefix{netip.MustParsePrefix("fd00::/64")}}, "not an IPv4 prefix"},
+		{"GUE source with host bits", Config{Iface: "eth0", VIPs: []netip.Addr{v("10.0.0.1")}, GUEFrom: []netip.Prefix{netip.MustParsePrefix("10.0.0.5/24")}}, "write 10.0.0.0/24"},
+		{"GUE source twice", Config{Iface: "eth0", VIPs: []netip.Addr{v("10.0.0.1")}, GUEFrom: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24"), netip.MustParsePrefix("10.0.0.0/24")}}, "given twice"},
 		{"fine", Config{Iface: "eth0", VIPs: []netip.Addr{v("10.0.0.1"), v("fd00::1")}}, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -22,6 +22,13 @@ type Config struct {
 	// packets leave from it. The invalid Addr means the first IPv4
 	// address of Iface.
 	Self netip.Addr
+	// GUEFrom are the outer IPv4 source prefixes GUE may come from: the
+	// directors and the other proxy hosts (which forward second-chance
+	// packets). GUE for this host from anywhere else is dropped and counted
+	// as dropped_untrusted_source. Empty accepts any source, which lets
+	// any host that reaches UDP 19523 inject packets into the VIPs and
+	// bounce packets off this host; Start logs a warning then.
+	GUEFrom []netip.Prefix
 	// Log gets one line for every change the agent makes to the host and
 	// for every change it undoes. Nil discards.
 	Log *slog.Logger
@@ -55,6 +62,19 @@ func (c *Config) validate() error {
 	}
 	if c.Self.IsValid() && !c.Self.Is4() {
 		return fmt.Errorf("self address %s is not IPv4: GUE's outer header is IPv4 only", c.Self)
+	}
+	seenP := map[netip.Prefix]bool{}
+	for _, p := range c.GUEFrom {
+		if !p.IsValid() || !p.Addr().Is4() {
+			return fmt.Errorf("trusted GUE source %s is not an IPv4 prefix: GUE's outer header is IPv4 only", p)
+		}
+		if p != p.Masked() {
+			return fmt.Errorf("trusted GUE source %s has host bits set: write %s", p, p.Masked())
+		}
+		if seenP[p] {
+			return fmt.Errorf("trusted GUE source %s given twice", p)
+		}
+		seenP[p] = true
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package redirect
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -18,6 +19,36 @@ import (
 //   - hand the stack exactly the inner packet when it decapsulates;
 //   - leave packets it passes untouched.
 func FuzzProgram(f *testing.F) {
+	payloads, frames := fuzzProgramSeeds()
+	for _, s := range payloads {
+		f.Add(s, true)
+	}
+	for _, s := range frames {
+		f.Add(s, false)
+	}
+
+	e := newProgEnv(f)
+	f.Fuzz(func(t *testing.T, data []byte, wrapped bool) {
+		var frame []byte
+		if wrapped {
+			frame = fromDirectorPayload(data)
+		} else {
+			frame = ether(selfMAC, dirMAC, ethIPv4, data)
+		}
+		if len(frame) < 14+20 || len(frame) > 1514 {
+			// BPF_PROG_TEST_RUN refuses an IPv4 frame shorter than an
+			// IPv4 header, and frames past a page; real ones fit an MTU.
+			return
+		}
+		verdict, out, outcome := e.run(t, frame)
+		checkInvariants(t, frame, verdict, out, outcome)
+	})
+}
+
+// fuzzProgramSeeds are FuzzProgram's seeds: GUE payloads the director
+// sends to this host's port 19523, and IPv4 packets (after the Ethernet
+// header) from anywhere.
+func fuzzProgramSeeds() (payloads, frames [][]byte) {
 	syn := v4tcp(remote, vip4, 40000, 443, synSeg)
 	ack := v4tcp(remote, vip4, 40001, 443, ackSeg)
 	ack6 := v6tcp(remote6, vip6, 40001, 443, ackSeg)
@@ -51,29 +82,19 @@ func FuzzProgram(f *testing.F) {
 	} {
 		seeds = append(seeds, gueHdr{hops: hops1}.bytes(inner), gueHdr{hops: hops1, nextHop: 1}.bytes(inner))
 	}
-	for _, s := range seeds {
-		f.Add(s, true)
+	seeds = append(seeds,
+		gueHdr{hops: []netip.Addr{netip.MustParseAddr("127.0.0.1")}}.bytes(ack),
+		gueHdr{hops: []netip.Addr{netip.MustParseAddr("224.0.0.1"), peerIP}}.bytes(ack),
+	)
+	frames = [][]byte{
+		gueOuter{src: directorIP, dst: selfIP}.wrap(gueHdr{hops: hops1}, ack),
+		gueOuter{src: directorIP, dst: selfIP, ip: ipv4Opts{options: []byte{1, 1, 1, 0}}}.wrap(gueHdr{hops: hops1}, ack),
+		gueOuter{src: untrustedIP, dst: selfIP}.wrap(gueHdr{hops: hops1}, ack),
+		gueOuter{src: untrustedIP, dst: selfIP}.wrap(gueHdr{hops: hops1}, syn),
+		gueOuter{src: peerIP, dst: selfIP}.wrap(gueHdr{hops: []netip.Addr{peerIP, unresolvedIP}, nextHop: 1}, ack),
+		ack,
 	}
-	f.Add(gueOuter{src: directorIP, dst: selfIP}.wrap(gueHdr{hops: hops1}, ack), false)
-	f.Add(gueOuter{src: directorIP, dst: selfIP, ip: ipv4Opts{options: []byte{1, 1, 1, 0}}}.wrap(gueHdr{hops: hops1}, ack), false)
-	f.Add(ack, false)
-
-	e := newProgEnv(f)
-	f.Fuzz(func(t *testing.T, data []byte, wrapped bool) {
-		var frame []byte
-		if wrapped {
-			frame = fromDirectorPayload(data)
-		} else {
-			frame = ether(selfMAC, dirMAC, ethIPv4, data)
-		}
-		if len(frame) < 14+20 || len(frame) > 1514 {
-			// BPF_PROG_TEST_RUN refuses an IPv4 frame shorter than an
-			// IPv4 header, and frames past a page; real ones fit an MTU.
-			return
-		}
-		verdict, out, outcome := e.run(t, frame)
-		checkInvariants(t, frame, verdict, out, outcome)
-	})
+	return seeds, frames
 }
 
 // fromDirectorPayload sends payload to this host's GUE port, from the
@@ -82,20 +103,46 @@ func fromDirectorPayload(payload []byte) []byte {
 	return ether(selfMAC, dirMAC, ethIPv4, ipv4(directorIP, selfIP, protoUDP, udp(directorIP, selfIP, 0x9234, guePort, payload, false), ipv4Opts{flags: 0x4000}))
 }
 
-func checkInvariants(t *testing.T, in []byte, verdict uint32, out []byte, outcome string) {
+func checkInvariants(t testing.TB, in []byte, verdict uint32, out []byte, outcome string) {
 	t.Helper()
+	if err := invariantErr(in, verdict, out, outcome); err != nil {
+		t.Fatalf("%v\n in %x\nout %x", err, in, out)
+	}
+}
+
+// invariantErr holds one run of the program to the rules FuzzProgram
+// lists, and to the trust rule: GUE for this host from a source outside
+// trustedForTests is dropped as dropped_untrusted_source, and nothing
+// from such a source is ever taken or forwarded.
+func invariantErr(in []byte, verdict uint32, out []byte, outcome string) error {
+	gueForUs := len(in) >= 14+20 && in[12] == 0x08 && in[13] == 0 && in[14]>>4 == 4 && in[23] == protoUDP
+	var src netip.Addr
+	if gueForUs {
+		src = netip.AddrFrom4([4]byte(in[26:30]))
+	}
+	if outcome == "dropped_untrusted_source" {
+		if !gueForUs || isTrusted(src) {
+			return fmt.Errorf("%s for a packet from %s (gue %v)", outcome, src, gueForUs)
+		}
+	} else if !strings.HasPrefix(outcome, "passed_") && gueForUs && !isTrusted(src) {
+		return fmt.Errorf("%s for GUE from untrusted %s", outcome, src)
+	}
+	return outcomeErr(in, verdict, out, outcome)
+}
+
+func outcomeErr(in []byte, verdict uint32, out []byte, outcome string) error {
 	switch {
 	case strings.HasPrefix(outcome, "passed_"):
 		if verdict != verdictPass || !bytes.Equal(out, in) {
-			t.Fatalf("%s: verdict %#x, changed %x into %x", outcome, verdict, in, out)
+			return fmt.Errorf("%s: verdict %#x, changed %x into %x", outcome, verdict, in, out)
 		}
 	case strings.HasPrefix(outcome, "malformed_"), strings.HasPrefix(outcome, "dropped_"):
 		if verdict != verdictDrop {
-			t.Fatalf("%s: verdict %#x, want drop", outcome, verdict)
+			return fmt.Errorf("%s: verdict %#x, want drop", outcome, verdict)
 		}
 	case strings.HasPrefix(outcome, "accepted_"), outcome == "forwarded_to_self":
 		if verdict != verdictPass {
-			t.Fatalf("%s: verdict %#x, want pass", outcome, verdict)
+			return fmt.Errorf("%s: verdict %#x, want pass", outcome, verdict)
 		}
 		// Outer IPv4 (20) + UDP (8) + GUE base (4) + 4 * hlen.
 		strip := 32 + 4*int(in[42]&0x1f)
@@ -105,29 +152,29 @@ func checkInvariants(t *testing.T, in []byte, verdict uint32, out []byte, outcom
 			typ = ethIPv6
 		}
 		if want := ether(in[0:6], in[6:12], typ, inner); !bytes.Equal(out, want) {
-			t.Fatalf("%s: the stack got\n%x\nwant the inner packet\n%x", outcome, out, want)
+			return fmt.Errorf("%s: the stack got\n%x\nwant the inner packet\n%x", outcome, out, want)
 		}
 	case outcome == "forwarded_to_alternate":
 		if verdict != verdictRedirect {
-			t.Fatalf("%s: verdict %#x, want redirect", outcome, verdict)
+			return fmt.Errorf("%s: verdict %#x, want redirect", outcome, verdict)
 		}
-		checkForward(t, in, out)
+		return checkForward(in, out)
 	default:
-		t.Fatalf("unknown outcome %s", outcome)
+		return fmt.Errorf("unknown outcome %s", outcome)
 	}
+	return nil
 }
 
 // checkForward holds a forwarded frame to the rules: the outer destination
 // is hops[next_hop] of the input, never anything else.
-func checkForward(t *testing.T, in, out []byte) {
-	t.Helper()
+func checkForward(in, out []byte) error {
 	if len(out) != len(in) {
-		t.Fatalf("forwarded frame is %d bytes, received %d", len(out), len(in))
+		return fmt.Errorf("forwarded frame is %d bytes, received %d", len(out), len(in))
 	}
 	const gue = 14 + 20 + 8
 	hopCount, nextHop := int(in[gue+7]), int(in[gue+6])
 	if nextHop >= hopCount {
-		t.Fatalf("forwarded with next_hop %d of %d hops", nextHop, hopCount)
+		return fmt.Errorf("forwarded with next_hop %d of %d hops", nextHop, hopCount)
 	}
 	hops := make([]netip.Addr, hopCount)
 	for i := range hops {
@@ -136,16 +183,19 @@ func checkForward(t *testing.T, in, out []byte) {
 	dst := netip.AddrFrom4([4]byte(out[30:34]))
 	src := netip.AddrFrom4([4]byte(out[26:30]))
 	if dst != hops[nextHop] {
-		t.Fatalf("forwarded to %s, but hops[%d] of %v is %s", dst, nextHop, hops, hops[nextHop])
+		return fmt.Errorf("forwarded to %s, but hops[%d] of %v is %s", dst, nextHop, hops, hops[nextHop])
+	}
+	if bogusHop(dst) {
+		return fmt.Errorf("forwarded to %s, an address no director lists", dst)
 	}
 	if src != selfIP || dst == selfIP {
-		t.Fatalf("forwarded %s -> %s, want from %s to another host", src, dst, selfIP)
+		return fmt.Errorf("forwarded %s -> %s, want from %s to another host", src, dst, selfIP)
 	}
 	if int(out[gue+6]) != nextHop+1 {
-		t.Fatalf("next_hop %d after forwarding, want %d", out[gue+6], nextHop+1)
+		return fmt.Errorf("next_hop %d after forwarding, want %d", out[gue+6], nextHop+1)
 	}
 	if checksum(in[14:34]) == 0 && checksum(out[14:34]) != 0 {
-		t.Fatalf("outer IPv4 checksum broken by forwarding: %x", out[14:34])
+		return fmt.Errorf("outer IPv4 checksum broken by forwarding: %x", out[14:34])
 	}
 	// Apart from addresses, next_hop and checksums, not a byte changed.
 	masked := func(b []byte) []byte {
@@ -159,11 +209,19 @@ func checkForward(t *testing.T, in, out []byte) {
 		return c
 	}
 	if !bytes.Equal(masked(in), masked(out)) {
-		t.Fatalf("forwarding changed more than the outer addresses:\n in %x\nout %x", in, out)
+		return fmt.Errorf("forwarding changed more than the outer addresses:\n in %x\nout %x", in, out)
 	}
 	if binary.BigEndian.Uint16(in[gue-2:]) == 0 && binary.BigEndian.Uint16(out[gue-2:]) != 0 {
-		t.Fatalf("a zero UDP checksum became %#x", binary.BigEndian.Uint16(out[gue-2:]))
+		return fmt.Errorf("a zero UDP checksum became %#x", binary.BigEndian.Uint16(out[gue-2:]))
 	}
+	return nil
+}
+
+// bogusHop is the rule of bpf/redirect.c's bogus_hop: 0/8, 127/8, 224/4
+// and 240/4 are never next hops.
+func bogusHop(a netip.Addr) bool {
+	first := a.As4()[0]
+	return first == 0 || first == 127 || first >= 224
 }
 
 // FuzzInnerIPv6 builds inner IPv6 packets from a recipe and checks the

@@ -1,6 +1,8 @@
 package redirect
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"os"
@@ -30,6 +32,12 @@ var (
 	localClnt6  = netip.MustParseAddr("fd00:200::1")
 	remoteClnt  = netip.MustParseAddr("198.51.100.7")
 	remoteClnt6 = netip.MustParseAddr("2001:db8:51::7")
+
+	// The test program trusts GUE from the director and from the proxy
+	// hosts' block 10.1.0.8/29 (self, peer and unresolved), and from no
+	// one else: untrustedIP is on the link but outside both.
+	trustedForTests = []netip.Prefix{netip.PrefixFrom(directorIP, 32), netip.MustParsePrefix("10.1.0.8/29")}
+	untrustedIP     = netip.MustParseAddr("10.1.0.66")
 
 	selfMAC   = mustMAC("02:00:00:00:00:11")
 	peerMAC   = mustMAC("02:00:00:00:00:12")
@@ -87,13 +95,39 @@ func newProgEnv(tb testing.TB) *progEnv {
 	}); err != nil {
 		tb.Fatalf("find up0: %v", err)
 	}
-	objs, err := loadObjects(selfIP)
+	objs, err := loadObjects(selfIP, trustedForTests)
 	if err != nil {
 		tb.Fatalf("%v", err)
 	}
 	tb.Cleanup(func() { objs.Close() })
 	e.objs = objs
 	return e
+}
+
+// isTrusted says whether the test program trusts GUE from src.
+func isTrusted(src netip.Addr) bool {
+	for _, p := range trustedForTests {
+		if p.Contains(src) {
+			return true
+		}
+	}
+	return false
+}
+
+// patchOuter rewrites the outer IPv4 total length and UDP length of a
+// frame built with correct ones, and fixes the IPv4 header checksum, so
+// only the lengths lie.
+func patchOuter(frame []byte, totLen, udpLen int) []byte {
+	f := bytes.Clone(frame)
+	if totLen >= 0 {
+		binary.BigEndian.PutUint16(f[16:], uint16(totLen))
+	}
+	if udpLen >= 0 {
+		binary.BigEndian.PutUint16(f[38:], uint16(udpLen))
+	}
+	binary.BigEndian.PutUint16(f[24:], 0)
+	binary.BigEndian.PutUint16(f[24:], checksum(f[14:34]))
+	return f
 }
 
 // sysctl sets a sysctl inside the namespace, e.g. "net/ipv4/tcp_syncookies".

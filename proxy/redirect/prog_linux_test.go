@@ -314,6 +314,76 @@ func TestProgramGolden(t *testing.T) {
 			packetTooBigQuoting(remote6, vip6, ipv6ext(vip6, remote6, []ext6{destOpts()}, protoTCP, tcp(vip6, remote6, 443, 40001, tcpOpts{flags: tcpACK})[:8])), peerIP),
 	)
 
+	// Trusted sources, next hops no director would list, and outer
+	// headers whose lengths lie.
+	drop := func(name string, in []byte, outcome string) progCase {
+		return progCase{name: name, in: in, wantVerdict: verdictDrop, wantOutcome: outcome}
+	}
+	untrusted := gueOuter{src: untrustedIP, dst: selfIP}
+	fromPeer := gueOuter{src: peerIP, dst: selfIP}
+	syn := v4tcp(remote, vip4, 40000, 443, synSeg)
+	plainFrame := fromDirector(gueHdr{hops: hops1}, innerAck)
+	ipLen := len(plainFrame) - 14
+	cases = append(cases,
+		drop("a SYN from an untrusted source is dropped", ether(selfMAC, dirMAC, ethIPv4, untrusted.wrap(gueHdr{hops: hops1}, syn)), "dropped_untrusted_source"),
+		drop("an ACK from an untrusted source is not forwarded", ether(selfMAC, dirMAC, ethIPv4, untrusted.wrap(gueHdr{hops: hops1}, innerAck)), "dropped_untrusted_source"),
+		drop("a health check from an untrusted source is dropped",
+			ether(selfMAC, dirMAC, ethIPv4, untrusted.wrap(gueHdr{}, ipv4(untrustedIP, selfIP, protoICMP, icmp4(8, 0, 1, []byte("x")), ipv4Opts{}))), "dropped_untrusted_source"),
+		drop("GUE with options from an untrusted source counts as untrusted",
+			ether(selfMAC, dirMAC, ethIPv4, gueOuter{src: untrustedIP, dst: selfIP, ip: ipv4Opts{options: []byte{1, 1, 1, 0}}}.wrap(gueHdr{hops: hops1}, innerAck)), "dropped_untrusted_source"),
+		drop("a malformed GUE header from an untrusted source counts as untrusted",
+			ether(selfMAC, dirMAC, ethIPv4, untrusted.wrap(gueHdr{hops: hops1, flags: 0x8000}, innerAck)), "dropped_untrusted_source"),
+		progCase{name: "GUE from an untrusted source to another host passes untouched",
+			in:          ether(selfMAC, dirMAC, ethIPv4, gueOuter{src: untrustedIP, dst: peerIP}.wrap(gueHdr{hops: hops1}, innerAck)),
+			wantVerdict: verdictPass, wantOutcome: "passed_other_host",
+			wantOut: ether(selfMAC, dirMAC, ethIPv4, gueOuter{src: untrustedIP, dst: peerIP}.wrap(gueHdr{hops: hops1}, innerAck))},
+		progCase{name: "a SYN forwarded by a proxy host in a trusted prefix is taken here",
+			in:          ether(selfMAC, dirMAC, ethIPv4, fromPeer.wrap(gueHdr{hops: []netip.Addr{peerIP, selfIP}, nextHop: 1}, syn)),
+			wantVerdict: verdictPass, wantOutcome: "accepted_syn", wantOut: decapsulated(syn)},
+		progCase{name: "an ACK forwarded by a proxy host in a trusted prefix goes on",
+			in:          ether(selfMAC, dirMAC, ethIPv4, fromPeer.wrap(gueHdr{hops: []netip.Addr{selfIP, unresolvedIP}, nextHop: 1}, innerAck)),
+			wantVerdict: verdictRedirect, wantOutcome: "forwarded_to_alternate",
+			wantOut: forwarded(gueHdr{hops: []netip.Addr{selfIP, unresolvedIP}, nextHop: 1}, fromPeer, innerAck, unresolvedIP)},
+		progCase{name: "an IPv4 header with options to another host passes untouched",
+			in:          ether(selfMAC, dirMAC, ethIPv4, gueOuter{src: directorIP, dst: peerIP, ip: ipv4Opts{options: []byte{1, 1, 1, 0}}}.wrap(gueHdr{hops: hops1}, innerAck)),
+			wantVerdict: verdictPass, wantOutcome: "passed_other_host",
+			wantOut: ether(selfMAC, dirMAC, ethIPv4, gueOuter{src: directorIP, dst: peerIP, ip: ipv4Opts{options: []byte{1, 1, 1, 0}}}.wrap(gueHdr{hops: hops1}, innerAck))},
+		progCase{name: "an outer IPv4 header with ihl below 5 is not ours: the stack drops it",
+			in: func() []byte { f := bytes.Clone(plainFrame); f[14] = 0x44; return f }(), wantVerdict: verdictPass, wantOutcome: "passed_not_gue",
+			wantOut: func() []byte { f := bytes.Clone(plainFrame); f[14] = 0x44; return f }()},
+		drop("an outer total length longer than the frame is malformed", patchOuter(plainFrame, ipLen+1, ipLen-20+1), "malformed_outer"),
+		drop("a UDP length longer than the IPv4 payload is malformed", patchOuter(plainFrame, -1, ipLen-20+1), "malformed_outer"),
+		drop("a UDP length shorter than the IPv4 payload is malformed", patchOuter(plainFrame, -1, ipLen-20-1), "malformed_outer"),
+		drop("a UDP length below the UDP header is malformed", patchOuter(plainFrame, 20+4, 4), "malformed_outer"),
+		drop("an outer total length below the IPv4 header is malformed", patchOuter(plainFrame, 12, -1), "malformed_outer"),
+		drop("a UDP datagram that ends inside the GUE hop list is cut short, whatever follows",
+			patchOuter(fromDirector(gueHdr{hops: []netip.Addr{peerIP, peerIP, peerIP}}, innerAck), 20+8+4+4, 8+4+4), "malformed_short"),
+		progCase{name: "Ethernet padding after the packet is allowed and stays behind the inner packet",
+			in:          append(bytes.Clone(plainFrame), 0, 0, 0, 0),
+			wantVerdict: verdictRedirect, wantOutcome: "forwarded_to_alternate",
+			wantOut: append(forwarded(gueHdr{hops: hops1}, director, innerAck, peerIP), 0, 0, 0, 0)},
+		drop("frag-needed with its quoted IPv4 header cut short is malformed", fromDirector(gueHdr{hops: hops1},
+			ipv4(peerIP, vip4, protoICMP, icmp4(3, 4, 1400, ipv4(vip4, remote, protoTCP, nil, ipv4Opts{})[:12]), ipv4Opts{})), "malformed_short"),
+		drop("frag-needed with its quoted ports cut short is malformed", fromDirector(gueHdr{hops: hops1},
+			ipv4(peerIP, vip4, protoICMP, icmp4(3, 4, 1400, append(ipv4(vip4, remote, protoTCP, nil, ipv4Opts{}), 1, 187)), ipv4Opts{})), "malformed_short"),
+		drop("frag-needed quoting an IPv6 packet is malformed", fromDirector(gueHdr{hops: hops1},
+			ipv4(peerIP, vip4, protoICMP, icmp4(3, 4, 1400, tcpQuote6(vip6, remote6, 443, 40001)), ipv4Opts{})), "malformed_inner"),
+		drop("packet-too-big with its quoted IPv6 header cut short is malformed", fromDirector(gueHdr{hops: hops1},
+			packetTooBigQuoting(remote6, vip6, tcpQuote6(vip6, remote6, 443, 40001)[:30])), "malformed_short"),
+		drop("packet-too-big with its quoted ports cut short is malformed", fromDirector(gueHdr{hops: hops1},
+			packetTooBigQuoting(remote6, vip6, tcpQuote6(vip6, remote6, 443, 40001)[:42])), "malformed_short"),
+	)
+	for _, hop := range []string{"0.0.0.0", "0.1.2.3", "127.0.0.1", "127.255.255.254", "224.0.0.1", "239.255.255.250", "240.0.0.1", "255.255.255.255"} {
+		cases = append(cases, drop("an unknown ACK whose next hop is "+hop+" is malformed",
+			fromDirector(gueHdr{hops: []netip.Addr{netip.MustParseAddr(hop)}}, innerAck), "malformed_hop_address"))
+	}
+	cases = append(cases, accept("a SYN listing a loopback next hop is still taken here", gueHdr{hops: []netip.Addr{netip.MustParseAddr("127.0.0.1")}}, syn, "accepted_syn"))
+	// Hops at the edges of the blocks are ordinary.
+	for _, hop := range []string{"1.0.0.1", "126.255.255.255", "128.0.0.1", "223.255.255.254"} {
+		h := netip.MustParseAddr(hop)
+		cases = append(cases, fwd("an unknown ACK whose next hop is "+hop+" goes on", gueHdr{hops: []netip.Addr{h}}, director, innerAck, h))
+	}
+
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			verdict, out, outcome := e.run(t, c.in)
@@ -335,7 +405,7 @@ func TestProgramGolden(t *testing.T) {
 // for the loop guard, and forwarded packets leave from it.
 func TestProgramWithoutSelfAddress(t *testing.T) {
 	e := newProgEnv(t)
-	objs, err := loadObjects(netip.Addr{})
+	objs, err := loadObjects(netip.Addr{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

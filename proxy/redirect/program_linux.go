@@ -1,6 +1,7 @@
 package redirect
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -11,8 +12,9 @@ import (
 
 // loadObjects loads bpf/redirect.c into the kernel with self as this
 // host's address (the invalid Addr means "the outer destination", GLB's
-// own rule). The caller closes the objects.
-func loadObjects(self netip.Addr) (*bpf.RedirectObjects, error) {
+// own rule) and trusted as the outer source prefixes GUE may come from
+// (none: any source). The caller closes the objects.
+func loadObjects(self netip.Addr, trusted []netip.Prefix) (*bpf.RedirectObjects, error) {
 	spec, err := bpf.LoadRedirect()
 	if err != nil {
 		return nil, fmt.Errorf("load redirect spec: %w", err)
@@ -26,6 +28,15 @@ func loadObjects(self netip.Addr) (*bpf.RedirectObjects, error) {
 	}
 	if err := spec.Variables[bpf.RedirectVarCfgSelfIpv4].Set(selfBE); err != nil {
 		return nil, fmt.Errorf("set self address: %w", err)
+	}
+	if len(trusted) > int(spec.Maps[bpf.RedirectMapRedirectTrusted].MaxEntries) {
+		return nil, fmt.Errorf("%d trusted GUE source prefixes, at most %d fit: list whole subnets instead of hosts",
+			len(trusted), spec.Maps[bpf.RedirectMapRedirectTrusted].MaxEntries)
+	}
+	if len(trusted) > 0 {
+		if err := spec.Variables[bpf.RedirectVarCfgTrustedOnly].Set(uint8(1)); err != nil {
+			return nil, fmt.Errorf("set trusted-only: %w", err)
+		}
 	}
 	var n uint32
 	if err := spec.Variables[bpf.RedirectVarOutcomeLen].Get(&n); err != nil {
@@ -42,6 +53,19 @@ func loadObjects(self netip.Addr) (*bpf.RedirectObjects, error) {
 			return nil, fmt.Errorf("load redirect program: %w (verifier log:\n%+v)", err, ve)
 		}
 		return nil, fmt.Errorf("load redirect program: %w", err)
+	}
+	for _, p := range trusted {
+		if !p.Addr().Is4() {
+			objs.Close()
+			return nil, fmt.Errorf("trusted GUE source %s is not IPv4: GUE's outer header is IPv4 only", p)
+		}
+		a := p.Masked().Addr().As4()
+		// The key holds the address as the packet carries it.
+		key := bpf.RedirectTrustedKey{Prefixlen: uint32(p.Bits()), Addr: binary.NativeEndian.Uint32(a[:])}
+		if err := objs.RedirectTrusted.Put(key, uint8(1)); err != nil {
+			objs.Close()
+			return nil, fmt.Errorf("add trusted GUE source %s: %w", p, err)
+		}
 	}
 	return objs, nil
 }

@@ -14,6 +14,9 @@ type sysctlRule struct {
 	ok   func(v int) bool
 	want int
 	why  string
+	// maxWith, when set, is the "all" key the kernel combines key with by
+	// taking the larger value: ok then judges that effective value.
+	maxWith string
 }
 
 // sysctlChange is one change the agent made, to undo at Close.
@@ -34,9 +37,13 @@ func sysctlRules(iface string, ipv6 bool) []sysctlRule {
 	conf := "net/ipv4/conf/"
 	rules := []sysctlRule{
 		{
-			key: conf + iface + "/rp_filter", ok: oneOf(0, 2), want: 2,
+			// The kernel filters with max(all, uplink): the uplink at 0
+			// does not turn off an "all" of 1, while the uplink at 2 makes
+			// the uplink loose whatever "all" is, without touching the
+			// other interfaces.
+			key: conf + iface + "/rp_filter", maxWith: conf + "all/rp_filter", ok: oneOf(0, 2), want: 2,
 			why: "decapsulated packets arrive on the uplink with the client's source address; " +
-				"strict reverse-path filtering drops them whenever the route back to the client " +
+				"strict reverse-path filtering (max of all and the uplink is 1) drops them whenever the route back to the client " +
 				"is not through the uplink, loose (2) only asks for some route back",
 		},
 		{
@@ -86,15 +93,35 @@ func writeSysctl(key, value string) error {
 	return nil
 }
 
+// effective is the value the kernel acts on for r, given the current
+// value of r.key: the larger of it and r.maxWith's.
+func effective(r sysctlRule, cur string) (int, error) {
+	v, err := strconv.Atoi(cur)
+	if err != nil || r.maxWith == "" {
+		return v, err
+	}
+	other, err := readSysctl(r.maxWith)
+	if err != nil {
+		return 0, err
+	}
+	o, err := strconv.Atoi(other)
+	if err != nil {
+		return 0, fmt.Errorf("sysctl %s is %q, not a number", sysctlName(r.maxWith), other)
+	}
+	return max(v, o), nil
+}
+
 // applySysctls brings every rule's sysctl to an accepted value and
-// records each change.
+// records each change: one per key, with the value from before the
+// agent's first change, so Close restores that one however often
+// Reconcile had to set the key again.
 func (a *Agent) applySysctls() error {
 	for _, r := range sysctlRules(a.cfg.Iface, a.hasIPv6()) {
 		cur, err := readSysctl(r.key)
 		if err != nil {
 			return err
 		}
-		v, err := strconv.Atoi(cur)
+		v, err := effective(r, cur)
 		if err == nil && r.ok(v) {
 			continue
 		}
@@ -102,8 +129,17 @@ func (a *Agent) applySysctls() error {
 		if err := writeSysctl(r.key, want); err != nil {
 			return err
 		}
+		args := []any{"key", sysctlName(r.key), "old", cur, "new", want, "why", r.why}
+		if r.maxWith != "" {
+			args = append(args, "effective_before", v)
+		}
+		if i := slices.IndexFunc(a.sysctls, func(c sysctlChange) bool { return c.key == r.key }); i >= 0 {
+			a.sysctls[i].new = want
+			a.log.Info("sysctl changed again", args...)
+			continue
+		}
 		a.sysctls = append(a.sysctls, sysctlChange{key: r.key, old: cur, new: want})
-		a.log.Info("sysctl changed", "key", sysctlName(r.key), "old", cur, "new", want, "why", r.why)
+		a.log.Info("sysctl changed", args...)
 	}
 	return nil
 }
