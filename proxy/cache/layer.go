@@ -153,11 +153,20 @@ func (l *Layer) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	key := l.Key(req, pol)
 	now := l.now()
-	if !l.breaker.allow(now) {
+	ok, probe := l.breaker.allow(now)
+	if !ok {
 		return l.bypass(req)
 	}
 	entry, err := l.Store.Get(ctx, key)
 	if err != nil {
+		if ctx.Err() != nil {
+			// The request's own context ended (its client left, or its
+			// deadline passed): that says nothing about the store.
+			if probe {
+				l.breaker.release()
+			}
+			return l.bypass(req)
+		}
 		l.storeFailed("get", err)
 		return l.bypass(req)
 	}
@@ -200,7 +209,7 @@ func (l *Layer) RoundTrip(req *http.Request) (*http.Response, error) {
 		if choice.Used != "" {
 			entry.Credential = choice.Used
 		}
-		if err := l.Store.Refresh(ctx, key, entry, l.ttl()); err != nil {
+		if err := l.Store.Refresh(ctx, key, entry, l.ttl()); err != nil && ctx.Err() == nil {
 			l.storeFailed("refresh", err)
 		}
 		return l.serve(req, entry, Revalidated), nil
@@ -242,7 +251,7 @@ func (l *Layer) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	ne := &Entry{Status: resp.StatusCode, Header: hdr, Body: body,
 		Credential: choice.Used, Validated: l.now()}
-	if err := l.Store.Put(ctx, key, ne, l.ttl()); err != nil {
+	if err := l.Store.Put(ctx, key, ne, l.ttl()); err != nil && ctx.Err() == nil {
 		l.storeFailed("put", err)
 	}
 	return l.serve(req, ne, mode), nil
@@ -372,12 +381,18 @@ func drain(resp *http.Response) {
 	resp.Body.Close()
 }
 
-// breaker keeps a failing store out of the request path for a growing
-// backoff (250ms doubling to 5s), then lets one request try it again.
+// breaker keeps a failing store out of the request path. Closed, every
+// request uses the store. A failure opens it for a backoff (250ms,
+// doubling to 5s); then it is half-open: one request (the probe) tries the
+// store while all others pass it by, and the probe's outcome closes it
+// (ok) or opens it again for a longer backoff (fail). So a store that
+// hangs rather than refusing costs one request its timeouts per backoff,
+// not every request in flight.
 type breaker struct {
 	mu      sync.Mutex
 	until   time.Time
-	backoff time.Duration
+	backoff time.Duration // zero: closed
+	probing bool          // a probe is in flight
 }
 
 const (
@@ -385,10 +400,19 @@ const (
 	maxBackoff = 5 * time.Second
 )
 
-func (b *breaker) allow(now time.Time) bool {
+// allow reports whether a request may use the store, and whether it is
+// the half-open probe. A probe must end in ok, fail or release.
+func (b *breaker) allow(now time.Time) (ok, probe bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return !now.Before(b.until)
+	switch {
+	case b.backoff == 0:
+		return true, false
+	case b.probing || now.Before(b.until):
+		return false, false
+	}
+	b.probing = true
+	return true, true
 }
 
 // fail opens the breaker; it reports whether it was closed before (so the
@@ -399,11 +423,22 @@ func (b *breaker) fail(now time.Time) bool {
 	first := b.backoff == 0
 	b.backoff = min(max(2*b.backoff, minBackoff), maxBackoff)
 	b.until = now.Add(b.backoff)
+	b.probing = false
 	return first
 }
 
+// ok closes the breaker.
 func (b *breaker) ok() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.backoff = 0
+	b.probing = false
+}
+
+// release ends a probe that learnt nothing (its request went away): the
+// next request may probe.
+func (b *breaker) release() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.probing = false
 }

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -461,7 +463,6 @@ func TestRedisStore(t *testing.T) {
 	// Bring it back: caching resumes once the breaker lets a request try.
 	rs.Restart()
 	s.layer.breaker.ok()
-	s.layer.breaker.until = time.Time{}
 	if r := s.do(t, "GET", "/repos/acme/widgets", nil); r.mode != Miss {
 		t.Fatalf("after restart (empty Redis): %s", r.mode)
 	}
@@ -513,4 +514,114 @@ func TestRedisCluster(t *testing.T) {
 	if nodes < 2 { // 30 keys on one of 3 nodes: p = 3^-29
 		t.Errorf("%d entries landed on %d node(s); expected a spread", len(paths), nodes)
 	}
+}
+
+func TestBreakerHalfOpen(t *testing.T) {
+	var b breaker
+	t0 := time.Unix(1_800_000_000, 0)
+	type step struct {
+		at         time.Duration
+		op         string // allow, fail, ok, release
+		ok, probe  bool   // for allow
+		firstFails bool   // for fail
+	}
+	steps := []step{
+		{at: 0, op: "allow", ok: true},
+		{at: 0, op: "fail", firstFails: true},
+		{at: 0, op: "allow"},
+		{at: 249 * time.Millisecond, op: "allow"},
+		{at: 250 * time.Millisecond, op: "allow", ok: true, probe: true},
+		{at: 250 * time.Millisecond, op: "allow"}, // one probe at a time
+		{at: time.Second, op: "allow"},
+		{at: time.Second, op: "release"}, // the probe's client left
+		{at: time.Second, op: "allow", ok: true, probe: true},
+		{at: time.Second, op: "fail"}, // backoff doubles: 500ms
+		{at: 1499 * time.Millisecond, op: "allow"},
+		{at: 1500 * time.Millisecond, op: "allow", ok: true, probe: true},
+		{at: 1500 * time.Millisecond, op: "ok"},
+		{at: 1500 * time.Millisecond, op: "allow", ok: true},
+		{at: 1500 * time.Millisecond, op: "allow", ok: true},
+		{at: 2 * time.Second, op: "fail", firstFails: true}, // a new outage starts at 250ms again
+		{at: 2250 * time.Millisecond, op: "allow", ok: true, probe: true},
+	}
+	for i, st := range steps {
+		now := t0.Add(st.at)
+		switch st.op {
+		case "allow":
+			ok, probe := b.allow(now)
+			if ok != st.ok || probe != st.probe {
+				t.Fatalf("step %d (allow at %v): %v %v, want %v %v", i, st.at, ok, probe, st.ok, st.probe)
+			}
+		case "fail":
+			if first := b.fail(now); first != st.firstFails {
+				t.Fatalf("step %d (fail at %v): first %v", i, st.at, first)
+			}
+		case "ok":
+			b.ok()
+		case "release":
+			b.release()
+		}
+	}
+}
+
+// blockingStore answers nothing until the caller's context ends, as a
+// hung Redis would for a client whose deadline is shorter than its own
+// timeouts.
+type blockingStore struct{}
+
+func (blockingStore) Get(ctx context.Context, _ string) (*Entry, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+func (blockingStore) Put(ctx context.Context, _ string, _ *Entry, _ time.Duration) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+func (blockingStore) Refresh(ctx context.Context, _ string, _ *Entry, _ time.Duration) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// TestClientLeavingIsNotAStoreError: a request whose own context ends
+// while the store works does not count as a store failure, and does not
+// open the breaker or use up its probe.
+func TestClientLeavingIsNotAStoreError(t *testing.T) {
+	s := newStack(t, blockingStore{})
+	for _, cause := range []string{"canceled", "deadline"} {
+		var ctx context.Context
+		var cancel context.CancelFunc
+		if cause == "canceled" {
+			ctx, cancel = context.WithCancel(context.Background())
+			cancel()
+		} else {
+			ctx, cancel = context.WithDeadline(context.Background(), time.Unix(1, 0))
+		}
+		req, _ := http.NewRequestWithContext(WithPolicy(ctx, Policy{Key: "/repos/acme/widgets"}), "GET", s.ts.URL+"/repos/acme/widgets", nil)
+		if resp, err := s.layer.RoundTrip(req); err == nil {
+			resp.Body.Close()
+		}
+		cancel()
+		if got := testutil.ToFloat64(s.metrics.storeErrors.WithLabelValues("get")); got != 0 {
+			t.Fatalf("%s: %v store errors counted", cause, got)
+		}
+		if ok, probe := s.layer.breaker.allow(time.Now()); !ok || probe {
+			t.Fatalf("%s: breaker not closed: %v %v", cause, ok, probe)
+		}
+	}
+	// The same store failing its own timeout does count.
+	s.layer.Store = timeoutStore{}
+	if r := s.do(t, "GET", "/repos/acme/widgets", nil); r.status != 200 || r.mode != Bypass {
+		t.Fatalf("store timing out: %d %s", r.status, r.mode)
+	}
+	if got := testutil.ToFloat64(s.metrics.storeErrors.WithLabelValues("get")); got != 1 {
+		t.Fatalf("store timeout: %v store errors counted, want 1", got)
+	}
+}
+
+// timeoutStore fails as a hung Redis does once go-redis's read timeout
+// fires: with an i/o timeout of its own, the caller's context intact.
+type timeoutStore struct{ blockingStore }
+
+func (timeoutStore) Get(context.Context, string) (*Entry, error) {
+	return nil, &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}
 }

@@ -18,10 +18,25 @@ import (
 	"github.com/glb-project/glb/proxy/redistest"
 )
 
-// TestRedisOutage kills a real redis-server under a running glb-proxy
-// while clients keep polling: no client sees an error, and caching
-// resumes by itself when Redis is back.
+// TestRedisOutage takes a real redis-server away under a running
+// glb-proxy while clients keep polling: killed (connections refused), or
+// hung with SIGSTOP (connections accepted by the kernel, nothing
+// answered, every operation runs into its timeout). No client sees an
+// error, and caching resumes by itself when Redis is back.
 func TestRedisOutage(t *testing.T) {
+	outages := []struct {
+		name       string
+		down, back func(*redistest.Server)
+	}{
+		{"killed", (*redistest.Server).Kill, (*redistest.Server).Restart},
+		{"hung", (*redistest.Server).Pause, (*redistest.Server).Resume},
+	}
+	for _, o := range outages {
+		t.Run(o.name, func(t *testing.T) { testRedisOutage(t, o.down, o.back) })
+	}
+}
+
+func testRedisOutage(t *testing.T, down, back func(*redistest.Server)) {
 	rs := redistest.Start(t)
 	w := newWorld(t, []string{"bot"}, map[string][]string{"poller": {`{path: "/repos/acme/**"}`}})
 	px := startProxy(t, w, nil, w.credentialsYAML("bot")+fmt.Sprintf("cache: {redis: \"redis://%s/0\"}\n", rs.Addr))
@@ -66,12 +81,12 @@ func TestRedisOutage(t *testing.T) {
 		return func() bool { modesMu.Lock(); defer modesMu.Unlock(); return modes[mode] >= min }
 	}
 	waitFor(t, "revalidated answers from Redis", 20*time.Second, seen("REVALIDATED", 10))
-	rs.Kill()
+	down(rs)
 	modesMu.Lock()
 	modes["BYPASS"] = 0
 	modesMu.Unlock()
 	waitFor(t, "pass-through answers with Redis down", 20*time.Second, seen("BYPASS", 20))
-	rs.Restart()
+	back(rs)
 	modesMu.Lock()
 	modes["REVALIDATED"] = 0
 	modesMu.Unlock()
