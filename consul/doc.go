@@ -12,6 +12,11 @@
 //	cfg, err := st.Load(ctx)                        // fail fast at start
 //	go st.Watch(ctx, func(c *table.Config) { ... }) // then follow changes
 //
+// WatchEvents is Watch for a consumer that must also know when a read
+// fails and what a Refresh (SIGHUP) found, as glb-director's daemon does.
+// Every request to Consul has a client-side deadline, so a Consul that
+// stops answering is marked stale like one that is down.
+//
 // In Consul, a table's settings and backends live at PREFIX/tables/<name>
 // and each host's admin state at PREFIX/hosts/<ip>
 // ({"state","reason","by","at"}), which overrides the table's baseline.
@@ -26,7 +31,8 @@
 // Service registers a glb-proxy instance with its local Consul agent
 // (service "glb-proxy", Meta.cluster, Meta.table, an HTTP check on
 // /_glb/health) and deregisters it on exit. KVStore.WatchClients follows
-// glb-proxy's client registry at PREFIX/proxy/clients.
+// glb-proxy's client registry at PREFIX/proxy/clients, and
+// KVStore.ReplaceClients writes it with check-and-set.
 //
 // Only github.com/hashicorp/consul/api talks to Consul; tests run it
 // against consultest, an in-process server with Consul's semantics.

@@ -232,6 +232,11 @@ func (f *FileStore) lock(ctx context.Context) (func(), error) {
 
 // Watch implements Store.
 func (f *FileStore) Watch(ctx context.Context, apply func(*table.Config)) error {
+	return f.WatchEvents(ctx, changesOnly(apply))
+}
+
+// WatchEvents implements Store.
+func (f *FileStore) WatchEvents(ctx context.Context, emit func(Event)) error {
 	events := f.notify(ctx)
 	poll := orDefault(f.opts.PollInterval, 2*time.Second)
 	var lastSum [sha256.Size]byte
@@ -243,7 +248,7 @@ func (f *FileStore) Watch(ctx context.Context, apply func(*table.Config)) error 
 			if errors.Is(err, fs.ErrNotExist) {
 				err = fmt.Errorf("no state file at %s", f.path)
 			}
-			f.tr.fail("read", err)
+			f.tr.fail(FailRead, err, emit)
 			haveSum = false
 		case haveSum && sha256.Sum256(data) == lastSum && (!valid || !f.tr.snapshot().Stale):
 			// A touch or a rewrite with the same content: not a change
@@ -256,11 +261,11 @@ func (f *FileStore) Watch(ctx context.Context, apply func(*table.Config)) error 
 			cfg, err := table.Parse(data)
 			valid = err == nil
 			if err != nil {
-				f.tr.fail("decode", fmt.Errorf("%s: %w", f.path, err))
+				f.tr.fail(FailDecode, fmt.Errorf("%s: %w", f.path, err), emit)
 				break
 			}
 			f.tr.ok(0)
-			f.tr.offer(cfg, apply)
+			f.tr.offer(cfg, emit)
 		}
 		t := time.NewTimer(poll)
 		select {
@@ -269,6 +274,9 @@ func (f *FileStore) Watch(ctx context.Context, apply func(*table.Config)) error 
 			return nil
 		case <-events:
 		case <-f.refresh:
+			// Read and report the file even if it did not change.
+			f.tr.refreshing()
+			haveSum = false
 		case <-t.C:
 		}
 		t.Stop()

@@ -1,8 +1,12 @@
 package consul
 
 import (
+	"io"
+	"net"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -98,4 +102,92 @@ func gauge(t testing.TB, reg *prometheus.Registry, name string, labels ...string
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	nstest.WaitFor(t, 30*time.Second, what, cond)
+}
+
+// blackhole is a TCP proxy in front of a server that can go silent
+// without closing anything, as a hung agent or a dropped route does:
+// while silent it accepts connections and reads what clients send, but
+// answers nothing, also on connections opened before.
+type blackhole struct {
+	ln     net.Listener
+	target string
+	quiet  atomic.Bool
+	mu     sync.Mutex
+	conns  []net.Conn
+	wg     sync.WaitGroup
+}
+
+func newBlackhole(t *testing.T, target string) *blackhole {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &blackhole{ln: ln, target: target}
+	b.wg.Add(1)
+	go b.serve()
+	t.Cleanup(func() {
+		ln.Close()
+		b.mu.Lock()
+		for _, c := range b.conns {
+			c.Close()
+		}
+		b.mu.Unlock()
+		b.wg.Wait()
+	})
+	return b
+}
+
+func (b *blackhole) Addr() string { return b.ln.Addr().String() }
+
+// silence makes the proxy stop (true) or resume (false) answering.
+func (b *blackhole) silence(on bool) { b.quiet.Store(on) }
+
+func (b *blackhole) track(c net.Conn) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.conns = append(b.conns, c)
+}
+
+func (b *blackhole) serve() {
+	defer b.wg.Done()
+	for {
+		c, err := b.ln.Accept()
+		if err != nil {
+			return
+		}
+		b.track(c)
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			defer c.Close()
+			if b.quiet.Load() {
+				io.Copy(io.Discard, c)
+				return
+			}
+			up, err := net.Dial("tcp", b.target)
+			if err != nil {
+				return
+			}
+			b.track(up)
+			defer up.Close()
+			b.wg.Add(1)
+			go func() {
+				defer b.wg.Done()
+				io.Copy(up, c)
+			}()
+			buf := make([]byte, 32<<10)
+			for {
+				n, err := up.Read(buf)
+				if n > 0 && !b.quiet.Load() {
+					if _, err := c.Write(buf[:n]); err != nil {
+						return
+					}
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
 }

@@ -2,14 +2,17 @@ package consul
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net"
 	"net/url"
 	"path"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/glb-project/glb/director/table"
@@ -26,6 +29,13 @@ import (
 // not a change), rate-limits rounds (a burst of two, then one per
 // MinWatchInterval), backs off with jitter on errors and keeps the last
 // good state while Consul is unreachable, exporting that it is stale.
+// Every request has a client-side deadline (Options.RequestTimeout), so a
+// Consul that stops answering is seen as unreachable too.
+//
+// Keys under the prefix that are not state (health reports, glb-proxy's
+// client registry) wake the watch too, as Consul's index covers the whole
+// prefix; such a round is recognised by the ModifyIndex of the state keys
+// and dropped without decoding anything.
 type KVStore struct {
 	client  *api.Client
 	addr    string
@@ -33,6 +43,7 @@ type KVStore struct {
 	opts    Options
 	tr      *tracker
 	refresh chan struct{}
+	decodes atomic.Int64 // watch rounds that decoded the state (tests)
 }
 
 var _ Store = (*KVStore)(nil)
@@ -97,7 +108,24 @@ func (s *KVStore) Refresh() {
 	}
 }
 
+// timeout is Options.RequestTimeout, defaulted.
+func (s *KVStore) timeout() time.Duration { return orDefault(s.opts.RequestTimeout, 5*time.Second) }
+
+// request bounds one request that does not block by RequestTimeout.
+func (s *KVStore) request(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.timeout())
+}
+
+// blockingTimeout is the client-side deadline of a blocking query that
+// waits up to wait: Consul adds up to wait/16 to spread wake-ups, and the
+// answer must still travel.
+func (s *KVStore) blockingTimeout(wait time.Duration) time.Duration {
+	return wait + wait/16 + s.timeout()
+}
+
 func (s *KVStore) read(ctx context.Context, q *api.QueryOptions) (*kvState, *api.QueryMeta, error) {
+	ctx, cancel := s.request(ctx)
+	defer cancel()
 	pairs, meta, err := s.client.KV().List(s.prefix+"/", q.WithContext(ctx))
 	if err != nil {
 		return nil, nil, fmt.Errorf("read %s: %w", s, err)
@@ -142,7 +170,9 @@ func (s *KVStore) Update(ctx context.Context, change func(*table.Config) error) 
 		if len(ops) == 0 {
 			return before, after, nil
 		}
-		ok, resp, _, err := s.client.Txn().Txn(ops, (&api.QueryOptions{}).WithContext(ctx))
+		tctx, cancel := s.request(ctx)
+		ok, resp, _, err := s.client.Txn().Txn(ops, (&api.QueryOptions{}).WithContext(tctx))
+		cancel()
 		if err != nil {
 			return before, nil, fmt.Errorf("write %s: %w", s, err)
 		}
@@ -165,41 +195,40 @@ func (s *KVStore) Update(ctx context.Context, change func(*table.Config) error) 
 
 // Watch implements Store.
 func (s *KVStore) Watch(ctx context.Context, apply func(*table.Config)) error {
+	return s.WatchEvents(ctx, changesOnly(apply))
+}
+
+// WatchEvents implements Store.
+func (s *KVStore) WatchEvents(ctx context.Context, emit func(Event)) error {
 	wait := orDefault(s.opts.WaitTime, time.Minute)
 	bo := backoff{min: orDefault(s.opts.MinBackoff, 250*time.Millisecond), max: orDefault(s.opts.MaxBackoff, 30*time.Second)}
 	lim := limiter{every: orDefault(s.opts.MinWatchInterval, time.Second), burst: 2}
-	var index uint64
+	var index, stateSum uint64
 	decoded := false // the answer at index was decoded successfully
 	for ctx.Err() == nil {
 		if !lim.wait(ctx) {
 			break
 		}
-		qctx, cancel := context.WithCancel(ctx)
-		stop := context.AfterFunc(ctx, cancel)
-		go func() {
-			select {
-			case <-s.refresh:
-				cancel() // re-query now
-			case <-qctx.Done():
-			}
-		}()
-		pairs, meta, err := s.client.KV().List(s.prefix+"/", (&api.QueryOptions{WaitIndex: index, WaitTime: wait}).WithContext(qctx))
-		refreshed := qctx.Err() != nil && ctx.Err() == nil
-		cancel()
-		stop()
+		pairs, meta, refreshed, err := s.watchQuery(ctx, index, wait)
 		if ctx.Err() != nil {
 			break
 		}
 		if refreshed {
+			// Re-read now, without blocking, and report what is read.
+			s.tr.refreshing()
 			index, decoded = 0, false
 			continue
 		}
 		if err != nil {
 			// The next query does not block, so a recovery is seen at once.
 			index = 0
-			s.tr.fail("read", fmt.Errorf("read %s: %w", s, err))
-			if !sleep(ctx, bo.next(), s.refresh) {
+			s.tr.fail(FailRead, fmt.Errorf("read %s: %w", s, err), emit)
+			live, woken := sleepWake(ctx, bo.next(), s.refresh)
+			if !live {
 				break
+			}
+			if woken {
+				s.tr.refreshing()
 			}
 			continue
 		}
@@ -214,28 +243,89 @@ func (s *KVStore) Watch(ctx context.Context, apply func(*table.Config)) error {
 			}
 			decoded = false
 		}
-		if last == index && decoded && !s.tr.snapshot().Stale {
-			s.tr.ok(index) // a timeout or an early return: nothing changed
+		sum := fingerprint(s.prefix, pairs)
+		if decoded && !s.tr.snapshot().Stale && (last == index || sum == stateSum) {
+			// A timeout, an early return, or a write outside the state
+			// (a health report, the client registry): nothing changed.
+			index = max(last, 1)
+			s.tr.ok(index)
+			if s.tr.m != nil {
+				s.tr.m.index.Set(float64(index))
+			}
 			continue
 		}
 		index = max(last, 1) // never block on 0: see Consul's blocking-query notes
+		s.decodes.Add(1)
 		st, err := decodeKV(s.prefix, pairs)
 		if err != nil {
 			decoded = false
-			s.tr.fail("decode", fmt.Errorf("%s: %w", s, err))
+			s.tr.fail(FailDecode, fmt.Errorf("%s: %w", s, err), emit)
 			continue // wait for the next change, with the last good state in use
 		}
-		decoded = true
+		decoded, stateSum = true, sum
 		s.tr.ok(last)
 		if s.tr.m != nil {
 			s.tr.m.index.Set(float64(last))
 		}
-		s.tr.offer(st.cfg, apply)
+		s.tr.offer(st.cfg, emit)
 	}
 	return nil
 }
 
-// PublishHealth implements Store: the report goes to PREFIX/health/SOURCE.
+// watchQuery runs one blocking query over the prefix, under its
+// client-side deadline. A Refresh cuts it short: refreshed is then set
+// and the answer is to be ignored.
+func (s *KVStore) watchQuery(ctx context.Context, index uint64, wait time.Duration) (api.KVPairs, *api.QueryMeta, bool, error) {
+	qctx, cancel := context.WithTimeout(ctx, s.blockingTimeout(wait))
+	defer cancel()
+	var refreshed bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case <-s.refresh:
+			refreshed = true
+			cancel()
+		case <-qctx.Done():
+		}
+	}()
+	pairs, meta, err := s.client.KV().List(s.prefix+"/", (&api.QueryOptions{WaitIndex: index, WaitTime: wait}).WithContext(qctx))
+	cancel()
+	<-done
+	if err != nil && errors.Is(qctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+		err = fmt.Errorf("no answer within %v (a blocking query waits %v, plus up to %v of Consul's jitter, plus %v): %w",
+			s.blockingTimeout(wait), wait, wait/16, s.timeout(), err)
+	}
+	return pairs, meta, refreshed, err
+}
+
+// fingerprint fingerprints the state keys of a listing (tables/, hosts/,
+// serial) by name and ModifyIndex: an answer with the same fingerprint
+// holds the same state.
+func fingerprint(prefix string, pairs api.KVPairs) uint64 {
+	h := fnv.New64a()
+	var b [8]byte
+	for _, p := range pairs {
+		if p == nil {
+			continue
+		}
+		rel, ok := strings.CutPrefix(p.Key, prefix+"/")
+		if !ok || !strings.HasPrefix(rel, tablesDir) && !strings.HasPrefix(rel, hostsDir) && rel != serialKey {
+			continue
+		}
+		h.Write([]byte(p.Key))
+		binary.LittleEndian.PutUint64(b[:], p.ModifyIndex)
+		h.Write(b[:])
+	}
+	return h.Sum64()
+}
+
+// PublishHealth implements Store: the report goes to PREFIX/health/SOURCE,
+// written with check-and-set against the report read just before. The key
+// belongs to one director, so a conflict means another process publishes
+// under the same source (a director being replaced, or a misconfigured
+// twin): a stored report newer than r is left alone and reported as
+// ErrNewerHealth.
 func (s *KVStore) PublishHealth(ctx context.Context, r HealthReport) error {
 	if err := validSource(r.Source); err != nil {
 		return err
@@ -244,14 +334,47 @@ func (s *KVStore) PublishHealth(ctx context.Context, r HealthReport) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.client.KV().Put(&api.KVPair{Key: s.prefix + "/" + healthDir + r.Source, Value: b}, (&api.WriteOptions{}).WithContext(ctx)); err != nil {
-		return fmt.Errorf("publish health to %s: %w", s, err)
+	key := s.prefix + "/" + healthDir + r.Source
+	bo := backoff{min: 20 * time.Millisecond, max: 500 * time.Millisecond}
+	for range 5 {
+		rctx, cancel := s.request(ctx)
+		cur, _, err := s.client.KV().Get(key, (&api.QueryOptions{RequireConsistent: true}).WithContext(rctx))
+		cancel()
+		if err != nil {
+			return fmt.Errorf("publish health to %s: %w", s, err)
+		}
+		var index uint64 // 0: create the key only if it does not exist
+		if cur != nil {
+			index = cur.ModifyIndex
+			if old, err := DecodeHealthReport(cur.Value); err == nil && old.At.After(r.At) {
+				return fmt.Errorf("publish health to %s: %w: %s holds one from %s, this one is from %s",
+					s, ErrNewerHealth, key, old.At.UTC().Format(time.RFC3339Nano), r.At.UTC().Format(time.RFC3339Nano))
+			}
+		}
+		wctx, cancel := s.request(ctx)
+		ok, _, err := s.client.KV().CAS(&api.KVPair{Key: key, Value: b, ModifyIndex: index}, (&api.WriteOptions{}).WithContext(wctx))
+		cancel()
+		if err != nil {
+			return fmt.Errorf("publish health to %s: %w", s, err)
+		}
+		if ok {
+			return nil
+		}
+		if !sleep(ctx, bo.next(), nil) {
+			return ctx.Err()
+		}
 	}
-	return nil
+	return fmt.Errorf("publish health to %s: %s kept changing while it was written: does another director publish as %q?", s, key, r.Source)
 }
+
+// ErrNewerHealth means the store holds a newer health report from the
+// same source: another process publishes under that name.
+var ErrNewerHealth = errors.New("a newer health report from this source is stored")
 
 // HealthReports implements Store.
 func (s *KVStore) HealthReports(ctx context.Context) ([]HealthReport, error) {
+	ctx, cancel := s.request(ctx)
+	defer cancel()
 	pairs, _, err := s.client.KV().List(s.prefix+"/"+healthDir, (&api.QueryOptions{}).WithContext(ctx))
 	if err != nil {
 		return nil, fmt.Errorf("read health reports from %s: %w", s, err)
@@ -269,25 +392,66 @@ func (s *KVStore) HealthReports(ctx context.Context) ([]HealthReport, error) {
 }
 
 // Clients returns glb-proxy's client registry (PREFIX/proxy/clients) and
-// its index; nil when the key does not exist.
+// the key's ModifyIndex, to pass to ReplaceClients; nil and 0 when the key
+// does not exist.
 func (s *KVStore) Clients(ctx context.Context) ([]byte, uint64, error) {
-	p, meta, err := s.client.KV().Get(s.prefix+"/"+ClientsKey, (&api.QueryOptions{RequireConsistent: true}).WithContext(ctx))
+	ctx, cancel := s.request(ctx)
+	defer cancel()
+	p, _, err := s.client.KV().Get(s.prefix+"/"+ClientsKey, (&api.QueryOptions{RequireConsistent: true}).WithContext(ctx))
 	if err != nil {
 		return nil, 0, fmt.Errorf("read client registry from %s: %w", s, err)
 	}
 	if p == nil {
-		return nil, meta.LastIndex, nil
+		return nil, 0, nil
 	}
-	return p.Value, meta.LastIndex, nil
+	return p.Value, p.ModifyIndex, nil
 }
 
-// PutClients writes glb-proxy's client registry.
-func (s *KVStore) PutClients(ctx context.Context, data []byte) error {
-	_, err := s.client.KV().Put(&api.KVPair{Key: s.prefix + "/" + ClientsKey, Value: data}, (&api.WriteOptions{}).WithContext(ctx))
+// ReplaceClients writes glb-proxy's client registry if the key is still
+// at index, the ModifyIndex Clients returned (0: only if the key does not
+// exist). Otherwise it writes nothing and returns a *ClientsChangedError:
+// somebody else wrote the registry meanwhile, and overwriting it would
+// lose their change.
+func (s *KVStore) ReplaceClients(ctx context.Context, data []byte, index uint64) error {
+	ctx, cancel := s.request(ctx)
+	defer cancel()
+	key := s.prefix + "/" + ClientsKey
+	ok, _, err := s.client.KV().CAS(&api.KVPair{Key: key, Value: data, ModifyIndex: index}, (&api.WriteOptions{}).WithContext(ctx))
 	if err != nil {
 		return fmt.Errorf("write client registry to %s: %w", s, err)
 	}
+	if !ok {
+		return &ClientsChangedError{Key: s.String() + "/" + ClientsKey, Index: index}
+	}
 	return nil
+}
+
+// PutClients writes glb-proxy's client registry over whatever is stored
+// now.
+//
+// Deprecated: it reads the key's index itself, so a change made between
+// the caller's read and this write is lost. Use ReplaceClients with the
+// index Clients returned.
+func (s *KVStore) PutClients(ctx context.Context, data []byte) error {
+	_, index, err := s.Clients(ctx)
+	if err != nil {
+		return err
+	}
+	return s.ReplaceClients(ctx, data, index)
+}
+
+// ClientsChangedError refuses a registry write: the key changed after it
+// was read at Index.
+type ClientsChangedError struct {
+	Key   string
+	Index uint64
+}
+
+func (e *ClientsChangedError) Error() string {
+	if e.Index == 0 {
+		return fmt.Sprintf("the client registry %s was created by somebody else since you read it (it did not exist then); nothing was written: re-run the command", e.Key)
+	}
+	return fmt.Sprintf("the client registry %s changed since you read it at index %d; nothing was written: re-run the command", e.Key, e.Index)
 }
 
 // WatchClients calls apply with the client registry when it is first read
@@ -303,7 +467,9 @@ func (s *KVStore) WatchClients(ctx context.Context, apply func(data []byte)) err
 	var last []byte
 	seen := false
 	for ctx.Err() == nil && lim.wait(ctx) {
-		p, meta, err := s.client.KV().Get(key, (&api.QueryOptions{WaitIndex: index, WaitTime: wait}).WithContext(ctx))
+		qctx, cancel := context.WithTimeout(ctx, s.blockingTimeout(wait))
+		p, meta, err := s.client.KV().Get(key, (&api.QueryOptions{WaitIndex: index, WaitTime: wait}).WithContext(qctx))
+		cancel()
 		if ctx.Err() != nil {
 			break
 		}

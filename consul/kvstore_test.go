@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -336,7 +337,7 @@ func TestConsulHealthAndClients(t *testing.T) {
 	if b := <-got; b != nil {
 		t.Fatalf("no registry yet, got %q", b)
 	}
-	if err := st.PutClients(ctx, []byte("version: 1\nclients: []\n")); err != nil {
+	if err := st.ReplaceClients(ctx, []byte("version: 1\nclients: []\n"), 0); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -420,27 +421,240 @@ func TestProxyRegistration(t *testing.T) {
 	}
 }
 
-func TestSignaller(t *testing.T) {
+// events runs WatchEvents on st and returns its events.
+func events(t *testing.T, st Store) <-chan Event {
+	t.Helper()
+	got := make(chan Event, 100)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); st.WatchEvents(ctx, func(e Event) { got <- e }) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return got
+}
+
+func nextEvent(t *testing.T, ch <-chan Event, what string) Event {
+	t.Helper()
+	select {
+	case e := <-ch:
+		return e
+	case <-time.After(30 * time.Second):
+		t.Fatalf("no event: %s", what)
+		return Event{}
+	}
+}
+
+// WatchEvents reports what Watch keeps quiet about: a Refresh re-reads and
+// reports even an unchanged state, a refused empty state and a state that
+// does not validate come as errors, and the first good read after a
+// failure is delivered even when it is the state already in use.
+func TestWatchEvents(t *testing.T) {
 	srv := consultest.New(t)
 	ctl := openKV(t, srv, Options{})
 	importState(t, ctl, parseState(t, testState))
-	sig := Signaller{Store: openKV(t, srv, fast(nil))}
-	changed := make(chan struct{}, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); sig.Watch(ctx, changed) }()
-	defer func() { cancel(); <-done }()
-	<-changed // the first state
-	if _, _, err := ctl.Update(ctx, drain("proxy-4", "r")); err != nil {
+	st := openKV(t, srv, fast(nil))
+	ch := events(t, st)
+	if e := nextEvent(t, ch, "initial"); e.Config == nil || !e.Changed || e.Refreshed {
+		t.Fatalf("first event %+v", e)
+	}
+
+	st.Refresh()
+	if e := nextEvent(t, ch, "refresh"); e.Config == nil || e.Changed || !e.Refreshed {
+		t.Fatalf("refresh of an unchanged state: %+v", e)
+	}
+
+	kv := ctl.Client().KV()
+	if _, err := kv.Put(&api.KVPair{Key: "glb/hosts/10.1.0.13", Value: []byte(`{"state":"drainig"}`)}, nil); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-changed:
-	case <-time.After(30 * time.Second):
-		t.Fatal("no signal after a change")
+	if e := nextEvent(t, ch, "broken key"); e.Err == nil || e.Kind != FailDecode || e.Refreshed {
+		t.Fatalf("broken key: %+v", e)
 	}
-	cfg, err := sig.Load(ctx)
-	if err != nil || cfg.Table("github-api").FindBackend("proxy-4").State != table.Draining {
-		t.Fatalf("Load after the signal: %v", err)
+	st.Refresh()
+	if e := nextEvent(t, ch, "refresh of a broken state"); e.Err == nil || e.Kind != FailDecode || !e.Refreshed {
+		t.Fatalf("refresh of a broken state: %+v", e)
+	}
+	if _, err := kv.Delete("glb/hosts/10.1.0.13", nil); err != nil {
+		t.Fatal(err)
+	}
+	if e := nextEvent(t, ch, "repaired"); e.Config == nil || e.Changed || e.Err != nil {
+		t.Fatalf("the state is good again (and the same as before): %+v", e)
+	}
+
+	// A wiped prefix is refused, on a change and on a Refresh (SIGHUP
+	// must not be a way around the guard).
+	if _, err := kv.DeleteTree("glb/tables/", nil); err != nil {
+		t.Fatal(err)
+	}
+	if e := nextEvent(t, ch, "wiped"); e.Kind != FailEmpty || e.Refreshed {
+		t.Fatalf("wiped tables: %+v", e)
+	}
+	st.Refresh()
+	if e := nextEvent(t, ch, "refresh of a wiped state"); e.Kind != FailEmpty || !e.Refreshed {
+		t.Fatalf("refresh of a wiped state: %+v", e)
+	}
+}
+
+// A Refresh of a file store goes through the same guard as a change.
+func TestFileRefreshRefusesEmptyState(t *testing.T) {
+	path := t.TempDir() + "/state.json"
+	writeFile(t, path, testState)
+	st := NewFileStore(path, Options{PollInterval: time.Hour})
+	ch := events(t, st)
+	if e := nextEvent(t, ch, "initial"); e.Config == nil {
+		t.Fatalf("first event %+v", e)
+	}
+	writeFile(t, path, `{"tables": []}`)
+	if e := nextEvent(t, ch, "emptied"); e.Kind != FailEmpty {
+		t.Fatalf("emptied file: %+v", e)
+	}
+	st.Refresh()
+	if e := nextEvent(t, ch, "refresh"); e.Kind != FailEmpty || !e.Refreshed {
+		t.Fatalf("refresh of an empty file: %+v", e)
+	}
+	writeFile(t, path, "{")
+	if e := nextEvent(t, ch, "broken"); e.Kind != FailDecode {
+		t.Fatalf("broken file: %+v", e)
+	}
+	writeFile(t, path, testState)
+	if e := nextEvent(t, ch, "repaired"); e.Config == nil || e.Changed {
+		t.Fatalf("repaired file: %+v", e)
+	}
+}
+
+// Consul accepts connections but stops answering: the watch's deadline
+// (wait + wait/16 + RequestTimeout) runs out, the store goes stale, and
+// it catches up as soon as Consul answers again.
+func TestConsulBlackHole(t *testing.T) {
+	srv := consultest.New(t)
+	ctl := openKV(t, srv, Options{})
+	importState(t, ctl, parseState(t, testState))
+	bh := newBlackhole(t, srv.Addr())
+
+	reg := prometheus.NewPedanticRegistry()
+	opts := fast(reg)
+	opts.WaitTime, opts.RequestTimeout = 200*time.Millisecond, 200*time.Millisecond
+	st, err := Open("consul://"+bh.Addr()+"/glb", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &director{st: st.(*KVStore), reg: reg, got: make(chan *table.Config, 100)}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); d.st.Watch(ctx, func(c *table.Config) { d.got <- c }) }()
+	t.Cleanup(func() { cancel(); <-done })
+	d.next(t, "initial")
+
+	bh.silence(true)
+	// Without a client-side deadline the parked query would wait for an
+	// answer that never comes, for as long as the kernel keeps the
+	// connection: far longer than this wait.
+	eventually(t, "the silent Consul to be seen as stale", func() bool { return gauge(t, reg, "glb_state_stale") == 1 })
+	if st := d.st.Status(); st.Err == nil || !strings.Contains(st.Err.Error(), "no answer within") {
+		t.Fatalf("status while Consul is silent: %+v", st)
+	}
+	if _, _, err := ctl.Update(context.Background(), drain("proxy-3", "while silent")); err != nil {
+		t.Fatal(err)
+	}
+	d.quiet(t)
+
+	bh.silence(false)
+	if c := d.next(t, "the drain made while Consul was silent"); c.Table("github-api").FindBackend("proxy-3").State != table.Draining {
+		t.Fatal("the drain was not delivered")
+	}
+	eventually(t, "staleness to clear", func() bool { return gauge(t, reg, "glb_state_stale") == 0 })
+}
+
+// Health reports and the client registry live under the watched prefix
+// and wake every watch; the watch sees from the state keys' indexes that
+// nothing changed and decodes nothing.
+func TestConsulNonStateWritesAreNotDecoded(t *testing.T) {
+	srv := consultest.New(t)
+	ctl := openKV(t, srv, Options{})
+	importState(t, ctl, parseState(t, testState))
+	d := startDirector(t, srv)
+	d.next(t, "initial")
+	decodes := d.st.decodes.Load()
+	ctx := context.Background()
+	for i := range 5 {
+		r := HealthReport{Source: "director-1", At: t0.Add(time.Duration(i) * time.Second), Backends: map[netip.Addr]bool{netip.MustParseAddr("10.1.0.11"): i%2 == 0}}
+		if err := ctl.PublishHealth(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, idx, err := ctl.Clients(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ctl.ReplaceClients(ctx, []byte("version: 1\nclients: []\n"), idx); err != nil {
+		t.Fatal(err)
+	}
+	last := srv.Index()
+	eventually(t, "the director to see the writes", func() bool { return d.st.Status().Index >= last })
+	if n := d.st.decodes.Load() - decodes; n != 0 {
+		t.Errorf("writes outside the state were decoded %d times", n)
+	}
+	d.quiet(t)
+	if _, _, err := ctl.Update(ctx, drain("proxy-1", "r")); err != nil {
+		t.Fatal(err)
+	}
+	d.next(t, "drain")
+	if n := d.st.decodes.Load() - decodes; n != 1 {
+		t.Errorf("a state change was decoded %d times, want 1", n)
+	}
+}
+
+// Health reports are written with check-and-set: a stored report newer
+// than the one being published (another process under the same source) is
+// left alone.
+func TestConsulPublishHealthCAS(t *testing.T) {
+	srv := consultest.New(t)
+	st := openKV(t, srv, Options{})
+	ctx := context.Background()
+	ip := netip.MustParseAddr("10.1.0.11")
+	for i, at := range []time.Time{t0, t0.Add(time.Second)} {
+		if err := st.PublishHealth(ctx, HealthReport{Source: "director-1", At: at, Backends: map[netip.Addr]bool{ip: i == 1}}); err != nil {
+			t.Fatalf("publish %d: %v", i, err)
+		}
+	}
+	err := st.PublishHealth(ctx, HealthReport{Source: "director-1", At: t0, Backends: map[netip.Addr]bool{ip: false}})
+	if !errors.Is(err, ErrNewerHealth) {
+		t.Fatalf("publishing an older report: %v", err)
+	}
+	reports, err := st.HealthReports(ctx)
+	if err != nil || len(reports) != 1 || !reports[0].Backends[ip] || !reports[0].At.Equal(t0.Add(time.Second)) {
+		t.Fatalf("reports %+v %v", reports, err)
+	}
+}
+
+// Two pushes of the client registry from the same read: the second is
+// refused, naming the index it read, and writes nothing.
+func TestConsulReplaceClientsConflict(t *testing.T) {
+	srv := consultest.New(t)
+	a, b := openKV(t, srv, Options{}), openKV(t, srv, Options{})
+	ctx := context.Background()
+	data, idx, err := a.Clients(ctx)
+	if err != nil || data != nil || idx != 0 {
+		t.Fatalf("no registry yet: %q %d %v", data, idx, err)
+	}
+	if err := a.ReplaceClients(ctx, []byte("a: 1\n"), 0); err != nil {
+		t.Fatal(err)
+	}
+	var ce *ClientsChangedError
+	if err := b.ReplaceClients(ctx, []byte("b: 1\n"), 0); !errors.As(err, &ce) || !strings.Contains(err.Error(), "re-run") {
+		t.Fatalf("a second create: %v", err)
+	}
+	_, idx, err = a.Clients(ctx)
+	if err != nil || idx == 0 {
+		t.Fatalf("index %d %v", idx, err)
+	}
+	if err := a.ReplaceClients(ctx, []byte("a: 2\n"), idx); err != nil {
+		t.Fatal(err)
+	}
+	err = b.ReplaceClients(ctx, []byte("b: 2\n"), idx)
+	if !errors.As(err, &ce) || ce.Index != idx || !strings.Contains(err.Error(), "changed since you read it at index "+strconv.FormatUint(idx, 10)) {
+		t.Fatalf("a push from a stale read: %v", err)
+	}
+	if got, _, _ := a.Clients(ctx); string(got) != "a: 2\n" {
+		t.Fatalf("registry %q: the refused push wrote", got)
 	}
 }

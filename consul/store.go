@@ -41,8 +41,18 @@ type Store interface {
 	// not validate keeps the last good state and marks the store stale
 	// (Status, metrics); Watch retries with backoff.
 	Watch(ctx context.Context, apply func(*table.Config)) error
-	// Refresh makes a running Watch re-read now (glb-director calls it on
-	// SIGHUP).
+	// WatchEvents is Watch for a consumer that must also learn what did
+	// not change: emit gets an Event with the state when it changed, when
+	// a Refresh asked for it, and when a good read follows a reported
+	// failure; and an Event with the error of every failed read. It
+	// applies the same rules as Watch (the last good state stays; a state
+	// with no tables after one with tables is refused). emit runs on
+	// WatchEvents's goroutine and owns its argument.
+	WatchEvents(ctx context.Context, emit func(Event)) error
+	// Refresh makes a running watch re-read now and report the outcome
+	// (an Event with Refreshed set) even if nothing changed: glb-director
+	// calls it on SIGHUP, so that a reload passes the same checks as a
+	// change.
 	Refresh()
 	// PublishHealth records one health checker's view of the backends, so
 	// that glbctl status can show live health. Readers see the latest
@@ -57,6 +67,32 @@ type Store interface {
 	// Close releases the store's resources.
 	Close() error
 }
+
+// Event is one outcome of a watch round (see Store.WatchEvents): either
+// Config or Err is set.
+type Event struct {
+	// Config is the state read, valid.
+	Config *table.Config
+	// Changed is set when Config differs from the state delivered before
+	// (or is the first one).
+	Changed bool
+	// Err is why the read failed or was refused: the last good state
+	// stays in use.
+	Err error
+	// Kind classifies Err: FailRead (the store is unreachable or the file
+	// missing), FailDecode (the state does not validate) or FailEmpty (a
+	// state with no tables was refused).
+	Kind string
+	// Refreshed marks the first outcome after Refresh.
+	Refreshed bool
+}
+
+// The kinds of failed reads (Event.Kind, glb_state_errors_total{kind}).
+const (
+	FailRead   = "read"
+	FailDecode = "decode"
+	FailEmpty  = "empty"
+)
 
 // ErrConflict means Update kept losing races with other writers.
 var ErrConflict = errors.New("the state kept changing while this update was being written: run the command again")
@@ -106,6 +142,12 @@ type Options struct {
 	// burst of two is spent (Consul's advice against busy loops when the
 	// state churns). Zero means one second.
 	MinWatchInterval time.Duration
+	// RequestTimeout bounds every request to Consul, so that a Consul
+	// that accepts connections but never answers (a black hole, a hung
+	// agent) is seen as unreachable: a blocking query may take its wait,
+	// plus the up to wait/16 that Consul adds to spread wake-ups, plus
+	// RequestTimeout. Zero means 5s.
+	RequestTimeout time.Duration
 }
 
 func (o *Options) log() *slog.Logger {
@@ -218,22 +260,42 @@ type tracker struct {
 	last   []byte // the applied state, marshalled
 	tables int    // tables in the applied state
 	seeded bool   // a state has been applied
+	// forced is set while the watch serves a Refresh: the next outcome
+	// is reported even if nothing changed.
+	forced bool
+	// failed is set when a failure was reported since the last state was
+	// delivered: the next good read is delivered even if unchanged, so
+	// consumers learn that the state is good again.
+	failed bool
+}
+
+// refreshing marks that the watch is serving a Refresh.
+func (t *tracker) refreshing() {
+	t.mu.Lock()
+	t.forced = true
+	t.mu.Unlock()
 }
 
 func newTracker(name, kind string, opts *Options) *tracker {
 	return &tracker{log: opts.log().With("state", name), m: newMetrics(opts.Registerer, kind, opts.log()), now: opts.now, name: name}
 }
 
-// fail records a failed read: the state in use goes stale.
-func (t *tracker) fail(kind string, err error) {
+// fail records a failed read: the state in use goes stale. It reports the
+// failure to emit (nil: nobody listens).
+func (t *tracker) fail(kind string, err error, emit func(Event)) {
 	t.mu.Lock()
 	wasStale := t.status.Stale
 	t.status.Stale, t.status.Err = true, err
+	forced := t.forced
+	t.forced, t.failed = false, true
 	t.mu.Unlock()
+	if emit != nil {
+		defer emit(Event{Err: err, Kind: kind, Refreshed: forced})
+	}
 	if t.m != nil {
 		t.m.stale.Set(1)
 		t.m.errors.WithLabelValues(kind).Inc()
-		if kind == "decode" || kind == "empty" {
+		if kind == FailDecode || kind == FailEmpty {
 			t.m.invalid.Set(1)
 		}
 	}
@@ -263,34 +325,47 @@ func (t *tracker) ok(index uint64) {
 	}
 }
 
-// offer applies cfg, read and recorded with ok, if it differs from the
-// last applied state. A state with no tables is refused once a state with
-// tables was applied: an empty prefix or file is far more likely a wiped
-// store than an intent to drop every VIP (restart the process to accept
-// it).
-func (t *tracker) offer(cfg *table.Config, apply func(*table.Config)) {
+// offer delivers cfg, read and recorded with ok, to emit if it differs
+// from the last delivered state, or a Refresh or an earlier failure asks
+// for it. A state with no tables is refused once a state with tables was
+// delivered: an empty prefix or file is far more likely a wiped store
+// than an intent to drop every VIP (restart the process to accept it).
+func (t *tracker) offer(cfg *table.Config, emit func(Event)) {
 	b, err := cfg.Marshal()
 	if err != nil {
-		t.fail("decode", err)
+		t.fail(FailDecode, err, emit)
 		return
 	}
 	t.mu.Lock()
 	if t.seeded && t.tables > 0 && len(cfg.Tables) == 0 {
 		t.mu.Unlock()
-		t.fail("empty", fmt.Errorf("%s holds no tables; keeping the last good state (%d tables): restore the state, or restart to accept an empty one", t.name, t.tables))
+		t.fail(FailEmpty, fmt.Errorf("%s holds no tables; keeping the last good state (%d tables): restore the state, or restart to accept an empty one", t.name, t.tables), emit)
 		return
 	}
 	same := t.seeded && bytes.Equal(b, t.last)
 	t.last, t.tables, t.seeded = b, len(cfg.Tables), true
+	forced, failed := t.forced, t.failed
+	t.forced, t.failed = false, false
 	t.mu.Unlock()
-	if same {
+	if same && !forced && !failed {
 		return
 	}
-	if t.m != nil {
-		t.m.changes.Inc()
+	if !same {
+		if t.m != nil {
+			t.m.changes.Inc()
+		}
+		t.log.Info("state changed", "tables", len(cfg.Tables))
 	}
-	t.log.Info("state changed", "tables", len(cfg.Tables))
-	apply(cfg)
+	emit(Event{Config: cfg, Changed: !same, Refreshed: forced})
+}
+
+// changesOnly adapts Watch's apply to WatchEvents.
+func changesOnly(apply func(*table.Config)) func(Event) {
+	return func(e Event) {
+		if e.Changed {
+			apply(e.Config)
+		}
+	}
 }
 
 func (t *tracker) snapshot() Status {
@@ -348,33 +423,20 @@ func (l *limiter) wait(ctx context.Context) bool {
 // sleep waits d or until ctx ends or wake fires; it reports whether ctx is
 // still live.
 func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) bool {
+	live, _ := sleepWake(ctx, d, wake)
+	return live
+}
+
+// sleepWake is sleep that also says whether wake fired.
+func sleepWake(ctx context.Context, d time.Duration, wake <-chan struct{}) (live, woken bool) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
-		return false
+		return false, false
 	case <-t.C:
+		return true, false
 	case <-wake:
+		return true, true
 	}
-	return true
-}
-
-// Signaller adapts a Store to consumers that take a signal when the state
-// may have changed and then call Load themselves, such as glb-director's
-// daemon.State:
-//
-//	daemon.Config{State: consul.Signaller{Store: st}}
-type Signaller struct {
-	Store
-}
-
-// Watch sends on changed, without blocking, whenever the store delivers a
-// new state, until ctx ends.
-func (s Signaller) Watch(ctx context.Context, changed chan<- struct{}) {
-	s.Store.Watch(ctx, func(*table.Config) {
-		select {
-		case changed <- struct{}{}:
-		default:
-		}
-	})
 }

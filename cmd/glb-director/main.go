@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -58,9 +59,16 @@ can spread clients over several directors with ECMP.
 
 The config is the JSON forwarding table of docs/director.md, a superset of
 glb-director's forwarding_table.json. glb-director reloads it when the file
-changes and on SIGHUP. A config that does not load or validate is logged and
-counted (glb_director_config_last_reload_success 0), and the running tables
-stay in use.
+(or the Consul state) changes and on SIGHUP. A config that does not load or
+validate, found on a change or on SIGHUP, is logged and counted
+(glb_director_config_last_reload_success 0,
+glb_director_config_reloads_total{result="failure"}), and the running
+tables stay in use. So is a state with no tables once there were tables (a
+wiped store): restart to accept one. A store that cannot be reached
+(Consul down or silent: every request has a deadline) is exported as
+glb_state_stale 1. A build that the kernel refuses is retried with backoff
+and counted in glb_director_apply_failures_total{trigger}
+(glb_director_tables_in_sync 0 meanwhile).
 
 Health checks: glb-director checks every backend that is not inactive with
 the checks its "healthchecks" field names: http (GET http_uri, healthy on
@@ -85,7 +93,10 @@ Restarts: the maps and XDP links are pinned under --bpffs. On SIGTERM
 glb-director detaches and removes them. On SIGUSR2, or SIGTERM with
 --keep-attached, it exits and leaves the program forwarding with the last
 table; the next glb-director takes the pinned links and maps over with no
-gap (an upgrade without packet loss).
+gap (an upgrade without packet loss). It keeps the old director's tables,
+which already route around dead hosts, until its own health checks have a
+first result for every checked backend (at most --healthcheck-timeout +
+2s), then swaps in its own.
 
 Metrics (Prometheus, --metrics-addr): glb_director_packets_total{verdict},
 glb_director_end_total{reason}, glb_director_bind_packets_total{table,bind},
@@ -129,6 +140,11 @@ type options struct {
 	hcInterval   time.Duration
 	hcTimeout    time.Duration
 }
+
+// firstHealthMargin is added to the health-check timeout to bound how long
+// a director that took over a running one's tables waits for its first
+// health results.
+const firstHealthMargin = 2 * time.Second
 
 // errDone means --help or --version was handled.
 var errDone = errors.New("done")
@@ -256,6 +272,9 @@ func publishHealth(ctx context.Context, st consul.Store, hc *healthcheck.Checker
 		}
 		r := consul.HealthReport{Source: source, At: time.Now(), Backends: h}
 		if err := st.PublishHealth(ctx, r); err != nil && ctx.Err() == nil {
+			if errors.Is(err, consul.ErrNewerHealth) {
+				err = fmt.Errorf("%w (is another glb-director running as %s?)", err, source)
+			}
 			log.Warn("publish health to the state store", "store", st.String(), "err", err)
 			continue
 		}
@@ -332,7 +351,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	}()
 	reg.MustRegister(dataplane.NewCollector(dp))
 
-	d, err := daemon.New(daemon.Config{State: consul.Signaller{Store: state}, Health: hc, OnConfig: hc.Update, Plane: dp,
+	d, err := daemon.New(daemon.Config{State: state, Health: hc, OnConfig: hc.Update, Plane: dp,
+		FirstHealthWait:  cmp.Or(o.hcTimeout, healthcheck.DefaultTimeout) + firstHealthMargin,
 		ResolveNeighbors: o.gatewayMAC == nil, Log: log, Registerer: reg})
 	if err != nil {
 		return err
@@ -349,11 +369,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 			warnForwarding(log, name)
 		}
 	}
-	if o.gatewayMAC == nil {
-		// Neighbours are resolved per attached interface: do it again
-		// now that the interfaces are attached.
-		d.Reload()
-	}
+	// Neighbours are resolved per attached interface: the state watch's
+	// first read, in d.Run, applies the tables again now that the
+	// interfaces are attached.
 
 	if ln != nil {
 		defer promserve.Serve(ln, reg, log)()

@@ -3,25 +3,33 @@ package daemon
 import (
 	"context"
 	"encoding/binary"
-	"github.com/glb-project/glb/consul"
-	"github.com/glb-project/glb/internal/syncbuf"
+	"errors"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"golang.org/x/sys/unix"
 
+	"github.com/glb-project/glb/consul"
+	"github.com/glb-project/glb/consul/consultest"
 	"github.com/glb-project/glb/director/dataplane"
 	"github.com/glb-project/glb/director/table"
 	"github.com/glb-project/glb/internal/nstest"
+	"github.com/glb-project/glb/internal/syncbuf"
 	"github.com/glb-project/glb/internal/testenv"
 )
 
@@ -130,7 +138,7 @@ func TestDaemonFollowsConfigAndHealth(t *testing.T) {
 	health := &fakeHealth{changed: make(chan struct{})}
 	store := consul.NewFileStore(path, consul.Options{PollInterval: 5 * time.Millisecond, Registerer: reg})
 	d, err := New(Config{
-		State:      consul.Signaller{Store: store},
+		State:      store,
 		Health:     health,
 		Plane:      dp,
 		Log:        slog.New(slog.NewTextHandler(&logs, nil)),
@@ -184,16 +192,17 @@ func TestDaemonFollowsConfigAndHealth(t *testing.T) {
 		t.Errorf("draining host still primary")
 	}
 
-	// An invalid file: the store keeps the last good state and says so;
-	// a reload (SIGHUP) tries the file, fails, and the running tables
-	// stay.
+	// An invalid file: the store keeps the last good state and says so,
+	// and the daemon counts a failed reload without waiting for a SIGHUP;
+	// a reload (SIGHUP) tries the file again, fails again, and the
+	// running tables stay.
 	writeFile(t, path, `{"tables": [{"name": "api"}]}`)
-	nstest.WaitFor(t, 5*time.Second, "the store to flag the file invalid", func() bool {
-		return gauge(t, reg, "glb_state_invalid") == 1
+	nstest.WaitFor(t, 5*time.Second, "the invalid file counted as a failed reload", func() bool {
+		return gauge(t, reg, "glb_state_invalid") == 1 && testutil.ToFloat64(d.metrics.reloads.WithLabelValues("failure")) == 1
 	})
 	d.Reload()
 	nstest.WaitFor(t, 5*time.Second, "reload failure counted", func() bool {
-		return testutil.ToFloat64(d.metrics.reloads.WithLabelValues("failure")) == 1
+		return testutil.ToFloat64(d.metrics.reloads.WithLabelValues("failure")) == 2
 	})
 	if p := primary(t, prog, syn(client, 8443)); p == "" {
 		t.Error("invalid config broke the running tables")
@@ -202,7 +211,7 @@ func TestDaemonFollowsConfigAndHealth(t *testing.T) {
 		t.Errorf("no log line about keeping the tables:\n%s", logs.String())
 	}
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
-# HELP glb_director_config_last_reload_success 1 if the last config load succeeded, 0 if it failed and the running tables were kept.
+# HELP glb_director_config_last_reload_success 1 if the last config load succeeded, 0 if it failed (the config does not validate, or was refused, or could not be applied) and the running tables were kept.
 # TYPE glb_director_config_last_reload_success gauge
 glb_director_config_last_reload_success 0
 `), "glb_director_config_last_reload_success"); err != nil {
@@ -227,7 +236,7 @@ func TestStartFailsOnInvalidConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { dp.Close() })
-	d, err := New(Config{State: consul.Signaller{Store: consul.NewFileStore(path, consul.Options{})}, Plane: dp})
+	d, err := New(Config{State: consul.NewFileStore(path, consul.Options{}), Plane: dp})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,4 +261,385 @@ func gauge(t *testing.T, reg prometheus.Gatherer, name string) float64 {
 		}
 	}
 	return -1
+}
+
+// daemonWorld is a daemon on a real data plane, for one test.
+type daemonWorld struct {
+	dp     *dataplane.Dataplane
+	d      *Daemon
+	reg    *prometheus.Registry
+	health *fakeHealth
+	logs   *syncbuf.Buffer
+}
+
+// openPlane opens a data plane (pinned under pin, if set) and closes it,
+// leaving the pins, when the test ends.
+func openPlane(t *testing.T, pin string) *dataplane.Dataplane {
+	t.Helper()
+	dp, err := dataplane.Open(dataplane.Config{PinPath: pin, SrcIP: netip.MustParseAddr("192.0.2.1"), GatewayMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dp.Close() })
+	return dp
+}
+
+// startWorld starts a daemon with c (State, and Plane unless set, are
+// filled in) and runs it until the test ends.
+func startWorld(t *testing.T, st State, dp *dataplane.Dataplane, c Config) *daemonWorld {
+	t.Helper()
+	w := &daemonWorld{dp: dp, reg: prometheus.NewPedanticRegistry(), health: &fakeHealth{changed: make(chan struct{})}, logs: &syncbuf.Buffer{}}
+	c.State, c.Health, c.Registerer = st, w.health, w.reg
+	c.Log = slog.New(slog.NewTextHandler(w.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if c.Plane == nil {
+		c.Plane = dp
+	}
+	d, err := New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.d = d
+	ctx, cancel := context.WithCancel(t.Context())
+	if err := d.Start(ctx); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	return w
+}
+
+// clientOf finds a client whose primary on prog is ip.
+func clientOf(t *testing.T, prog *ebpf.Program, ip string) string {
+	t.Helper()
+	for i := range 256 {
+		c := netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}).String()
+		if primary(t, prog, syn(c, 443)) == ip {
+			return c
+		}
+	}
+	t.Fatalf("no client maps to %s", ip)
+	return ""
+}
+
+// settled waits until the watch's first read has been applied (Start's
+// apply, then the first read's).
+func (w *daemonWorld) settled(t *testing.T) {
+	t.Helper()
+	nstest.WaitFor(t, 10*time.Second, "the watch's first read applied", func() bool {
+		return w.metric(t, "glb_director_config_reloads_total", "success") >= 2
+	})
+}
+
+func (w *daemonWorld) metric(t *testing.T, name string, labels ...string) float64 {
+	t.Helper()
+	switch name {
+	case "glb_director_apply_failures_total":
+		return testutil.ToFloat64(w.d.metrics.applyFailures.WithLabelValues(labels...))
+	case "glb_director_config_reloads_total":
+		return testutil.ToFloat64(w.d.metrics.reloads.WithLabelValues(labels...))
+	}
+	return gauge(t, w.reg, name)
+}
+
+// faultPlane is the real data plane with injected Apply failures.
+type faultPlane struct {
+	Plane
+	fail atomic.Int32 // the next fail applies fail
+}
+
+func (f *faultPlane) Apply(tables []dataplane.Table) (dataplane.Result, error) {
+	if f.fail.Add(-1) >= 0 {
+		return dataplane.Result{}, errors.New("injected apply failure")
+	}
+	f.fail.Store(0)
+	return f.Plane.Apply(tables)
+}
+
+// A build the kernel refuses is counted by trigger, marks the tables out
+// of sync and is retried until it lands.
+func TestDaemonRetriesFailedApply(t *testing.T) {
+	testenv.RequireRoot(t)
+	path := filepath.Join(t.TempDir(), "forwarding_table.json")
+	writeFile(t, path, configA)
+	dp := openPlane(t, "")
+	fp := &faultPlane{Plane: dp}
+	store := consul.NewFileStore(path, consul.Options{PollInterval: 5 * time.Millisecond})
+	w := startWorld(t, store, dp, Config{Plane: fp, RetryMin: 5 * time.Millisecond, RetryMax: 20 * time.Millisecond})
+	w.settled(t)
+	prog := dp.Program()
+	client := clientOf(t, prog, "10.1.0.1")
+	if w.metric(t, "glb_director_tables_in_sync") != 1 {
+		t.Fatal("not in sync after Start")
+	}
+
+	fp.fail.Store(3)
+	w.health.set(table.Health{netip.MustParseAddr("10.1.0.1"): false})
+	nstest.WaitFor(t, 10*time.Second, "the health change to land after three failed applies", func() bool {
+		p := primary(t, prog, syn(client, 443))
+		return p != "" && p != "10.1.0.1"
+	})
+	if got := w.metric(t, "glb_director_apply_failures_total", "health"); got != 3 {
+		t.Errorf("apply failures after a health change: %v, want 3", got)
+	}
+	nstest.WaitFor(t, 5*time.Second, "in sync again", func() bool { return w.metric(t, "glb_director_tables_in_sync") == 1 })
+
+	// A state change whose apply fails: a failed reload, then a good one
+	// when the retry lands.
+	fp.fail.Store(1)
+	writeFile(t, path, configB)
+	nstest.WaitFor(t, 10*time.Second, "config B to land after a failed apply", func() bool {
+		return primary(t, prog, syn(client, 8443)) != ""
+	})
+	nstest.WaitFor(t, 5*time.Second, "the reload counted", func() bool {
+		return w.metric(t, "glb_director_config_last_reload_success") == 1 && w.metric(t, "glb_director_tables_in_sync") == 1
+	})
+	if got := w.metric(t, "glb_director_apply_failures_total", "state"); got != 1 {
+		t.Errorf("apply failures after a state change: %v, want 1", got)
+	}
+	if got := w.metric(t, "glb_director_config_reloads_total", "failure"); got != 1 {
+		t.Errorf("failed reloads: %v, want 1", got)
+	}
+	if !strings.Contains(w.logs.String(), "apply is retried") {
+		t.Errorf("no log line about the retry:\n%s", w.logs.String())
+	}
+}
+
+// SIGHUP goes through the store's watch, with its guard: an emptied file
+// is refused on a reload as on a change, and the running tables stay.
+func TestDaemonReloadRefusesEmptyState(t *testing.T) {
+	testenv.RequireRoot(t)
+	path := filepath.Join(t.TempDir(), "forwarding_table.json")
+	writeFile(t, path, configA)
+	dp := openPlane(t, "")
+	store := consul.NewFileStore(path, consul.Options{PollInterval: time.Hour})
+	w := startWorld(t, store, dp, Config{})
+	w.settled(t)
+	prog := dp.Program()
+	client := clientOf(t, prog, "10.1.0.1")
+
+	writeFile(t, path, `{"tables": []}`)
+	nstest.WaitFor(t, 5*time.Second, "the empty file refused", func() bool {
+		return w.metric(t, "glb_director_config_reloads_total", "failure") == 1
+	})
+	w.d.Reload()
+	nstest.WaitFor(t, 5*time.Second, "the reload of the empty file refused", func() bool {
+		return w.metric(t, "glb_director_config_reloads_total", "failure") == 2
+	})
+	if p := primary(t, prog, syn(client, 443)); p != "10.1.0.1" {
+		t.Fatalf("after a refused reload the client goes to %q", p)
+	}
+	if w.metric(t, "glb_director_config_last_reload_success") != 0 {
+		t.Error("last reload success is not 0")
+	}
+	if !strings.Contains(w.logs.String(), "holds no tables") {
+		t.Errorf("no log line about the refusal:\n%s", w.logs.String())
+	}
+}
+
+// faultyConsul is an HTTP proxy in front of consultest that fails chosen
+// requests with 500, as a Consul without a leader does.
+type faultyConsul struct {
+	srv        *consultest.Server
+	addr       string
+	consistent atomic.Bool  // fail every ?consistent read
+	blocking   atomic.Int32 // fail the answers of the next n blocking queries
+	failed     atomic.Int32 // requests failed so far
+}
+
+func newFaultyConsul(t *testing.T) *faultyConsul {
+	t.Helper()
+	f := &faultyConsul{srv: consultest.New(t)}
+	target, err := url.Parse(f.srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) { r.SetURL(target) },
+		ModifyResponse: func(resp *http.Response) error {
+			q := resp.Request.URL.Query()
+			if q.Has("consistent") && f.consistent.Load() || q.Has("index") && f.blocking.Add(-1) >= 0 {
+				f.failed.Add(1)
+				return errors.New("injected failure")
+			}
+			return nil
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			http.Error(w, "No cluster leader", http.StatusInternalServerError)
+		},
+	}
+	hs := httptest.NewServer(rp)
+	t.Cleanup(hs.Close)
+	f.addr = hs.Listener.Addr().String()
+	return f
+}
+
+// A state change is applied from the watch's own answer: a director whose
+// consistent reads fail, and whose first watch answer after the change
+// fails too, still converges on the new state.
+func TestDaemonConvergesWhenConsulReadsFail(t *testing.T) {
+	testenv.RequireRoot(t)
+	fc := newFaultyConsul(t)
+	ctl, err := consul.Open("consul://"+fc.srv.Addr()+"/glb", consul.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgA, err := table.Parse([]byte(configA))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if _, _, err := ctl.Update(ctx, func(c *table.Config) error { *c = *cfgA.Clone(); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	store, err := consul.Open("consul://"+fc.addr+"/glb", consul.Options{MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, MinWatchInterval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dp := openPlane(t, "")
+	w := startWorld(t, store, dp, Config{})
+	prog := dp.Program()
+	client := clientOf(t, prog, "10.1.0.1")
+	nstest.WaitFor(t, 10*time.Second, "the watch to park", func() bool { return fc.srv.Waiting() > 0 })
+
+	fc.consistent.Store(true)
+	fc.blocking.Store(1)
+	if _, _, err := ctl.Update(ctx, func(c *table.Config) error {
+		_, err := consul.Change{Host: "10.1.0.1", To: table.Draining, By: "test", At: time.Now()}.Apply(c)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	nstest.WaitFor(t, 10*time.Second, "the drain to reach the kernel", func() bool {
+		p := primary(t, prog, syn(client, 443))
+		return p != "" && p != "10.1.0.1"
+	})
+	if fc.failed.Load() < 1 {
+		t.Fatal("no failure was injected: the test proves nothing")
+	}
+	nstest.WaitFor(t, 10*time.Second, "the reload counted", func() bool {
+		return w.metric(t, "glb_director_config_last_reload_success") == 1
+	})
+}
+
+// configChecked is config A with a TCP check on every backend.
+var configChecked = strings.ReplaceAll(configA, `"state": "active"}`, `"state": "active", "healthchecks": {"tcp": 80}}`)
+
+// mountBPFFS mounts a private BPF filesystem for one test.
+func mountBPFFS(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := unix.Mount("bpf", dir, "bpf", 0, "mode=0700"); err != nil {
+		testenv.Unavailable(t, "mount bpffs: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+			t.Errorf("unmount bpffs %s: %v", dir, err)
+		}
+	})
+	return filepath.Join(dir, "glb")
+}
+
+// A director that takes over a running one's tables keeps them, which
+// route around a dead host, until its own health checks have a result for
+// every checked backend; and it waits no longer than FirstHealthWait.
+func TestDaemonTakeoverWaitsForHealth(t *testing.T) {
+	testenv.RequireRoot(t)
+	pin := mountBPFFS(t)
+	path := filepath.Join(t.TempDir(), "forwarding_table.json")
+	writeFile(t, path, configChecked)
+	dead := netip.MustParseAddr("10.1.0.1")
+
+	// The old director: 10.1.0.1 is dead in its tables.
+	dp1, err := dataplane.Open(dataplane.Config{PinPath: pin, SrcIP: netip.MustParseAddr("192.0.2.1"), GatewayMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := table.Parse([]byte(configChecked))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dp1.Apply([]dataplane.Table{{Spec: &cfg.Tables[0], Built: table.Build(&cfg.Tables[0], nil)}}); err != nil {
+		t.Fatal(err)
+	}
+	client := clientOf(t, dp1.Program(), "10.1.0.1")
+	healthDead := table.Health{dead: false}
+	if _, err := dp1.Apply([]dataplane.Table{{Spec: &cfg.Tables[0], Built: table.Build(&cfg.Tables[0], healthDead)}}); err != nil {
+		t.Fatal(err)
+	}
+	moved := primary(t, dp1.Program(), syn(client, 443))
+	if moved == "" || moved == "10.1.0.1" {
+		t.Fatalf("old director sends the client to %q", moved)
+	}
+	if err := dp1.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The new one takes over; its checks have no result yet.
+	dp2 := openPlane(t, pin)
+	if !dp2.Adopted() {
+		t.Fatal("the second data plane did not adopt the pinned tables")
+	}
+	store := consul.NewFileStore(path, consul.Options{PollInterval: time.Hour})
+	w := startWorld(t, store, dp2, Config{FirstHealthWait: time.Hour})
+	prog := dp2.Program()
+	// The watch's first read arrives while holding: nothing is applied.
+	nstest.WaitFor(t, 10*time.Second, "the first state read while holding", func() bool {
+		return strings.Contains(w.logs.String(), "applied then")
+	})
+	// One backend reports: still holding.
+	w.health.set(table.Health{dead: false})
+	nstest.WaitFor(t, 10*time.Second, "the partial health seen", func() bool {
+		return strings.Contains(w.logs.String(), "waiting for health results")
+	})
+	if p := primary(t, prog, syn(client, 443)); p != moved || w.metric(t, "glb_director_tables_in_sync") != 0 {
+		t.Fatalf("while waiting for health the client goes to %q (want the old tables' %s)", p, moved)
+	}
+	w.health.set(table.Health{dead: false, netip.MustParseAddr("10.1.0.2"): true, netip.MustParseAddr("10.1.0.3"): true})
+	nstest.WaitFor(t, 10*time.Second, "the tables applied with health", func() bool {
+		return w.metric(t, "glb_director_tables_in_sync") == 1
+	})
+	if p := primary(t, prog, syn(client, 443)); p != moved {
+		t.Fatalf("after the first health round the client goes to %q, want %s", p, moved)
+	}
+	if dp2.Adopted() {
+		t.Fatal("the adopted tables were not replaced")
+	}
+}
+
+// The hold after a takeover ends after FirstHealthWait even if some
+// checks never report.
+func TestDaemonTakeoverHoldIsBounded(t *testing.T) {
+	testenv.RequireRoot(t)
+	pin := mountBPFFS(t)
+	path := filepath.Join(t.TempDir(), "forwarding_table.json")
+	writeFile(t, path, configChecked)
+	cfg, err := table.Parse([]byte(configChecked))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dp1, err := dataplane.Open(dataplane.Config{PinPath: pin, SrcIP: netip.MustParseAddr("192.0.2.1"), GatewayMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dp1.Apply([]dataplane.Table{{Spec: &cfg.Tables[0], Built: table.Build(&cfg.Tables[0], nil)}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := dp1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	dp2 := openPlane(t, pin)
+	w := startWorld(t, consul.NewFileStore(path, consul.Options{PollInterval: time.Hour}), dp2, Config{FirstHealthWait: 50 * time.Millisecond})
+	nstest.WaitFor(t, 10*time.Second, "the held apply to run without health", func() bool {
+		return w.metric(t, "glb_director_tables_in_sync") == 1 && !dp2.Adopted()
+	})
+	if !strings.Contains(w.logs.String(), "no health result yet") {
+		t.Errorf("no log line about the missing results:\n%s", w.logs.String())
+	}
 }
