@@ -45,6 +45,7 @@ type flight struct {
 	body   []byte
 	big    bool   // body larger than MaxBytes: resp.Body still streams
 	used   string // the credential that answered (credentials.Choice.Used)
+	spent  string // the resource charged (credentials.Choice.Spent)
 }
 
 func (c *Coalesce) next() http.RoundTripper {
@@ -110,11 +111,11 @@ func (c *Coalesce) RoundTrip(req *http.Request) (*http.Response, error) {
 				io.Reader
 				io.Closer
 			}{io.MultiReader(bytes.NewReader(body), rest), closerFunc(func() error { cancel(); return rest.Close() })}
-			return &flight{leader: me, resp: resp, big: true, used: shared.Used}, nil
+			return &flight{leader: me, resp: resp, big: true, used: shared.Used, spent: shared.Spent}, nil
 		}
 		resp.Body.Close()
 		cancel()
-		return &flight{leader: me, resp: resp, body: body, used: shared.Used}, nil
+		return &flight{leader: me, resp: resp, body: body, used: shared.Used, spent: shared.Spent}, nil
 	})
 	if c.joined != nil {
 		c.joined() // registered as leader or follower: a test hook
@@ -131,7 +132,9 @@ func (c *Coalesce) RoundTrip(req *http.Request) (*http.Response, error) {
 	f := res.Val.(*flight)
 	if f.leader == me {
 		if mine != nil {
-			mine.Used = f.used
+			// The leader's client is charged for the flight's call;
+			// its followers spent nothing.
+			mine.Used, mine.Spent = f.used, f.spent
 		}
 		if f.big {
 			return f.resp, nil

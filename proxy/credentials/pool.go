@@ -165,6 +165,13 @@ func New(creds []config.Credential, o Options) (*Pool, error) {
 type Choice struct {
 	Prefer string // credential name to use if it is usable
 	Used   string // set by RoundTrip: the credential of the response
+	// Spent is set by RoundTrip to the rate-limit resource that the
+	// answer was charged to, when GitHub counted it: any answer it
+	// delivers except a 304, a 401 and a rate-limit refusal (those are
+	// retried elsewhere or answered by the pool). "" when nothing was
+	// spent. GitHub gives no per-request cost for GraphQL (only the
+	// window's running total), so a GraphQL call counts as one.
+	Spent string
 	// Unauthorized is set by RoundTrip when it answers for GitHub because
 	// every credential was refused with a 401 (revoked or expired), not
 	// because of rate limits: the cache must not hide that behind a
@@ -361,6 +368,9 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		if ch != nil {
 			ch.Used = c.name
+			if resp.StatusCode != http.StatusNotModified {
+				ch.Spent = actual
+			}
 		}
 		return resp, nil
 	}

@@ -185,6 +185,9 @@ func (x *exchange) finish() {
 	if x.client != "-" && cache.Saved(x.mode) {
 		p.metrics.saved.WithLabelValues(x.client).Inc()
 	}
+	if x.client != "-" && x.choice.Spent != "" {
+		p.metrics.spent.WithLabelValues(x.client, x.choice.Spent).Inc()
+	}
 	if x.kind == "internal" && code == http.StatusOK {
 		return // health checks and scrapes would drown the log
 	}

@@ -14,6 +14,7 @@ type metrics struct {
 	requests   *prometheus.CounterVec
 	duration   *prometheus.HistogramVec
 	saved      *prometheus.CounterVec
+	spent      *prometheus.CounterVec
 	authFail   *prometheus.CounterVec
 	rejected   *prometheus.CounterVec
 	reloads    *prometheus.CounterVec
@@ -43,6 +44,10 @@ func newMetrics(reg prometheus.Registerer, p *Proxy) (*metrics, error) {
 			Name: "glb_proxy_saved_requests_total",
 			Help: "Client requests answered without spending upstream rate limit (HIT, REVALIDATED, COALESCED, STALE), by client.",
 		}, []string{"client"}),
+		spent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "glb_proxy_spent_requests_total",
+			Help: "Upstream calls that GitHub counted against a rate limit (every answer but a 304, a 401 and a rate-limit refusal), by client and rate-limit resource. A GraphQL call counts as one, whatever its cost in points. Coalesced calls are charged to the client that led them.",
+		}, []string{"client", "resource"}),
 		authFail: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "glb_proxy_auth_failures_total",
 			Help: "Requests refused with 401, by reason (missing, malformed, unknown).",
@@ -79,7 +84,7 @@ func newMetrics(reg prometheus.Registerer, p *Proxy) (*metrics, error) {
 		}
 		return 0
 	})
-	for _, c := range []prometheus.Collector{m.requests, m.duration, m.saved, m.authFail, m.rejected, m.reloads, m.tlsReloads, m.clients, m.ready} {
+	for _, c := range []prometheus.Collector{m.requests, m.duration, m.saved, m.spent, m.authFail, m.rejected, m.reloads, m.tlsReloads, m.clients, m.ready} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register server metrics: %w", err)
 		}

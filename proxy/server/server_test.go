@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -342,5 +343,64 @@ func TestPreconditionsPassThrough(t *testing.T) {
 	// The 412s were not stored: a plain request still gets the body.
 	if r := f.do(t, "fresh", "GET", path, ""); r.status != 200 || r.body != first.body || r.header.Get(cache.Header) != cache.Hit {
 		t.Fatalf("after the preconditions: %d %s", r.status, r.header.Get(cache.Header))
+	}
+}
+
+// TestSpentCounter: glb_proxy_spent_requests_total charges each client
+// with exactly the upstream calls that githubsim counted against a rate
+// limit: misses, changes, errors, bypasses and GraphQL, but not 304s,
+// coalesced followers, refusals retried on another credential, or the
+// pool's own answer when every credential is exhausted.
+func TestSpentCounter(t *testing.T) {
+	f := newFixture(t, []string{"a", "b"}, matrixClients, nil)
+	q := `{"query":"query { repository(owner: \"acme\", name: \"widgets\") { name } }"}`
+	f.sim.SetRemaining("a", "core", 0) // the first core request is refused by a, then served by b
+	steps := []struct {
+		client, method, path, body string
+	}{
+		{"reader", "GET", "/repos/acme/widgets", ""},                            // MISS after a's refusal: 1
+		{"reader", "GET", "/repos/acme/widgets", ""},                            // REVALIDATED: 0
+		{"org-reader", "GET", "/repos/acme/widgets", ""},                        // REVALIDATED: 0
+		{"reader", "GET", "/repos/acme/widgets/issues/9999", ""},                // 404: 1
+		{"issue-writer", "POST", "/repos/acme/widgets/issues", `{"title":"t"}`}, // BYPASS write: 1
+		{"gql-reader", "POST", "/graphql", q},                                   // graphql: 1
+	}
+	for _, s := range steps {
+		if r := f.do(t, s.client, s.method, s.path, s.body); r.status >= 500 {
+			t.Fatalf("%s %s: %d", s.method, s.path, r.status)
+		}
+	}
+	// Every credential exhausted for core: the pool answers, GitHub
+	// counts nothing.
+	f.sim.SetRemaining("b", "core", 0)
+	if r := f.do(t, "org-reader", "GET", "/orgs/acme", ""); r.status != http.StatusForbidden {
+		t.Fatalf("all exhausted: %d", r.status)
+	}
+	m := f.metrics(t)
+	want := map[string]float64{
+		`client="reader",resource="core"`:        2,
+		`client="issue-writer",resource="core"`:  1,
+		`client="gql-reader",resource="graphql"`: 1,
+	}
+	var sum float64
+	for _, l := range strings.Split(m, "\n") {
+		labels, ok := strings.CutPrefix(l, "glb_proxy_spent_requests_total{")
+		if !ok {
+			continue
+		}
+		var v float64
+		fmt.Sscan(l[strings.LastIndexByte(l, ' ')+1:], &v)
+		sum += v
+		key := labels[:strings.IndexByte(labels, '}')]
+		if want[key] != v {
+			t.Errorf("spent{%s} = %v, want %v", key, v, want[key])
+		}
+		delete(want, key)
+	}
+	for k, v := range want {
+		t.Errorf("spent{%s} missing, want %v", k, v)
+	}
+	if c := f.sim.Stats().Total.Counted; float64(c) != sum {
+		t.Errorf("spent counter sums to %v, githubsim counted %d", sum, c)
 	}
 }
