@@ -4,7 +4,8 @@
  * director.c: glb's L4 director, an XDP program (DESIGN.md §1, §3).
  *
  * For a packet to a VIP it finds the bind (VIP prefix, protocol, port
- * range) in an LPM trie, hashes the flow with SipHash-2-4 under the bind's
+ * range) in two LPM tries (the VIP's prefix, then protocol and port within
+ * it), hashes the flow with SipHash-2-4 under the bind's
  * table key, reads the row of hops, wraps the packet in GUE with the hop
  * list and sends it back out with XDP_TX. It keeps no per-flow state.
  * Everything else is passed to the host stack untouched (SSH, BGP, ARP).
@@ -141,6 +142,10 @@ static __always_inline int ports(void *data, void *data_end, __u32 off, __u32 ne
 	if (off > PARSE_MAX_OFFSET)
 		return END_DROP_MALFORMED;
 	p = data + off;
+	/* Keep clang from recomputing data + off for the reads below, which
+	 * the verifier then sees as an unchecked pointer (clang 14, once
+	 * match() is inlined). */
+	barrier_var(p);
 	if ((void *)p + need > data_end)
 		return END_DROP_MALFORMED;
 	if ((void *)(p + 2) > data_end)
@@ -277,51 +282,29 @@ static __always_inline int transport(void *data, void *data_end, __u32 off, __u8
 	return END_PASS_NOT_LB;
 }
 
-/* match returns the index in bv of the bind for f, or MATCH_NONE, or
- * MATCH_AMBIGUOUS. An echo request (proto 0) takes the first bind: the
- * longest prefix, then config order. A non-first TCP/UDP fragment has no
- * port: every bind for its protocol must then name the same table, else it
- * cannot be routed.
- *
- * It is a global function so the verifier checks its loop once, not once
- * per path that reaches it: inlined, the 64 iterations times the parser's
- * paths exceed the 1M instruction limit (kernel 6.18, clang 14). */
-#define MATCH_NONE -1
-#define MATCH_AMBIGUOUS -2
-
-__noinline int match(const struct bind_value *bv, const struct flow *f)
+/* match returns the bind for f among those covering its VIP (bv): an
+ * echo request (proto 0) takes the first of them, a non-first TCP/UDP
+ * fragment the one its protocol's binds agree on, and anything else the
+ * bind whose port range holds its destination port, from glb_ports. The
+ * result's kind is GLB_REF_NONE when no bind applies. */
+static __always_inline struct bind_ref match(const struct bind_value *bv, const struct flow *f)
 {
-	int found = MATCH_NONE;
-	bool have = false;
-	__u32 table = 0;
+	struct bind_ref none = { .kind = GLB_REF_NONE };
 
-	if (!bv || !f)
-		return MATCH_NONE;
-	__u16 port = bpf_ntohs(f->dport);
-	__u32 count = bv->count;
-	for (int i = 0; i < GLB_BINDS_PER_PREFIX; i++) {
-		const struct bind_entry *e = &bv->entries[i];
+	if (f->proto == 0)
+		return bv->echo;
+	if (f->nonfirst)
+		return bv->frag[f->proto == IPPROTO_UDP];
 
-		if (i >= count)
-			break;
-		if (f->proto == 0)
-			return i;
-		if (e->proto != f->proto)
-			continue;
-		if (f->nonfirst) {
-			/* Never branch on found: the verifier would then track
-			 * every value it can take as a separate state. */
-			if (have && e->table != table)
-				return MATCH_AMBIGUOUS;
-			have = true;
-			table = e->table;
-			found = i;
-			continue;
-		}
-		if (port >= e->port_start && port <= e->port_end)
-			return i;
-	}
-	return found;
+	struct port_key key = {
+		.prefixlen = 48 + 16,
+		.prefix_id = bv->prefix_id,
+		.proto = f->proto,
+		.port = f->dport,
+	};
+	const struct bind_ref *ref = bpf_map_lookup_elem(&glb_ports, &key);
+
+	return ref ? *ref : none;
 }
 
 /* flow_hash is table.Hash: SipHash-2-4 over the enabled fields of f, in
@@ -653,15 +636,14 @@ static __always_inline int direct(struct xdp_md *ctx)
 	if (r != CONTINUE)
 		return r;
 
-	int idx = match(bv, &f);
+	struct bind_ref e = match(bv, &f);
 
-	if (idx == MATCH_AMBIGUOUS)
+	if (e.kind == GLB_REF_AMBIGUOUS)
 		return END_DROP_FRAGMENT;
-	if (idx < 0 || idx >= GLB_BINDS_PER_PREFIX)
+	if (e.kind != GLB_REF_BIND)
 		return END_PASS_NO_BIND;
-	const struct bind_entry *e = &bv->entries[idx];
-	__u32 slot = e->bind;
-	__u32 tid = e->table;
+	__u32 slot = e.bind;
+	__u32 tid = e.table;
 
 	void *table = bpf_map_lookup_elem(&glb_tables, &tid);
 	if (!table) {

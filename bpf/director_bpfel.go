@@ -13,22 +13,20 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type DirectorBindEntry struct {
-	_         structs.HostLayout
-	PortStart uint16
-	PortEnd   uint16
-	Proto     uint8
-	Pad       uint8
-	Table     uint16
-	Bind      uint32
-}
-
 type DirectorBindKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
 	Family    uint8
 	Pad       [3]uint8
 	Addr      [16]uint8
+}
+
+type DirectorBindRef struct {
+	_     structs.HostLayout
+	Table uint16
+	Kind  uint8
+	Pad   uint8
+	Bind  uint32
 }
 
 type DirectorBindStats struct {
@@ -39,10 +37,11 @@ type DirectorBindStats struct {
 }
 
 type DirectorBindValue struct {
-	_       structs.HostLayout
-	Count   uint32
-	Pad     uint32
-	Entries [64]DirectorBindEntry
+	_        structs.HostLayout
+	PrefixId uint32
+	Pad      uint32
+	Echo     DirectorBindRef
+	Frag     [2]DirectorBindRef
 }
 
 type DirectorGlbBtfAnchor struct {
@@ -91,6 +90,15 @@ const (
 	DirectorGlbEndEND_LEN               DirectorGlbEnd = 16
 )
 
+type DirectorPortKey struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	PrefixId  uint32
+	Proto     uint8
+	Pad       uint8
+	Port      uint16
+}
+
 type DirectorTableMeta struct {
 	_        structs.HostLayout
 	K0       uint64
@@ -112,6 +120,7 @@ const (
 	DirectorMapGlbBindStats  = "glb_bind_stats"
 	DirectorMapGlbBinds      = "glb_binds"
 	DirectorMapGlbEnds       = "glb_ends"
+	DirectorMapGlbPorts      = "glb_ports"
 	DirectorMapGlbTables     = "glb_tables"
 	DirectorProgGlbDirector  = "glb_director"
 	DirectorVarCfgGatewayMac = "cfg_gateway_mac"
@@ -172,6 +181,7 @@ type DirectorMapSpecs struct {
 	GlbBindStats *ebpf.MapSpec `ebpf:"glb_bind_stats"`
 	GlbBinds     *ebpf.MapSpec `ebpf:"glb_binds"`
 	GlbEnds      *ebpf.MapSpec `ebpf:"glb_ends"`
+	GlbPorts     *ebpf.MapSpec `ebpf:"glb_ports"`
 	GlbTables    *ebpf.MapSpec `ebpf:"glb_tables"`
 }
 
@@ -208,6 +218,7 @@ type DirectorMaps struct {
 	GlbBindStats *ebpf.Map `ebpf:"glb_bind_stats"`
 	GlbBinds     *ebpf.Map `ebpf:"glb_binds"`
 	GlbEnds      *ebpf.Map `ebpf:"glb_ends"`
+	GlbPorts     *ebpf.Map `ebpf:"glb_ports"`
 	GlbTables    *ebpf.Map `ebpf:"glb_tables"`
 }
 
@@ -216,6 +227,7 @@ func (m *DirectorMaps) Close() error {
 		m.GlbBindStats,
 		m.GlbBinds,
 		m.GlbEnds,
+		m.GlbPorts,
 		m.GlbTables,
 	)
 }

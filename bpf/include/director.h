@@ -16,7 +16,7 @@
 #define GLB_MAX_TABLES 256	/* slots of the outer table map */
 #define GLB_MAX_PREFIXES 8192	/* distinct VIP prefixes (LPM trie entries) */
 #define GLB_MAX_BINDS 8192	/* per-bind counter slots */
-#define GLB_BINDS_PER_PREFIX 64 /* binds that may cover one VIP prefix */
+#define GLB_MAX_PORT_RANGES 262144 /* glb_ports entries (aligned port blocks) */
 
 /* Every inner table map holds GLB_NUM_ROWS rows and, at index
  * GLB_META_INDEX, the table's metadata (hash key, fields, width). Keeping
@@ -49,23 +49,48 @@ struct bind_key {
 	__u8 addr[16];
 };
 
-/* One bind that applies to the addresses of a trie entry. */
-struct bind_entry {
-	__u16 port_start; /* host byte order, inclusive */
-	__u16 port_end;	  /* host byte order, inclusive */
-	__u8 proto;	  /* IPPROTO_TCP or IPPROTO_UDP */
-	__u8 pad;
+/* A bind as the program needs it: where its rows are and which counters
+ * it bumps. */
+struct bind_ref {
 	__u16 table; /* slot in glb_tables */
-	__u32 bind;  /* slot in glb_bind_stats */
+	__u8 kind;   /* GLB_REF_* */
+	__u8 pad;
+	__u32 bind; /* slot in glb_bind_stats */
 };
 
-/* The trie's value: every bind whose prefix covers the entry's prefix,
- * longest prefix first, then in config order. The loader computes it, so
- * the program only scans count entries. */
+/* bind_ref.kind */
+#define GLB_REF_NONE 0	    /* no bind: pass */
+#define GLB_REF_BIND 1	    /* the bind above */
+#define GLB_REF_AMBIGUOUS 2 /* fragments only: binds of different tables */
+
+/* glb_binds' value, for the addresses of one trie entry. The binds that
+ * cover the entry's prefix (its own and those of shorter prefixes) are
+ * matched on protocol and port in glb_ports under prefix_id; the loader
+ * precomputes the two cases that have no port. */
 struct bind_value {
-	__u32 count;
+	__u32 prefix_id;
 	__u32 pad;
-	struct bind_entry entries[GLB_BINDS_PER_PREFIX];
+	/* ICMP echo (and non-first ICMP fragments): the first covering bind,
+	 * longest prefix, then config order. */
+	struct bind_ref echo;
+	/* Non-first TCP ([0]) and UDP ([1]) fragments: the first covering
+	 * bind of the protocol if every such bind names the same table, else
+	 * GLB_REF_AMBIGUOUS. */
+	struct bind_ref frag[2];
+};
+
+/* glb_ports' LPM key: (prefix id, protocol, destination port). A bind's
+ * port range is stored as the few aligned power-of-two blocks that tile
+ * it (at most 30 for any range, one for a single port), never port by
+ * port. The binds of one prefix do not overlap (the config is rejected
+ * otherwise), so at most one block matches a packet. prefixlen is
+ * 48 + the block's significant port bits. */
+struct port_key {
+	__u32 prefixlen;
+	__u32 prefix_id;
+	__u8 proto;
+	__u8 pad;
+	__be16 port;
 };
 
 /* A row of a table: hops[0] is the primary (the outer destination),

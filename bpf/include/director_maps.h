@@ -11,7 +11,7 @@
 #include <bpf/bpf_helpers.h>
 #include "director.h"
 
-/* VIP prefix -> the binds that apply to it. */
+/* VIP prefix -> its prefix id in glb_ports, and its portless binds. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, GLB_MAX_PREFIXES);
@@ -20,6 +20,16 @@ struct {
 	__type(value, struct bind_value);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } glb_binds SEC(".maps");
+
+/* (prefix id, protocol, port block) -> the bind that serves it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, GLB_MAX_PORT_RANGES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct port_key);
+	__type(value, struct bind_ref);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} glb_ports SEC(".maps");
 
 /* One table: GLB_NUM_ROWS rows, then the metadata. The loader creates a
  * fresh one for every change and swaps it in with one update of

@@ -290,7 +290,7 @@ func (d *Dataplane) Detach() error {
 		}
 	}
 	d.linkMu.Unlock()
-	for _, m := range []*ebpf.Map{d.objs.GlbBinds, d.objs.GlbTables, d.objs.GlbEnds, d.objs.GlbBindStats} {
+	for _, m := range []*ebpf.Map{d.objs.GlbBinds, d.objs.GlbPorts, d.objs.GlbTables, d.objs.GlbEnds, d.objs.GlbBindStats} {
 		if err := m.Unpin(); err != nil {
 			errs = append(errs, fmt.Errorf("unpin map: %w", err))
 		}

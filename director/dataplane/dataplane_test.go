@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"path/filepath"
@@ -95,15 +96,145 @@ func TestPlanTrieLimits(t *testing.T) {
 		t.Errorf("4096 binds: %d, %v", n, err)
 	}
 
-	// 65 port ranges on one address do not.
+	// 4,096 single-port binds on one VIP fit: there is no per-prefix
+	// limit, each port is one glb_ports block.
 	binds = binds[:0]
-	for i := range MaxBindsPerPrefix + 1 {
+	for i := range 4096 {
 		binds = append(binds, fmt.Sprintf(`{"ip": "10.0.0.1", "proto": "tcp", "port": %d}`, 1000+i))
 	}
-	tooMany := buildConfig(t, `{"tables": [{"name": "many", "hash_key": "000102030405060708090a0b0c0d0e0f", "seed": "49a3d861d661ae5ab06ed9326871a2f5",
+	oneVIP := buildConfig(t, `{"tables": [{"name": "many", "hash_key": "000102030405060708090a0b0c0d0e0f", "seed": "49a3d861d661ae5ab06ed9326871a2f5",
 		"binds": [`+strings.Join(binds, ",")+`], "backends": [{"ip": "10.1.0.1", "state": "active"}]}]}`, nil)
-	if _, _, err := planTrie(tooMany.tables); err == nil {
-		t.Error("65 binds on one address accepted")
+	if plan, n, err := planTrie(oneVIP.tables); err != nil || n != 4096 || len(plan) != 1 {
+		t.Errorf("4096 binds on one VIP: %d binds, %d prefixes, %v", n, len(plan), err)
+	}
+
+	// Wide ranges repeated under thousands of nested prefixes exceed the
+	// port trie, and the error says so before anything is touched.
+	binds = []string{`{"ip": "10.9.0.0/16", "proto": "tcp", "port_start": 1, "port_end": 65534}`,
+		`{"ip": "10.9.0.0/16", "proto": "udp", "port_start": 1, "port_end": 65534}`}
+	for i := range 8000 {
+		binds = append(binds, fmt.Sprintf(`{"ip": "10.9.%d.%d", "proto": "tcp", "port": 0}`, i/250, 1+i%250))
+	}
+	huge := buildConfig(t, `{"tables": [{"name": "huge", "hash_key": "000102030405060708090a0b0c0d0e0f", "seed": "49a3d861d661ae5ab06ed9326871a2f5",
+		"binds": [`+strings.Join(binds, ",")+`], "backends": [{"ip": "10.1.0.1", "state": "active"}]}]}`, nil)
+	if _, _, err := planTrie(huge.tables); err == nil || !strings.Contains(err.Error(), "port blocks") {
+		t.Errorf("488,000 port blocks: %v", err)
+	}
+
+	// Overlapping binds (which Validate rejects) are refused here too.
+	over := buildConfig(t, testConfig, nil)
+	over.tables[0].Spec.Binds = append(over.tables[0].Spec.Binds, table.Bind{Prefix: netip.MustParsePrefix("10.100.0.3/32"), Proto: table.TCP, PortStart: 400, PortEnd: 500})
+	if _, _, err := planTrie(over.tables); err == nil || !strings.Contains(err.Error(), "overlaps") {
+		t.Errorf("overlapping binds: %v", err)
+	}
+}
+
+func TestPortBlocks(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	check := func(lo, hi uint16) {
+		blocks := portBlocks(lo, hi)
+		if len(blocks) > 30 {
+			t.Errorf("%d-%d: %d blocks", lo, hi, len(blocks))
+		}
+		next := int(lo)
+		for _, b := range blocks {
+			size := 1 << (16 - b.bits)
+			if int(b.start) != next || int(b.start)%size != 0 {
+				t.Fatalf("%d-%d: block %+v after %d (blocks %+v)", lo, hi, b, next, blocks)
+			}
+			next += size
+		}
+		if next != int(hi)+1 {
+			t.Errorf("%d-%d: blocks end at %d", lo, hi, next-1)
+		}
+	}
+	for _, c := range [][2]uint16{{0, 65535}, {443, 443}, {1, 65534}, {0, 0}, {65535, 65535}, {1024, 2047}, {1000, 60000}} {
+		check(c[0], c[1])
+	}
+	for range 10000 {
+		a, b := uint16(r.Uint32()), uint16(r.Uint32())
+		check(min(a, b), max(a, b))
+	}
+	if n := len(portBlocks(0, 65535)); n != 1 {
+		t.Errorf("all ports: %d blocks, want 1", n)
+	}
+}
+
+// TestManyBindsOneVIP installs 4,096 single-port binds and a port range on
+// one VIP, spread over four tables, and checks every port reaches its
+// bind's table (and counter), ports between binds pass, and an echo
+// request takes the first bind.
+func TestManyBindsOneVIP(t *testing.T) {
+	d := openTest(t, Config{GatewayMAC: macGateway})
+	binds := make([][]string, 4)
+	for n := range 4096 {
+		binds[n%4] = append(binds[n%4], fmt.Sprintf(`{"ip": "10.60.0.1", "proto": "tcp", "port": %d}`, 2000+2*n))
+	}
+	binds[3] = append(binds[3], `{"ip": "10.60.0.0/24", "proto": "udp", "port_start": 1000, "port_end": 60000}`)
+	var tables []string
+	for tb := range 4 {
+		tables = append(tables, fmt.Sprintf(`{"name": "t%d", "hash_key": "000102030405060708090a0b0c0d0e%02x", "seed": "49a3d861d661ae5ab06ed9326871a2f5",
+			"binds": [%s], "backends": [{"ip": "10.200.%d.1", "state": "active"}], "hops": 1}`, tb, tb, strings.Join(binds[tb], ","), tb))
+	}
+	b := buildConfig(t, `{"tables": [`+strings.Join(tables, ",")+`]}`, nil)
+	apply(t, d, b)
+	owner := func(tb int) netip.Addr { return netip.AddrFrom4([4]byte{10, 200, byte(tb), 1}) }
+	for n := range 4096 {
+		port := uint16(2000 + 2*n)
+		got, out := runPacket(t, d.Program(), v4(client4, "10.60.0.1", protoTCP, tcp(40000, port, tcpSYN)), nil)
+		if got != xdpTX {
+			t.Fatalf("port %d: %s", port, actionNames[got])
+		}
+		if hops := outerHops(t, out); hops[0] != owner(n%4) {
+			t.Fatalf("port %d went to %v, want %v", port, hops, owner(n%4))
+		}
+		if got, _ := runPacket(t, d.Program(), v4(client4, "10.60.0.1", protoTCP, tcp(40000, port+1, tcpSYN)), nil); got != xdpPass {
+			t.Fatalf("unbound port %d: %s, want XDP_PASS", port+1, actionNames[got])
+		}
+	}
+	for _, port := range []uint16{1000, 1001, 4095, 4096, 32768, 59999, 60000} {
+		got, out := runPacket(t, d.Program(), v4(client4, "10.60.0.1", protoUDP, udp(40000, port)), nil)
+		if got != xdpTX || outerHops(t, out)[0] != owner(3) {
+			t.Errorf("udp port %d in the range: %s", port, actionNames[got])
+		}
+	}
+	for _, port := range []uint16{999, 60001, 65535} {
+		if got, _ := runPacket(t, d.Program(), v4(client4, "10.60.0.1", protoUDP, udp(40000, port)), nil); got != xdpPass {
+			t.Errorf("udp port %d outside the range: %s, want XDP_PASS", port, actionNames[got])
+		}
+	}
+	got, out := runPacket(t, d.Program(), v4(client4, "10.60.0.1", protoICMP, icmp(8, 0, 1, nil)), nil)
+	if got != xdpTX || outerHops(t, out)[0] != owner(0) {
+		t.Errorf("echo: %s, want the first bind's table t0", actionNames[got])
+	}
+	// Every bind has its own counter.
+	stats, err := d.BindStats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := 0
+	for _, s := range stats {
+		if s.Packets > 0 {
+			sent++
+		}
+	}
+	if sent != 4096+1 {
+		t.Errorf("%d binds counted packets, want 4097", sent)
+	}
+	// Dropping every other bind frees their blocks and their ports pass.
+	for tb := range 4 {
+		b.cfg.Tables[tb].Binds = b.cfg.Tables[tb].Binds[:len(b.cfg.Tables[tb].Binds)/2]
+	}
+	apply(t, d, buildTables(b.cfg, nil))
+	n := 0
+	it := d.objs.GlbPorts.Iterate()
+	var pk bpf.DirectorPortKey
+	var ref bpf.DirectorBindRef
+	for it.Next(&pk, &ref) {
+		n++
+	}
+	if want := 4*512 + 0; n != want {
+		t.Errorf("%d port blocks after removing half the binds, want %d", n, want)
 	}
 }
 

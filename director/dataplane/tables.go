@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	mbits "math/bits"
 	"net/netip"
 	"slices"
 	"sort"
@@ -17,10 +18,10 @@ import (
 // Limits of the kernel maps (bpf/include/director.h). Apply checks a set
 // of tables against them before it changes anything.
 const (
-	MaxTables         = 256
-	MaxPrefixes       = 8192
-	MaxBinds          = 8192
-	MaxBindsPerPrefix = 64
+	MaxTables     = 256
+	MaxPrefixes   = 8192
+	MaxBinds      = 8192
+	MaxPortRanges = 262144 // aligned port blocks in glb_ports, over all prefixes
 
 	numRows   = table.NumRows
 	metaIndex = numRows
@@ -62,18 +63,30 @@ type BindInfo struct {
 type state struct {
 	tables     map[string]*tableState
 	binds      map[string]BindInfo // by bindKey
-	trie       map[bpf.DirectorBindKey]bpf.DirectorBindValue
+	trie       map[bpf.DirectorBindKey]*prefixState
 	tableSlots slots
 	bindSlots  slots
+	nextID     uint32 // next prefix id for glb_ports
 	// foreign holds table slots an earlier daemon filled: they stay
 	// until the first Apply has pointed the trie elsewhere.
 	foreign []uint32
+	// strayPorts are glb_ports entries an earlier daemon left that no
+	// trie entry points at: the first Apply deletes them.
+	strayPorts []bpf.DirectorPortKey
+}
+
+// prefixState is what the kernel holds for one bind prefix: its glb_binds
+// value and its glb_ports entries (all under value.PrefixId).
+type prefixState struct {
+	value bpf.DirectorBindValue
+	ports map[bpf.DirectorPortKey]bpf.DirectorBindRef
 }
 
 func (s *state) init() {
 	s.tables = map[string]*tableState{}
 	s.binds = map[string]BindInfo{}
-	s.trie = map[bpf.DirectorBindKey]bpf.DirectorBindValue{}
+	s.trie = map[bpf.DirectorBindKey]*prefixState{}
+	s.nextID = 1
 	s.tableSlots = newSlots(MaxTables)
 	s.bindSlots = newSlots(MaxBinds)
 }
@@ -103,17 +116,41 @@ func (d *Dataplane) adopt() error {
 		key bpf.DirectorBindKey
 		val bpf.DirectorBindValue
 	)
+	byID := map[uint32]*prefixState{}
+	useBind := func(r bpf.DirectorBindRef) {
+		if r.Kind == refBind && int(r.Bind) < MaxBinds {
+			d.state.bindSlots.used[r.Bind] = true
+		}
+	}
 	it := d.objs.GlbBinds.Iterate()
 	for it.Next(&key, &val) {
-		d.state.trie[key] = val
-		for _, e := range val.Entries[:min(int(val.Count), MaxBindsPerPrefix)] {
-			if int(e.Bind) < MaxBinds {
-				d.state.bindSlots.used[e.Bind] = true
-			}
-		}
+		ps := &prefixState{value: val, ports: map[bpf.DirectorPortKey]bpf.DirectorBindRef{}}
+		d.state.trie[key] = ps
+		byID[val.PrefixId] = ps
+		d.state.nextID = max(d.state.nextID, val.PrefixId+1)
+		useBind(val.Echo)
+		useBind(val.Frag[0])
+		useBind(val.Frag[1])
 	}
 	if err := it.Err(); err != nil {
 		return fmt.Errorf("read pinned bind trie: %w", err)
+	}
+	var (
+		pk  bpf.DirectorPortKey
+		ref bpf.DirectorBindRef
+	)
+	pit := d.objs.GlbPorts.Iterate()
+	for pit.Next(&pk, &ref) {
+		if ps, ok := byID[pk.PrefixId]; ok {
+			ps.ports[pk] = ref
+			useBind(ref)
+		} else {
+			d.state.strayPorts = append(d.state.strayPorts, pk)
+		}
+		d.state.nextID = max(d.state.nextID, pk.PrefixId+1)
+	}
+	if err := pit.Err(); err != nil {
+		return fmt.Errorf("read pinned port trie: %w", err)
 	}
 	for slot := range uint32(MaxTables) {
 		var id ebpf.MapID
@@ -182,12 +219,129 @@ func planTrie(tables []Table) (map[netip.Prefix][]plannedEntry, int, error) {
 			}
 			return cover[i].order < cover[j].order
 		})
-		if len(cover) > MaxBindsPerPrefix {
-			return nil, 0, fmt.Errorf("prefix %s is covered by %d binds: the director allows %d per address; merge port ranges", p, len(cover), MaxBindsPerPrefix)
-		}
 		plan[p] = cover
 	}
+	ranges := 0
+	for p, cover := range plan {
+		n, err := checkPorts(p, cover)
+		if err != nil {
+			return nil, 0, err
+		}
+		ranges += n
+	}
+	if ranges > MaxPortRanges {
+		return nil, 0, fmt.Errorf("the binds' port ranges, repeated for every prefix they cover, make %d port blocks: the director holds at most %d; use fewer, wider or aligned port ranges, or fewer nested prefixes", ranges, MaxPortRanges)
+	}
 	return plan, len(all), nil
+}
+
+// checkPorts checks that no two binds covering p serve the same protocol
+// and port (Validate rejects such configs, but Apply may be handed
+// anything), and returns how many glb_ports blocks p needs.
+func checkPorts(p netip.Prefix, cover []plannedEntry) (int, error) {
+	byStart := slices.Clone(cover)
+	slices.SortFunc(byStart, func(a, b plannedEntry) int {
+		if a.bind.Proto != b.bind.Proto {
+			return int(a.bind.Proto) - int(b.bind.Proto)
+		}
+		return int(a.bind.PortStart) - int(b.bind.PortStart)
+	})
+	n := 0
+	for i, e := range byStart {
+		if e.bind.PortStart > e.bind.PortEnd {
+			return 0, fmt.Errorf("table %q bind %s: port_start is above port_end", e.table, e.bind)
+		}
+		if i > 0 && byStart[i-1].bind.Proto == e.bind.Proto && byStart[i-1].bind.PortEnd >= e.bind.PortStart {
+			return 0, fmt.Errorf("table %q bind %s overlaps table %q bind %s on %s: a packet must match one bind only", e.table, e.bind, byStart[i-1].table, byStart[i-1].bind, p)
+		}
+		n += len(portBlocks(e.bind.PortStart, e.bind.PortEnd))
+	}
+	return n, nil
+}
+
+// portBlock is an aligned run of 2^(16-bits) ports starting at start.
+type portBlock struct {
+	start uint16
+	bits  int // significant bits of the port: 16 for a single port
+}
+
+// portBlocks tiles lo..hi (inclusive) with the fewest aligned
+// power-of-two blocks: at most 30, one for a single port or an aligned
+// range. This is how a range goes into an LPM trie without listing its
+// ports.
+func portBlocks(lo, hi uint16) []portBlock {
+	var out []portBlock
+	for p := int(lo); p <= int(hi); {
+		size := 1
+		// Grow while the block stays aligned at p and inside the range.
+		for size < 1<<16 && p%(size*2) == 0 && p+size*2-1 <= int(hi) {
+			size *= 2
+		}
+		out = append(out, portBlock{start: uint16(p), bits: 16 - mbits.TrailingZeros(uint(size))})
+		p += size
+	}
+	return out
+}
+
+// refBind etc. are GLB_REF_* of bpf/include/director.h.
+const (
+	refNone      = 0
+	refBind      = 1
+	refAmbiguous = 2
+)
+
+// prefixContent is what the kernel must hold for a prefix: its glb_binds
+// value (without a prefix id) and its port blocks.
+func prefixContent(cover []plannedEntry, ref func(plannedEntry) bpf.DirectorBindRef) (bpf.DirectorBindValue, []portEntry) {
+	var v bpf.DirectorBindValue
+	var ports []portEntry
+	if len(cover) > 0 {
+		v.Echo = ref(cover[0])
+	}
+	for i, proto := range []table.Proto{table.TCP, table.UDP} {
+		for _, e := range cover {
+			if e.bind.Proto != proto {
+				continue
+			}
+			switch r := ref(e); {
+			case v.Frag[i].Kind == refNone:
+				v.Frag[i] = r
+			case v.Frag[i].Kind == refBind && v.Frag[i].Table != r.Table:
+				v.Frag[i] = bpf.DirectorBindRef{Kind: refAmbiguous}
+			}
+		}
+	}
+	for _, e := range cover {
+		r := ref(e)
+		for _, b := range portBlocks(e.bind.PortStart, e.bind.PortEnd) {
+			ports = append(ports, portEntry{proto: uint8(e.bind.Proto), block: b, ref: r})
+		}
+	}
+	return v, ports
+}
+
+// portEntry is a glb_ports entry before its prefix id is known.
+type portEntry struct {
+	proto uint8
+	block portBlock
+	ref   bpf.DirectorBindRef
+}
+
+func (e portEntry) key(id uint32) bpf.DirectorPortKey {
+	return bpf.DirectorPortKey{Prefixlen: uint32(48 + e.block.bits), PrefixId: id, Proto: e.proto, Port: mbits.ReverseBytes16(e.block.start)}
+}
+
+// samePorts reports whether ps holds exactly ports.
+func samePorts(ps *prefixState, ports []portEntry) bool {
+	if len(ps.ports) != len(ports) {
+		return false
+	}
+	for _, e := range ports {
+		if r, ok := ps.ports[e.key(ps.value.PrefixId)]; !ok || r != e.ref {
+			return false
+		}
+	}
+	return true
 }
 
 // trieKey is the LPM key of a prefix: 32 bits of family, then the address.
@@ -396,35 +550,53 @@ func (d *Dataplane) Apply(tables []Table) (Result, error) {
 		}
 	}
 
-	// 3. The trie: every planned prefix, then remove the rest.
-	newTrie := make(map[bpf.DirectorBindKey]bpf.DirectorBindValue, len(plan))
+	// 3. The tries: every planned prefix, then remove the rest. A
+	// prefix whose binds changed gets a new prefix id: its port blocks
+	// are written under the new id, then its glb_binds entry is switched
+	// to it with one update, then the old id's blocks are deleted. A
+	// packet sees the old binds or the new ones, never a mix.
+	ref := func(e plannedEntry) bpf.DirectorBindRef {
+		return bpf.DirectorBindRef{Kind: refBind, Table: uint16(st.tables[e.table].slot), Bind: newBinds[e.key].slot}
+	}
+	newTrie := make(map[bpf.DirectorBindKey]bool, len(plan))
 	for p, entries := range plan {
-		var v bpf.DirectorBindValue
-		v.Count = uint32(len(entries))
-		for i, e := range entries {
-			v.Entries[i] = bpf.DirectorBindEntry{
-				PortStart: e.bind.PortStart,
-				PortEnd:   e.bind.PortEnd,
-				Proto:     uint8(e.bind.Proto),
-				Table:     uint16(st.tables[e.table].slot),
-				Bind:      newBinds[e.key].slot,
+		v, ports := prefixContent(entries, ref)
+		k := trieKey(p)
+		newTrie[k] = true
+		old, ok := st.trie[k]
+		if ok {
+			v.PrefixId = old.value.PrefixId
+			if old.value == v && samePorts(old, ports) {
+				continue
 			}
 		}
-		k := trieKey(p)
-		newTrie[k] = v
-		if old, ok := st.trie[k]; ok && old == v {
-			continue
+		v.PrefixId = st.nextID
+		st.nextID++
+		ps := &prefixState{value: v, ports: make(map[bpf.DirectorPortKey]bpf.DirectorBindRef, len(ports))}
+		for _, e := range ports {
+			pk := e.key(v.PrefixId)
+			if err := d.objs.GlbPorts.Put(pk, e.ref); err != nil {
+				d.deletePorts(ps.ports)
+				// Prefixes already switched point at installed tables:
+				// packets still flow.
+				return res, fmt.Errorf("apply tables: add port block of prefix %s: %w", p, err)
+			}
+			ps.ports[pk] = e.ref
 		}
 		if err := d.objs.GlbBinds.Put(k, v); err != nil {
-			// The trie is now partly new, but every entry points at a
-			// table that is installed: packets still flow.
+			d.deletePorts(ps.ports)
 			return res, fmt.Errorf("apply tables: update bind prefix %s: %w", p, err)
 		}
-		st.trie[k] = v
+		st.trie[k] = ps
 		res.BindsChanged = true
+		if ok {
+			if err := d.deletePorts(old.ports); err != nil {
+				return res, fmt.Errorf("apply tables: remove old port blocks of prefix %s: %w", p, err)
+			}
+		}
 	}
-	for k := range st.trie {
-		if _, ok := newTrie[k]; ok {
+	for k, ps := range st.trie {
+		if newTrie[k] {
 			continue
 		}
 		if err := d.objs.GlbBinds.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
@@ -432,7 +604,16 @@ func (d *Dataplane) Apply(tables []Table) (Result, error) {
 		}
 		delete(st.trie, k)
 		res.BindsChanged = true
+		if err := d.deletePorts(ps.ports); err != nil {
+			return res, fmt.Errorf("apply tables: remove port blocks: %w", err)
+		}
 	}
+	for _, pk := range st.strayPorts {
+		if err := d.objs.GlbPorts.Delete(pk); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return res, fmt.Errorf("apply tables: remove adopted port block: %w", err)
+		}
+	}
+	st.strayPorts = nil
 
 	// 4. Free what nothing points at any more.
 	for name, ts := range st.tables {
@@ -472,6 +653,17 @@ func (d *Dataplane) Apply(tables []Table) (Result, error) {
 	sort.Strings(res.Swapped)
 	sort.Strings(res.Removed)
 	return res, nil
+}
+
+// deletePorts removes glb_ports entries; ones already gone are fine.
+func (d *Dataplane) deletePorts(ports map[bpf.DirectorPortKey]bpf.DirectorBindRef) error {
+	var errs []error
+	for pk := range ports {
+		if err := d.objs.GlbPorts.Delete(pk); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // TableInfo describes an installed table, for metrics and tests.
