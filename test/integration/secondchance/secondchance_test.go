@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/glb-project/glb/director/table"
 	"github.com/glb-project/glb/internal/nstest"
 	"github.com/glb-project/glb/internal/testenv"
 )
@@ -87,10 +88,6 @@ func (h *host) metrics(tb testing.TB, port int) map[string]float64 {
 		}
 	}
 	return out
-}
-
-func (h *host) redirected(tb testing.TB, outcome string) float64 {
-	return h.metrics(tb, redirPort)[`glb_redirect_packets_total{outcome="`+outcome+`"}`]
 }
 
 // echoServer is a plain TCP echo server on VIP:echoPort in a proxy
@@ -231,20 +228,27 @@ func (l *lab) plug(tag string, addr netip.Addr) *host {
 }
 
 type backend struct {
-	IP    string `json:"ip"`
-	Name  string `json:"name"`
-	State string `json:"state"`
+	IP      string `json:"ip"`
+	Name    string `json:"name"`
+	State   string `json:"state"`
+	Healthy *bool  `json:"healthy,omitempty"`
 }
 
 // setTable writes the director's forwarding table (DESIGN.md §4) with the
-// given host states ("" leaves a host out), makes the director reload it,
+// given host states ("" leaves a host out; "unhealthy" is an active host
+// that failed its health checks, as the health checker reports it), makes the director reload it,
 // and waits until the new table is in the kernel.
 func (l *lab) setTable(states map[string]string) {
 	t := l.t
 	t.Helper()
 	var backends []backend
 	for _, name := range []string{"p1", "p2"} {
-		if st := states[name]; st != "" {
+		switch st := states[name]; st {
+		case "":
+		case "unhealthy":
+			down := false
+			backends = append(backends, backend{IP: proxyIPs[name].String(), Name: name, State: "active", Healthy: &down})
+		default:
 			backends = append(backends, backend{IP: proxyIPs[name].String(), Name: name, State: st})
 		}
 	}
@@ -354,19 +358,6 @@ func (l *lab) keepsEchoing(what string, want []*flow, n int64) {
 	})
 }
 
-func (l *lab) counters(stage string) {
-	for _, name := range []string{"p1", "p2"} {
-		m := l.proxies[name].metrics(l.t, redirPort)
-		var parts []string
-		for k, v := range m {
-			if strings.HasPrefix(k, "glb_redirect_packets_total") && v > 0 {
-				parts = append(parts, fmt.Sprintf("%s=%v", strings.TrimSuffix(strings.TrimPrefix(k, `glb_redirect_packets_total{outcome="`), `"}`), v))
-			}
-		}
-		l.t.Logf("%s: %s counters: %s", stage, name, strings.Join(parts, " "))
-	}
-}
-
 func TestSecondChance(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireBinary(t, "ip")
@@ -401,7 +392,10 @@ func TestSecondChance(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		h.proc = h.ns.Start(t, redirect, "--iface", "up0", "--vip", vip.String(), "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", redirPort))
+		// GUE only from the director and the other proxy host, as an
+		// operator would set it: second chance goes through the trust check.
+		h.proc = h.ns.Start(t, redirect, "--iface", "up0", "--vip", vip.String(), "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", redirPort),
+			"--self-ip", proxyIPs[name].String(), "--gue-from", directorIP.String()+","+proxyIPs["p1"].String()+","+proxyIPs["p2"].String())
 		nstest.WaitFor(t, 10*time.Second, "glb-redirect to put the VIP on lo in "+name, func() bool {
 			return strings.Contains(h.ns.IP(t, "addr", "show", "dev", "lo"), vip.String()+"/32")
 		})
@@ -446,6 +440,7 @@ func TestSecondChance(t *testing.T) {
 	// 2. Add p2. About half the rows now name p2 first: packets of p1's
 	// connections in those rows reach p2, which has no socket for them
 	// and passes them to p1. New connections spread over both.
+	c := l.snapshot()
 	l.setTable(map[string]string{"p1": "active", "p2": "active"})
 	l.open(50, 50)
 	t.Logf("after adding p2, the 100 connections live on %v", l.owners(l.flows))
@@ -453,49 +448,53 @@ func TestSecondChance(t *testing.T) {
 		t.Fatalf("new connections did not spread over both hosts: %v", o)
 	}
 	l.keepsEchoing("every connection after adding p2", l.flows, 10)
-	if n := l.proxies["p2"].redirected(t, "forwarded_to_alternate"); n == 0 {
-		t.Errorf("p2 forwarded nothing to p1 after it was added")
-	}
-	l.counters("after adding p2")
+	c = l.step("after adding p2", c, map[string]string{"p2": "forwarded_to_alternate"})
 
 	// 3. Drain p1: every row names p2 first. All of p1's connections now
 	// live on second chance through p2.
-	fwdBefore := l.proxies["p2"].redirected(t, "forwarded_to_alternate")
 	l.setTable(map[string]string{"p1": "draining", "p2": "active"})
 	l.keepsEchoing("every connection with p1 draining", l.flows, 10)
-	if n := l.proxies["p2"].redirected(t, "forwarded_to_alternate"); n <= fwdBefore {
-		t.Errorf("p2 forwarded no more packets after p1 was drained (%v before, %v after)", fwdBefore, n)
-	}
-	l.counters("p1 draining")
+	c = l.step("p1 draining", c, map[string]string{"p2": "forwarded_to_alternate"})
 
 	// 4. Reverse it: p1 active again, p2 draining. Now p2's connections
 	// live on second chance through p1.
 	l.setTable(map[string]string{"p1": "active", "p2": "draining"})
 	l.keepsEchoing("every connection with p2 draining", l.flows, 10)
-	if n := l.proxies["p1"].redirected(t, "forwarded_to_alternate"); n == 0 {
-		t.Errorf("p1 forwarded nothing to p2 after the change was reversed")
-	}
-	for _, name := range []string{"p1", "p2"} {
-		if n := l.proxies[name].redirected(t, "accepted_last_resort"); n != 0 {
-			t.Errorf("%s took %v packets as a last resort: a connection was lost", name, n)
-		}
-	}
-	l.counters("p2 draining")
+	c = l.step("p2 draining", c, map[string]string{"p1": "forwarded_to_alternate"})
 
-	// 5. p2 dies: its uplink goes down without warning. Only its own
-	// connections may break; p1's keep echoing.
-	var onP1, onP2 []*flow
+	// 5. Both active again, the table of step 2: p2 is first in about
+	// half the rows, and passes p1's connections of those rows on again.
+	// (p2's connections all began in rows that name p2 first.)
+	l.setTable(map[string]string{"p1": "active", "p2": "active"})
+	l.keepsEchoing("every connection with both hosts active again", l.flows, 10)
+	c = l.step("both active again", c, map[string]string{"p2": "forwarded_to_alternate"})
+
+	// 6. p2 dies while it is first in about half the rows: its uplink goes
+	// down without warning. The health checker then marks it unhealthy
+	// (glb-director does this from its checks; the test writes the health
+	// it would report), which moves p2 behind p1 in every row. The
+	// connections living on p1, including those whose rows named p2 first
+	// and so depended on p2 passing their packets on, must survive. Only
+	// p2's own connections break: their packets now reach p1 first, which
+	// has no socket for them and passes them on to p2, where they die.
+	var onP1, onP1ViaP2, onP2 []*flow
 	for _, f := range l.flows {
-		if f.owner == "p1" {
-			onP1 = append(onP1, f)
-		} else {
+		switch {
+		case f.owner == "p2":
 			onP2 = append(onP2, f)
+		case l.primary(f) == proxyIPs["p2"]:
+			onP1ViaP2 = append(onP1ViaP2, f)
+			onP1 = append(onP1, f)
+		default:
+			onP1 = append(onP1, f)
 		}
 	}
-	if len(onP2) == 0 {
-		t.Fatal("no connection lives on p2; the test cannot tell whose connections break")
+	t.Logf("before p2 dies: %d connections on p2, %d on p1, %d of them in rows that name p2 first", len(onP2), len(onP1), len(onP1ViaP2))
+	if len(onP2) == 0 || len(onP1ViaP2) == 0 {
+		t.Fatal("no connection lives on p2, or none of p1's depends on p2: the test cannot tell whose connections break")
 	}
 	l.proxies["p2"].ns.IP(t, "link", "set", "up0", "down")
+	l.setTable(map[string]string{"p1": "active", "p2": "unhealthy"})
 	nstest.WaitFor(t, 3*rttDeadline, "every connection on p2 to break", func() bool {
 		for _, f := range onP2 {
 			if !f.broken() {
@@ -505,15 +504,75 @@ func TestSecondChance(t *testing.T) {
 		return true
 	})
 	l.keepsEchoing("p1's connections after p2 died", onP1, 10)
-	// The health checker would now take p2 out; packets of p2's dead
-	// connections then end at p1 as a last resort, and p1 resets them.
-	l.setTable(map[string]string{"p1": "active", "p2": "inactive"})
-	l.keepsEchoing("p1's connections with p2 out of the table", onP1, 10)
-	nstest.WaitFor(t, 15*time.Second, "p1 to take a dead connection's packet as a last resort", func() bool {
-		return l.proxies["p1"].redirected(t, "accepted_last_resort") > 0
-	})
-	t.Logf("%d connections on p1 kept working, %d on p2 broke when it died", len(onP1), len(onP2))
-	l.counters("p2 dead")
+	l.step("p2 dead", c, map[string]string{"p1": "forwarded_to_alternate"})
+	t.Logf("%d connections on p1 (%d of them in rows that named p2 first) kept working, %d on p2 broke when it died",
+		len(onP1), len(onP1ViaP2), len(onP2))
+}
+
+// primary is the host the director's current table sends f's packets to
+// first, computed with director/table from the file the director loaded.
+func (l *lab) primary(f *flow) netip.Addr {
+	t := l.t
+	t.Helper()
+	c, err := table.Load(l.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := &c.Tables[0]
+	tf := table.Flow{Src: f.local.Addr(), Dst: vip, SrcPort: f.local.Port(), DstPort: echoPort}
+	hops := table.Build(spec, nil).Hops(table.RowOf(table.Hash(spec.HashKey, spec.Fields(), tf)))
+	if len(hops) == 0 {
+		t.Fatalf("connection %d has no hop", f.id)
+	}
+	return hops[0]
+}
+
+// counts is every proxy host's glb_redirect_packets_total, by host and
+// outcome.
+type counts map[string]map[string]float64
+
+func (l *lab) snapshot() counts {
+	c := counts{}
+	for _, name := range []string{"p1", "p2"} {
+		c[name] = map[string]float64{}
+		for k, v := range l.proxies[name].metrics(l.t, redirPort) {
+			if o, ok := strings.CutPrefix(k, `glb_redirect_packets_total{outcome="`); ok {
+				c[name][strings.TrimSuffix(o, `"}`)] = v
+			}
+		}
+	}
+	return c
+}
+
+// step logs what each proxy host's counters did since before, checks
+// that every outcome in rose (host -> outcome) moved during the step,
+// and, apart from those, that no packet was taken as a last resort
+// (a lost connection) or dropped. It returns the new snapshot.
+func (l *lab) step(stage string, before counts, rose map[string]string) counts {
+	t := l.t
+	t.Helper()
+	after := l.snapshot()
+	for _, name := range []string{"p1", "p2"} {
+		var parts []string
+		for o, v := range after[name] {
+			d := v - before[name][o]
+			if d != 0 {
+				parts = append(parts, fmt.Sprintf("%s+%v", o, d))
+			}
+			want := rose[name] == o
+			switch {
+			case want && d == 0:
+				t.Errorf("%s: %s's %s did not move", stage, name, o)
+			case !want && d != 0 && (o == "accepted_last_resort" || strings.HasPrefix(o, "malformed_") || strings.HasPrefix(o, "dropped_")):
+				t.Errorf("%s: %s's %s rose by %v", stage, name, o, d)
+			}
+		}
+		if _, ok := after[name][rose[name]]; rose[name] != "" && !ok {
+			t.Errorf("%s: %s exports no %s counter", stage, name, rose[name])
+		}
+		t.Logf("%s: %s counters since the last step: %s", stage, name, strings.Join(parts, " "))
+	}
+	return after
 }
 
 // tryMetrics reports whether h's metrics port accepts connections yet.
