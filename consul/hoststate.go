@@ -142,10 +142,23 @@ func (e *SlotError) Error() string {
 	if len(held) > 1 {
 		verb = "hold"
 	}
-	first := e.Holders[0].Backend
 	return fmt.Sprintf("table %s: %s cannot go to %s now: %s and %s the table's one change slot (only one host per table may be in a state other than active). "+
-		"Finish that host first (glbctl activate %s, or glbctl remove %s once drained), or pass --force to override the rule (it is logged)",
-		e.Table, e.Host, e.To, strings.Join(held, "; "), verb, hostOf(first), hostOf(first))
+		"Finish that host first (%s), or pass --force to override the rule (it is logged)",
+		e.Table, e.Host, e.To, strings.Join(held, "; "), verb, finish(e.Holders[0].Backend))
+}
+
+// finish is the advice that frees the slot a host in b's state holds.
+func finish(b table.Backend) string {
+	h := hostOf(b)
+	switch b.State {
+	case table.Draining:
+		return fmt.Sprintf("glbctl remove %s once it is drained, or glbctl activate %s to end the drain", h, h)
+	case table.Filling:
+		return fmt.Sprintf("glbctl activate %s once it is trusted, or glbctl drain %s to abort the fill", h, h)
+	case table.Inactive:
+		return fmt.Sprintf("glbctl fill %s to bring it back, or delete it from the table: glbctl state export, remove the backend, glbctl state import", h)
+	}
+	return "glbctl activate " + h
 }
 
 // Refusal marks the error as an operator-facing refusal, not a failure.

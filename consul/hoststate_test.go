@@ -78,12 +78,18 @@ func TestChangeOneAtATime(t *testing.T) {
 		change    Change
 		wantSlot  bool   // refused by the one-at-a-time rule
 		wantInMsg string // the holder named in the refusal
+		advice    string // how to free the slot, for the holder's state
 	}{
 		{name: "first drain is allowed", change: Change{Host: "proxy-3", To: table.Draining}},
 		{name: "second drain is refused", states: map[string]table.State{"proxy-2": table.Draining},
-			change: Change{Host: "proxy-3", To: table.Draining}, wantSlot: true, wantInMsg: "proxy-2 (10.1.0.12) is draining (by bob since 2026-03-01T12:00:00Z: \"earlier change\")"},
+			change: Change{Host: "proxy-3", To: table.Draining}, wantSlot: true, wantInMsg: "proxy-2 (10.1.0.12) is draining (by bob since 2026-03-01T12:00:00Z: \"earlier change\")",
+			advice: "glbctl remove proxy-2 once it is drained, or glbctl activate proxy-2 to end the drain"},
+		{name: "a filling host holds the slot", states: map[string]table.State{"proxy-2": table.Filling},
+			change: Change{Host: "proxy-3", To: table.Draining}, wantSlot: true, wantInMsg: "proxy-2 (10.1.0.12) is filling",
+			advice: "glbctl activate proxy-2 once it is trusted, or glbctl drain proxy-2 to abort the fill"},
 		{name: "an inactive host holds the slot", states: map[string]table.State{"proxy-4": table.Inactive},
-			change: Change{Host: "proxy-3", To: table.Draining}, wantSlot: true, wantInMsg: "proxy-4 (10.1.0.14) is inactive"},
+			change: Change{Host: "proxy-3", To: table.Draining}, wantSlot: true, wantInMsg: "proxy-4 (10.1.0.14) is inactive",
+			advice: "glbctl fill proxy-4 to bring it back, or delete it from the table: glbctl state export, remove the backend, glbctl state import"},
 		{name: "the rule is per table: git-1 drains while proxy-3 drains in the other table",
 			states: map[string]table.State{"proxy-3": table.Draining}, change: Change{Host: "git-1", To: table.Draining}},
 		{name: "a host shared by two tables is checked in both", states: map[string]table.State{"git-1": table.Draining},
@@ -106,6 +112,9 @@ func TestChangeOneAtATime(t *testing.T) {
 				}
 				if !strings.Contains(err.Error(), tc.wantInMsg) || !strings.Contains(err.Error(), "--force") {
 					t.Fatalf("message %q should name %q and mention --force", err, tc.wantInMsg)
+				}
+				if !strings.Contains(err.Error(), tc.advice) {
+					t.Fatalf("message %q should advise %q", err, tc.advice)
 				}
 				return
 			}
