@@ -72,7 +72,10 @@ func joinHops(h []netip.Addr) string {
 // chooses it: the binds covering the destination, longest prefix first,
 // then config order; the first for echo requests, else the first whose
 // protocol and port match.
-func (c *checker) tableFor(pkt table.Packet) (Table, bool) {
+//
+// With frag (a non-first fragment, no ports) a TCP/UDP packet matches by
+// prefix and protocol alone, and only if those binds name one table.
+func (c *checker) tableFor(pkt table.Packet, frag bool) (Table, bool) {
 	type cand struct {
 		t     Table
 		b     table.Bind
@@ -87,6 +90,26 @@ func (c *checker) tableFor(pkt table.Packet) (Table, bool) {
 		}
 	}
 	sort.SliceStable(cs, func(i, j int) bool { return cs[i].b.Prefix.Bits() > cs[j].b.Prefix.Bits() })
+	if frag && pkt.BindProto != 0 {
+		// A TCP/UDP fragment after the first has no port: the binds of
+		// its protocol must all name one table.
+		var found *cand
+		for i, x := range cs {
+			if x.b.Proto != pkt.BindProto {
+				continue
+			}
+			if found != nil && found.t.Spec.Name != x.t.Spec.Name {
+				return Table{}, false
+			}
+			if found == nil {
+				found = &cs[i]
+			}
+		}
+		if found == nil {
+			return Table{}, false
+		}
+		return found.t, true
+	}
 	for _, x := range cs {
 		if pkt.BindProto == 0 || (x.b.Proto == pkt.BindProto && pkt.Port >= x.b.PortStart && pkt.Port <= x.b.PortEnd) {
 			return x.t, true
@@ -140,18 +163,21 @@ func (c *checker) check(in []byte, action uint32, out []byte) error {
 	if err != nil && !errors.Is(err, table.ErrFragment) {
 		return fmt.Errorf("sent a packet table.FlowOf rejects: %v", err)
 	}
-	t, ok := c.tableFor(pkt)
+	frag := errors.Is(err, table.ErrFragment)
+	t, ok := c.tableFor(pkt, frag)
 	if !ok {
-		if errors.Is(err, table.ErrFragment) {
-			return nil // fragments match binds by protocol alone
-		}
-		return fmt.Errorf("sent a packet no bind matches (%+v)", pkt)
+		return fmt.Errorf("sent a packet no bind matches (%+v, fragment %v)", pkt, frag)
 	}
+	if frag && pkt.BindProto != 0 && t.Spec.Fields()&(table.SrcPort|table.DstPort) != 0 {
+		return fmt.Errorf("sent a non-first fragment of table %s, which hashes ports", t.Spec.Name)
+	}
+	// A fragment's flow has ports 0: hashed on its addresses alone, it
+	// must land on exactly its flow's row.
 	h := table.Hash(t.Spec.HashKey, t.Spec.Fields(), pkt.Flow)
-	if want := joinHops(t.Built.Hops(table.RowOf(h))); hops != want && !errors.Is(err, table.ErrFragment) {
-		return fmt.Errorf("hops %s, table %s row for %+v is %s", hops, t.Spec.Name, pkt.Flow, want)
+	if want := joinHops(t.Built.Hops(table.RowOf(h))); hops != want {
+		return fmt.Errorf("hops %s, table %s row for %+v (fragment %v) is %s", hops, t.Spec.Name, pkt.Flow, frag, want)
 	}
-	if !errors.Is(err, table.ErrFragment) && g.SrcPort != table.EncapSourcePort(h, pkt.Flow.SrcPort) {
+	if g.SrcPort != table.EncapSourcePort(h, pkt.Flow.SrcPort) {
 		return fmt.Errorf("outer source port %d, want %d", g.SrcPort, table.EncapSourcePort(h, pkt.Flow.SrcPort))
 	}
 	return nil
@@ -389,5 +415,30 @@ func TestCheckerCatchesBadOutput(t *testing.T) {
 		if err := c.check(in, xdpTX, spliced); err == nil {
 			t.Error("another flow's row accepted")
 		}
+	}
+	// A non-first fragment is checked on its flow's row too (addresses
+	// only), not on any row of a table: give it another client's GUE
+	// header, of the same length.
+	frag := func(src string) []byte {
+		return ether(ip4{src: src, dst: "10.100.0.3", proto: protoTCP, id: 9, flags: 100}.packet(make([]byte, 32)))
+	}
+	fin := frag(client4)
+	fa, fout := runPacket(t, d.Program(), fin, nil)
+	if fa != xdpTX {
+		t.Fatalf("fragment: %s", actionNames[fa])
+	}
+	if err := c.check(fin, fa, fout); err != nil {
+		t.Fatalf("good fragment output rejected: %v", err)
+	}
+	for i := range 50 {
+		_, o := runPacket(t, d.Program(), frag(fmt.Sprintf("198.51.100.%d", 100+i)), nil)
+		if bytes.Equal(o[14+16:14+20], fout[14+16:14+20]) {
+			continue
+		}
+		spliced := append(append([]byte{}, o[:len(o)-len(innerIP(fin))]...), innerIP(fin)...)
+		if err := c.check(fin, xdpTX, spliced); err == nil {
+			t.Error("a fragment on another flow's row accepted")
+		}
+		break
 	}
 }
