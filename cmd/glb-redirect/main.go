@@ -108,6 +108,9 @@ func (p *prefixList) String() string {
 }
 
 func (p *prefixList) Set(s string) error {
+	if strings.TrimSpace(s) == "" {
+		return nil // an empty value (an unset variable in a unit file) adds nothing
+	}
 	for _, part := range strings.Split(s, ",") {
 		part = strings.TrimSpace(part)
 		pr, err := netip.ParsePrefix(part)
@@ -143,6 +146,10 @@ func (f *addrFlag) String() string {
 }
 
 func (f *addrFlag) Set(s string) error {
+	if strings.TrimSpace(s) == "" {
+		f.a = netip.Addr{} // empty: the default
+		return nil
+	}
 	a, err := netip.ParseAddr(strings.TrimSpace(s))
 	if err != nil || !a.Is4() {
 		return fmt.Errorf("not an IPv4 address: %q", s)

@@ -41,6 +41,7 @@ func TestFlags(t *testing.T) {
 		{"IPv6 --gue-from", []string{"--iface", "eth0", "--vip", "10.0.0.1", "--gue-from", "10.0.0.0/24,fd00::/64"}, "", "fd00::/64 is not IPv4"},
 		{"--gue-from with host bits", []string{"--iface", "eth0", "--vip", "10.0.0.1", "--gue-from", "10.0.0.5/24"}, "", "write 10.0.0.0/24"},
 		{"--gue-from given twice", []string{"--iface", "eth0", "--vip", "10.0.0.1", "--gue-from", "10.0.0.5", "--gue-from", "10.0.0.5/32"}, "", "10.0.0.5/32 given twice"},
+		{"empty --gue-from and --self-ip mean the defaults", []string{"--iface", "eth0", "--vip", "10.0.0.1", "--gue-from", "", "--self-ip", "", "--version"}, "glb-redirect dev", ""},
 		{"IPv6 --self-ip", []string{"--iface", "eth0", "--vip", "10.0.0.1", "--self-ip", "fd00::1"}, "", `not an IPv4 address: "fd00::1"`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
