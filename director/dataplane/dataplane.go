@@ -9,6 +9,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -33,6 +35,12 @@ type Config struct {
 	// packet larger than the MTU it would leave by (the interface's with
 	// a gateway, the route's otherwise) is dropped as drop_too_big.
 	GatewayMAC net.HardwareAddr
+	// Interfaces are the interfaces this director is about to attach
+	// to (--iface). With a PinPath, Open detaches and unpins the XDP
+	// links an earlier glb-director pinned for any other interface (one
+	// dropped from --iface across a --keep-attached restart), logging
+	// each. Nil leaves every pinned link alone.
+	Interfaces []string
 	// Log receives notices (takeover of pinned objects, cleanup). Nil
 	// discards them.
 	Log *slog.Logger
@@ -142,6 +150,12 @@ func Open(cfg Config) (*Dataplane, error) {
 		return nil, fmt.Errorf("load director: %w", err)
 	}
 	d.state.init()
+	if cfg.PinPath != "" && cfg.Interfaces != nil {
+		if err := d.releaseLinks(cfg.Interfaces); err != nil {
+			d.objs.Close()
+			return nil, err
+		}
+	}
 	if err := d.adopt(); err != nil {
 		d.objs.Close()
 		return nil, err
@@ -242,6 +256,36 @@ func (d *Dataplane) takeOver(l link.Link, ifindex int) error {
 	return nil
 }
 
+// releaseLinks detaches and unpins the XDP links pinned under PinPath
+// for interfaces not in keep (all of them for a nil keep).
+func (d *Dataplane) releaseLinks(keep []string) error {
+	pins, err := filepath.Glob(filepath.Join(d.cfg.PinPath, "link_*"))
+	if err != nil {
+		return fmt.Errorf("list pinned links: %w", err)
+	}
+	var errs []error
+	for _, pin := range pins {
+		ifname := strings.TrimPrefix(filepath.Base(pin), "link_")
+		if keep != nil && slices.Contains(keep, ifname) {
+			continue
+		}
+		if l, err := link.LoadPinnedLink(pin, nil); err == nil {
+			// Unpinning drops the pin's reference, closing drops ours:
+			// the kernel then detaches the program.
+			if err := l.Unpin(); err != nil {
+				errs = append(errs, fmt.Errorf("unpin link of %s: %w", ifname, err))
+			}
+			if err := l.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("detach link of %s: %w", ifname, err))
+			}
+		} else if err := os.Remove(pin); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("remove pinned link %s: %w", pin, err))
+		}
+		d.log.Info("detached the director from an interface no longer configured", "iface", ifname, "pin", pin)
+	}
+	return errors.Join(errs...)
+}
+
 func (d *Dataplane) linkPin(ifname string) string {
 	if d.cfg.PinPath == "" {
 		return ""
@@ -297,6 +341,8 @@ func (d *Dataplane) Detach() error {
 	}
 	errs = append(errs, d.Close())
 	if d.cfg.PinPath != "" {
+		// Links pinned for interfaces this process never attached to.
+		errs = append(errs, d.releaseLinks(nil))
 		// Only removes the directory if nothing else is pinned there.
 		if err := os.Remove(d.cfg.PinPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			d.log.Warn("pin directory not removed", "path", d.cfg.PinPath, "err", err)

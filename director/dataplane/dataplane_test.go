@@ -790,3 +790,70 @@ func TestEnsureBPFFS(t *testing.T) {
 		t.Error("directory not created")
 	}
 }
+
+// TestDroppedInterfaceIsReleased restarts a director that kept its links
+// pinned (--keep-attached) with one interface fewer: Open detaches and
+// unpins the dropped interface's link, the kept one stays attached, and
+// Detach leaves no pin directory behind.
+func TestDroppedInterfaceIsReleased(t *testing.T) {
+	dir := bpffsDir(t)
+	ns := nstest.New(t, "dp")
+	peer := nstest.New(t, "pe")
+	nstest.Veth(t, ns, "d0", peer, "p0")
+	nstest.Veth(t, ns, "d1", peer, "p1")
+	attached := func(ifname string) bool {
+		var on bool
+		if err := ns.Do(t, func() error {
+			l, err := netlink.LinkByName(ifname)
+			if err != nil {
+				return err
+			}
+			on = l.Attrs().Xdp != nil && l.Attrs().Xdp.Attached
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return on
+	}
+
+	var d1 *Dataplane
+	if err := ns.Do(t, func() error {
+		var err error
+		if d1, err = Open(Config{PinPath: dir, SrcIP: testSrcIP, Interfaces: []string{"d0", "d1"}}); err != nil {
+			return err
+		}
+		return errors.Join(d1.Attach("d0", ModeAuto), d1.Attach("d1", ModeAuto))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if !attached("d0") || !attached("d1") || !exists(filepath.Join(dir, "link_d1")) {
+		t.Fatal("Close did not leave both links attached and pinned")
+	}
+
+	var d2 *Dataplane
+	if err := ns.Do(t, func() error {
+		var err error
+		d2, err = Open(Config{PinPath: dir, SrcIP: testSrcIP, Interfaces: []string{"d0"}})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if attached("d1") || exists(filepath.Join(dir, "link_d1")) {
+		t.Error("the dropped interface d1 is still attached or pinned")
+	}
+	if !attached("d0") || !exists(filepath.Join(dir, "link_d0")) {
+		t.Error("the kept interface d0 lost its link before the new director attached")
+	}
+	if err := ns.Do(t, func() error { return d2.Attach("d0", ModeAuto) }); err != nil {
+		t.Fatal(err)
+	}
+	if err := d2.Detach(); err != nil {
+		t.Fatal(err)
+	}
+	if attached("d0") || exists(dir) {
+		t.Errorf("after Detach: d0 attached %v, pin directory exists %v", attached("d0"), exists(dir))
+	}
+}
