@@ -6,8 +6,10 @@
  * Attached with tcx to the ingress of the proxy host's uplink. For every
  * IPv4/UDP packet to GUE_PORT addressed to this host it:
  *
- *   1. validates the GUE header and GLB's private data (drops and counts
- *      anything malformed);
+ *   0. drops it unless its outer source is in redirect_trusted (when the
+ *      agent was given trusted prefixes);
+ *   1. validates the outer lengths, the GUE header and GLB's private data
+ *      (drops and counts anything malformed);
  *   2. decides whether the inner packet is ours: a TCP SYN without ACK, a
  *      packet of a local socket (established, request or TIME_WAIT, found
  *      with bpf_skc_lookup_tcp; a bare listener does not count), an ACK
@@ -19,7 +21,8 @@
  *      packet goes up the stack as if it had arrived directly;
  *   4. otherwise rewrites the outer header (src = this host, dst =
  *      hops[next_hop]), increments next_hop, fixes the checksums and
- *      redirects the packet toward the next hop.
+ *      redirects the packet toward the next hop, unless that hop is an
+ *      address no director lists (0/8, 127/8, 224/4, 240/4).
  *
  * Everything else passes untouched. Every packet ends in exactly one
  * enum outcome, counted per CPU.
