@@ -168,9 +168,45 @@ func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
 	l.log.DebugContext(ctx, "redis client", "msg_detail", clients.Redact(fmt.Sprintf(format, v...)))
 }
 
+const tokenUsage = `glb-proxy token: client tokens (glbp_…) for the client registry.
+
+Usage:
+  glb-proxy token new [--name NAME]   mint a token; print it, its sha256 and, with
+                                      --name, a registry entry to paste
+  glb-proxy token hash                read a token on stdin; print its sha256
+
+Only the sha256 goes into the registry; give the token to the client.
+`
+
+const clientsUsage = `glb-proxy clients: the client registry in Consul KV (PREFIX/proxy/clients).
+
+Usage:
+  glb-proxy clients push --clients FILE --consul consul://HOST:PORT/PREFIX
+                          validate a registry file and store it, where every
+                          glb-proxy with clients_consul picks it up
+  glb-proxy clients show --consul consul://HOST:PORT/PREFIX
+                          print the stored registry
+
+The Consul token comes from $CONSUL_HTTP_TOKEN. "glb-proxy clients push --help"
+lists a command's flags.
+`
+
+// isHelp reports whether arg asks for help.
+func isHelp(arg string) bool {
+	switch arg {
+	case "-h", "-help", "--help", "help":
+		return true
+	}
+	return false
+}
+
 func runToken(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("token: want \"new\" or \"hash\" (see glb-proxy --help)")
+		return errors.New("token: want \"new\" or \"hash\" (see glb-proxy token --help)")
+	}
+	if isHelp(args[0]) {
+		fmt.Fprint(stderr, tokenUsage)
+		return flag.ErrHelp
 	}
 	switch args[0] {
 	case "new":
@@ -192,6 +228,17 @@ func runToken(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		}
 		return nil
 	case "hash":
+		fs := flag.NewFlagSet("glb-proxy token hash", flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		fs.Usage = func() {
+			fmt.Fprintln(stderr, "Usage: glb-proxy token hash < TOKEN-FILE\n\nReads a glbp_ token on stdin and prints its sha256 for the client registry.")
+		}
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		if fs.NArg() > 0 {
+			return fmt.Errorf("token hash: unexpected argument %q: the token comes on stdin, never on the command line", fs.Arg(0))
+		}
 		line, err := bufio.NewReader(stdin).ReadString('\n')
 		if err != nil && !errors.Is(err, io.EOF) {
 			return fmt.Errorf("token hash: read stdin: %w", err)
@@ -203,7 +250,7 @@ func runToken(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, clients.HashToken(tok))
 		return nil
 	}
-	return fmt.Errorf("token: unknown command %q: want new or hash", args[0])
+	return fmt.Errorf("token: unknown command %q: want new or hash (see glb-proxy token --help)", args[0])
 }
 
 func runCheck(args []string, stdout, stderr io.Writer) error {
@@ -253,6 +300,10 @@ func runCheck(args []string, stdout, stderr io.Writer) error {
 }
 
 func runClients(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && isHelp(args[0]) {
+		fmt.Fprint(stderr, clientsUsage)
+		return flag.ErrHelp
+	}
 	if len(args) == 0 || (args[0] != "push" && args[0] != "show") {
 		return errors.New("clients: want \"push\" or \"show\" (see glb-proxy --help)")
 	}

@@ -37,10 +37,39 @@ func TestHelpAndVersion(t *testing.T) {
 	if _, _, err := runCapture(t, "", "--config", "/nonexistent/glb-proxy.yaml"); err == nil {
 		t.Fatal("missing config file accepted")
 	}
+	// Every command group explains itself, and asking is not an error
+	// (main exits 0 on flag.ErrHelp).
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"token", "--help"}, []string{"glb-proxy token new", "glb-proxy token hash"}},
+		{[]string{"token", "-h"}, []string{"glb-proxy token new"}},
+		{[]string{"token", "new", "--help"}, []string{"-name"}},
+		{[]string{"token", "hash", "--help"}, []string{"prints its sha256"}},
+		{[]string{"clients", "--help"}, []string{"glb-proxy clients push", "glb-proxy clients show"}},
+		{[]string{"clients", "help"}, []string{"glb-proxy clients push"}},
+		{[]string{"clients", "push", "--help"}, []string{"-clients", "-consul"}},
+		{[]string{"check", "--help"}, []string{"-config", "-clients"}},
+	} {
+		_, stderr, err := runCapture(t, "", tc.args...)
+		if !errors.Is(err, flag.ErrHelp) {
+			t.Errorf("%q: %v, want flag.ErrHelp", tc.args, err)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(stderr, w) {
+				t.Errorf("%q: help lacks %q:\n%s", tc.args, w, stderr)
+			}
+		}
+	}
+	if _, _, err := runCapture(t, "", "token", "hash", "glbp_x"); err == nil || !strings.Contains(err.Error(), "never on the command line") {
+		t.Errorf("token hash with an argument: %v", err)
+	}
 	for _, tc := range []struct {
 		args []string
 		want string
 	}{
+		{[]string{"token", "mint"}, `unknown command "mint"`},
 		{[]string{"clients"}, `want "push" or "show"`},
 		{[]string{"clients", "pull"}, `want "push" or "show"`},
 		{[]string{"clients", "show"}, "--consul is required"},

@@ -117,6 +117,10 @@ func (c *Coalesce) RoundTrip(req *http.Request) (*http.Response, error) {
 		cancel()
 		return &flight{leader: me, resp: resp, body: body, used: shared.Used, spent: shared.Spent}, nil
 	})
+	if c.Metrics != nil {
+		c.Metrics.inFlight.Inc()
+		defer c.Metrics.inFlight.Dec()
+	}
 	if c.joined != nil {
 		c.joined() // registered as leader or follower: a test hook
 	}

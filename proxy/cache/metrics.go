@@ -11,6 +11,7 @@ import (
 type Metrics struct {
 	storeErrors *prometheus.CounterVec
 	coalesced   prometheus.Counter
+	inFlight    prometheus.Gauge
 }
 
 // NewMetrics registers the cache metrics on reg. If mem is the store, its
@@ -25,8 +26,12 @@ func NewMetrics(reg prometheus.Registerer, mem *Memory) (*Metrics, error) {
 			Name: "glb_proxy_coalesced_requests_total",
 			Help: "Requests answered with another identical request's upstream answer (X-GLB-Cache: COALESCED).",
 		}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "glb_proxy_coalesce_waiting_requests",
+			Help: "Requests waiting now for the answer of a shared (coalesced) upstream call, the one that leads it included.",
+		}),
 	}
-	cs := []prometheus.Collector{m.storeErrors, m.coalesced}
+	cs := []prometheus.Collector{m.storeErrors, m.coalesced, m.inFlight}
 	if mem != nil {
 		cs = append(cs,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{

@@ -226,10 +226,18 @@ func (p *Proxy) internal(x *exchange, rt route.Request) {
 	}
 }
 
-// identityDependent reports whether a path's answer describes the caller
-// (the pool credential) rather than the resource: such answers differ per
-// credential and are never cached.
-func identityDependent(segs []string) bool {
+// identityDependent reports whether a request's answer describes the
+// caller (the pool credential) rather than the resource: such answers
+// differ per credential and are never cached. From GitHub's REST
+// reference: everything under /user, /notifications, /installation,
+// /app, /feeds; /issues and /orgs/{org}/issues (issues assigned to the
+// authenticated user); /gists and /gists/starred; a repository's
+// subscription, notifications and codespaces; and any query that names
+// the caller as @me (search qualifiers like author:@me, assignee=@me).
+func identityDependent(segs []string, query string) bool {
+	if q := strings.ToLower(query); strings.Contains(q, "@me") || strings.Contains(q, "%40me") {
+		return true
+	}
 	if len(segs) == 0 {
 		return false
 	}
@@ -240,8 +248,10 @@ func identityDependent(segs []string) bool {
 		return len(segs) == 1
 	case "gists":
 		return len(segs) == 1 || segs[1] == "starred"
+	case "orgs":
+		return len(segs) == 3 && segs[2] == "issues"
 	case "repos":
-		return len(segs) >= 4 && (segs[3] == "subscription" || segs[3] == "notifications")
+		return len(segs) >= 4 && (segs[3] == "subscription" || segs[3] == "notifications" || segs[3] == "codespaces")
 	}
 	return false
 }
@@ -271,7 +281,7 @@ func (x *exchange) rest(rt route.Request, c *clients.Client) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
 	defer cancel()
-	cacheable := (r.Method == http.MethodGet || r.Method == http.MethodHead) && !identityDependent(rt.KeySegments) && unconditional(r.Header)
+	cacheable := (r.Method == http.MethodGet || r.Method == http.MethodHead) && !identityDependent(rt.KeySegments, rt.Query) && unconditional(r.Header)
 	var inm, ims string
 	if cacheable {
 		inm, ims = r.Header.Get("If-None-Match"), r.Header.Get("If-Modified-Since")

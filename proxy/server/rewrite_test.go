@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/glb-project/glb/proxy/route"
 )
 
 func TestRebase(t *testing.T) {
@@ -117,4 +119,40 @@ func FuzzRebaseLinks(f *testing.F) {
 			t.Fatalf("%q left a URL under the upstream in %q", v, out)
 		}
 	})
+}
+
+func TestIdentityDependent(t *testing.T) {
+	cases := []struct {
+		path, query string
+		want        bool
+	}{
+		{"/user", "", true},
+		{"/user/repos", "", true},
+		{"/issues", "", true},
+		{"/orgs/acme/issues", "filter=assigned", true},
+		{"/orgs/acme", "", false},
+		{"/orgs/acme/repos", "", false},
+		{"/repos/acme/widgets/issues", "", false},
+		{"/repos/acme/widgets/issues", "assignee=@me", true},
+		{"/search/issues", "q=is:open+author:@me", true},
+		{"/search/issues", "q=is:open+author:%40ME", true},
+		{"/search/issues", "q=repo:acme/widgets", false},
+		{"/repos/acme/widgets/codespaces", "", true},
+		{"/repos/acme/widgets/codespaces/devcontainers", "", true},
+		{"/repos/acme/widgets/subscription", "", true},
+		{"/repos/acme/widgets/pulls", "", false},
+		{"/gists", "", true},
+		{"/gists/starred", "", true},
+		{"/gists/abc", "", false},
+		{"/rate_limit", "", true},
+	}
+	for _, tc := range cases {
+		rt, err := route.Parse("GET", tc.path, tc.query)
+		if err != nil {
+			t.Fatalf("%s?%s: %v", tc.path, tc.query, err)
+		}
+		if got := identityDependent(rt.KeySegments, rt.Query); got != tc.want {
+			t.Errorf("%s?%s: %v, want %v", tc.path, tc.query, got, tc.want)
+		}
+	}
 }

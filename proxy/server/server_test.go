@@ -4,9 +4,12 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/glb-project/glb/proxy/cache"
 	"github.com/glb-project/glb/proxy/clients"
@@ -213,21 +216,52 @@ func TestIdentityPathsBypassTheCache(t *testing.T) {
 
 func TestConcurrentClientsOneUpstreamCallEach(t *testing.T) {
 	f := newFixture(t, []string{"bot"}, matrixClients, nil)
+	const n = 20
+	release := make(chan struct{})
+	f.sim.Hold = func(*http.Request) { <-release }
 	var wg sync.WaitGroup
-	for range 20 {
+	modes := make([]string, n)
+	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if r := f.do(t, "reader", "GET", "/repos/acme/widgets/pulls", ""); r.status != 200 {
+			r := f.do(t, "reader", "GET", "/repos/acme/widgets/pulls", "")
+			if r.status != 200 {
 				t.Errorf("status %d", r.status)
 			}
+			modes[i] = r.header.Get(cache.Header)
 		}()
 	}
+	// GitHub holds the first call until all n requests wait on it: only
+	// then can one upstream call prove that they were merged (serial
+	// requests would pass a count of calls made by revalidation).
+	waiting := regexp.MustCompile(`(?m)^glb_proxy_coalesce_waiting_requests (\d+)$`)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		m := waiting.FindStringSubmatch(f.metrics(t))
+		if m != nil && m[1] == strconv.Itoa(n) {
+			break
+		}
+		if time.Now().After(deadline) {
+			close(release)
+			t.Fatalf("requests waiting on the flight: %v, want %d", m, n)
+		}
+		time.Sleep(5 * time.Millisecond) // polling a condition with a deadline
+	}
+	close(release)
 	wg.Wait()
-	// Coalescing makes this at most 20 and usually far fewer; what
-	// matters is that only the first one spent rate limit.
-	if c := f.sim.Stats().Total.Counted; c != 1 {
-		t.Errorf("counted %d, want 1", c)
+	if st := f.sim.Stats().Total; st.Calls != 1 || st.Counted != 1 {
+		t.Errorf("%d concurrent requests made %d upstream calls (%d counted), want 1", n, st.Calls, st.Counted)
+	}
+	count := map[string]int{}
+	for _, m := range modes {
+		count[m]++
+	}
+	if count[cache.Miss] != 1 || count[cache.Coalesced] != n-1 {
+		t.Errorf("modes %v, want 1 MISS and %d COALESCED", count, n-1)
+	}
+	if !strings.Contains(f.metrics(t), `glb_proxy_spent_requests_total{client="reader",resource="core"} 1`) {
+		t.Error("the one upstream call is not charged once to its client")
 	}
 }
 
