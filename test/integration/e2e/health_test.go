@@ -5,14 +5,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/glb-project/glb/internal/nstest"
+	"github.com/glb-project/glb/healthcheck"
 	"github.com/glb-project/glb/test/integration/stack"
 )
 
 // TestHealth stops glb-proxy on one proxy host: both directors' health
-// checks take it out of their rows within three check intervals, clients
-// keep working on the other hosts, and when glb-proxy starts again its
-// rows come back.
+// checks take it out of their rows after three failed probes, clients keep
+// working on the other hosts, and when glb-proxy starts again its rows come
+// back after three passing probes. The proof counts probes, not time: when
+// a director's rows change, its probe counter for the host says how many
+// results it took.
 func TestHealth(t *testing.T) {
 	requirements(t, "ss")
 	const interval = 500 * time.Millisecond
@@ -34,30 +36,32 @@ func TestHealth(t *testing.T) {
 		}
 		return m[fmt.Sprintf(`glb_healthcheck_backend_healthy{backend=%q}`, victim.IP)]
 	}
-	primary := func(d *stack.Director) (n int) {
-		rows, err := d.KernelRows()
-		if err != nil || len(rows) != 1 {
-			t.Fatalf("%s's rows: %v (%d tables)", d.Name, err, len(rows))
-		}
-		return countPrimary(rows[0], victim.IP.String())
-	}
 	for _, d := range s.Directors {
-		if n := primary(d); n < 65536/5 {
-			t.Fatalf("%s: %s is primary in only %d rows before the test", d.Name, victim.Name, n)
+		rows, err := primaryRows(d, victim)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rows < 65536/5 {
+			t.Fatalf("%s: %s is primary in only %d rows before the test", d.Name, victim.Name, rows)
 		}
 	}
 
-	stopped := time.Now()
+	// Stopping glb-proxy fails the HTTP check (the GUE check still
+	// passes: glb-redirect runs on). Three failed probes in a row take the
+	// host out; one more may have been in flight when the table changed.
+	out := watchProbes(t, s, victim, "fail", victim.Name+" out of the rows", func(rows int) bool { return rows == 0 })
 	s.StopProxyServer(victim)
-	// Three failed probes take the host out: at most 3 intervals plus a
-	// timeout after the stop. The deadline leaves room for a loaded
-	// machine; the time it took is logged.
-	for _, d := range s.Directors {
-		nstest.WaitFor(t, 3*interval+interval/2+10*time.Second, d.Name+" to take "+victim.Name+" out of its rows", func() bool {
-			return healthy(d) == 0 && primary(d) == 0
-		})
-		t.Logf("%s took %s out of its rows %v after glb-proxy stopped (3 intervals = %v)", d.Name, victim.Name,
-			time.Since(stopped).Round(time.Millisecond), 3*interval)
+	for d, c := range out() {
+		t.Logf("%s took %s out of its rows: %v failed HTTP probes counted just before the poll that saw it, %v just after", d.Name, victim.Name, c.before, c.after)
+		if c.after < healthcheck.DefaultFall {
+			t.Errorf("%s took %s out after only %v failed probes: damping wants %d in a row", d.Name, victim.Name, c.after, healthcheck.DefaultFall)
+		}
+		if c.before > healthcheck.DefaultFall+1 {
+			t.Errorf("%s took %s out only after %v failed probes: want at most %d (fall) + 1 in flight", d.Name, victim.Name, c.before, healthcheck.DefaultFall)
+		}
+		if h := healthy(d); h != 0 {
+			t.Errorf("%s: %s is out of the rows but glb_healthcheck_backend_healthy is %v", d.Name, victim.Name, h)
+		}
 	}
 	progress(t, "connections on the other hosts while one is down", survivors, 5)
 	hosts := newConnections(t, s, 15)
@@ -66,26 +70,124 @@ func TestHealth(t *testing.T) {
 		t.Errorf("%d new connections reached %s, whose glb-proxy is stopped", hosts[victim.Name], victim.Name)
 	}
 
+	back := watchProbes(t, s, victim, "pass", victim.Name+" back in the rows", func(rows int) bool { return rows > 0 })
 	s.StartProxyServer(victim)
-	for _, d := range s.Directors {
-		var h float64
-		var n int
-		nstest.WaitFor(t, 3*interval+10*time.Second, d.Name+" to put "+victim.Name+" back", func() bool {
-			h, n = healthy(d), primary(d)
-			if h == 1 && n > 65536/5 {
-				return true
-			}
-			return false
-		})
-		t.Logf("%s: %s healthy %v, primary in %d rows", d.Name, victim.Name, h, n)
+	for d, c := range back() {
+		t.Logf("%s put %s back in its rows: %v passing HTTP probes counted just before the poll that saw it, %v just after", d.Name, victim.Name, c.before, c.after)
+		if c.after < healthcheck.DefaultRise {
+			t.Errorf("%s put %s back after only %v passing probes: damping wants %d in a row", d.Name, victim.Name, c.after, healthcheck.DefaultRise)
+		}
+		if c.before > healthcheck.DefaultRise+1 {
+			t.Errorf("%s put %s back only after %v passing probes: want at most %d (rise) + 1 in flight", d.Name, victim.Name, c.before, healthcheck.DefaultRise)
+		}
 	}
 	waitTables(t, s, "after the host came back")
+	for _, d := range s.Directors {
+		if h := healthy(d); h != 1 {
+			t.Errorf("%s: %s is back in the rows but glb_healthcheck_backend_healthy is %v", d.Name, victim.Name, h)
+		}
+	}
 	hosts = newConnections(t, s, 24)
 	t.Logf("24 new connections with %s back reached %v", victim.Name, hosts)
 	if hosts[victim.Name] == 0 {
 		t.Errorf("no new connection reached %s after it came back", victim.Name)
 	}
 	progress(t, "connections on the other hosts after it came back", survivors, 5)
+}
+
+// primaryRows counts the rows of d's kernel table whose first hop is p.
+func primaryRows(d *stack.Director, p *stack.Proxy) (int, error) {
+	rows, err := d.KernelRows()
+	if err != nil {
+		return 0, err
+	}
+	if len(rows) != 1 {
+		return 0, fmt.Errorf("%s has %d tables, want 1", d.Name, len(rows))
+	}
+	return countPrimary(rows[0], p.IP.String()), nil
+}
+
+// probeCount is how many probe results of one kind a director had counted
+// for a host since a watch began, around the poll that first saw its rows
+// change. before was read just before those rows, and after the previous
+// read of rows that had not changed yet: it is at most the count at the
+// change plus the probes of a few milliseconds, so it bounds how many
+// results the change took. after was read just after the rows: the change
+// needed at least that many, so after must reach rise (fall).
+type probeCount struct{ before, after float64 }
+
+// watchProbes reads every director's count of HTTP probe results (result
+// "pass" or "fail") for p, then polls, in the background, until cond holds
+// on each director's number of rows with p as primary. Call it before the
+// change, and the function it returns after: that waits and reports the
+// counts since the start.
+func watchProbes(t *testing.T, s *stack.Stack, p *stack.Proxy, result, what string, cond func(primaryRows int) bool) func() map[*stack.Director]probeCount {
+	t.Helper()
+	count := func(d *stack.Director) (float64, error) {
+		m, err := s.Metrics(s.Router, d.MetricsURL())
+		if err != nil {
+			return 0, err
+		}
+		return stack.Sum(m, "glb_healthcheck_results_total", fmt.Sprintf("backend=%q", p.IP.String()),
+			`check="http"`, fmt.Sprintf("result=%q", result)), nil
+	}
+	base := map[*stack.Director]float64{}
+	for _, d := range s.Directors {
+		n, err := count(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		base[d] = n
+	}
+	type answer struct {
+		counts map[*stack.Director]probeCount
+		err    error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		counts := map[*stack.Director]probeCount{}
+		deadline := time.Now().Add(60 * time.Second)
+		for len(counts) < len(s.Directors) {
+			for _, d := range s.Directors {
+				if _, ok := counts[d]; ok {
+					continue
+				}
+				before, err := count(d)
+				if err != nil {
+					done <- answer{err: err}
+					return
+				}
+				rows, err := primaryRows(d, p)
+				if err != nil {
+					done <- answer{err: err}
+					return
+				}
+				if !cond(rows) {
+					continue
+				}
+				after, err := count(d)
+				if err != nil {
+					done <- answer{err: err}
+					return
+				}
+				counts[d] = probeCount{before: before - base[d], after: after - base[d]}
+			}
+			if time.Now().After(deadline) {
+				done <- answer{err: fmt.Errorf("%s: not every director got there within 60s (done: %d)", what, len(counts))}
+				return
+			}
+			time.Sleep(5 * time.Millisecond) // polling a condition with a deadline
+		}
+		done <- answer{counts: counts}
+	}()
+	return func() map[*stack.Director]probeCount {
+		t.Helper()
+		a := <-done
+		if a.err != nil {
+			t.Fatal(a.err)
+		}
+		return a.counts
+	}
 }
 
 // countPrimary counts the rows (glbctl table rows format) whose first hop
