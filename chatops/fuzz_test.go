@@ -1,8 +1,12 @@
 package chatops
 
 import (
+	"maps"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // FuzzParseSlashCommand: any form body gives a command or an error, and
@@ -50,6 +54,36 @@ func FuzzParseCommand(f *testing.F) {
 		}
 		if changeVerbs[cmd.Verb] && cmd.Host == "" {
 			t.Fatalf("%q: a change without a host", text)
+		}
+	})
+}
+
+// FuzzReplayFile: any replay file loads or fails with an error, and what
+// loads survives a save and a second load unchanged.
+func FuzzReplayFile(f *testing.F) {
+	f.Add([]byte("1800000000 v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503\n"))
+	f.Add([]byte("1800000000 v0=ab\n1799999999 v0=cd\n"))
+	f.Add([]byte(""))
+	f.Add([]byte("x v0=ab\n"))
+	f.Add([]byte("1800000000 \n"))
+	f.Add([]byte("-1 a b\n"))
+	now := time.Unix(1_800_000_000, 0)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "replay")
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		seen, err := loadReplay(path, now)
+		if err != nil {
+			return
+		}
+		if err := saveReplay(path, seen); err != nil {
+			t.Fatal(err)
+		}
+		again, err := loadReplay(path, now)
+		if err != nil || !maps.Equal(seen, again) {
+			t.Fatalf("round trip: %v, %v (%v)", seen, again, err)
 		}
 	})
 }
