@@ -325,7 +325,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		defer ln.Close()
 	}
 
-	dp, err := dataplane.Open(dataplane.Config{PinPath: o.bpffs, SrcIP: o.srcIP, GatewayMAC: o.gatewayMAC, Log: log})
+	dp, err := dataplane.Open(dataplane.Config{PinPath: o.bpffs, SrcIP: o.srcIP, GatewayMAC: o.gatewayMAC, Interfaces: o.ifaces, Log: log})
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
 			err = fmt.Errorf("%w (glb-director needs root: CAP_BPF, CAP_NET_ADMIN)", err)

@@ -337,6 +337,9 @@ func (d *Daemon) event(e consul.Event) {
 	}
 	d.metrics.lastTime.Set(d.unixNow())
 	d.want = e.Config
+	for _, w := range e.Config.Warnings() {
+		d.log.Warn("config loaded with a warning", "warning", w)
+	}
 	if d.c.OnConfig != nil {
 		d.c.OnConfig(e.Config)
 	}

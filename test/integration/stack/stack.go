@@ -379,8 +379,18 @@ func (s *Stack) proxyEnv() []string {
 func (s *Stack) proxies() {
 	tb := s.tb
 	tb.Helper()
+	// GUE is taken only from the directors (their packets and health
+	// checks) and from the other proxy hosts (second chance).
+	var trusted []string
+	for _, d := range s.Directors {
+		trusted = append(trusted, d.IP.String())
+	}
+	for _, p := range s.Proxies {
+		trusted = append(trusted, p.IP.String())
+	}
 	for _, p := range s.Proxies {
 		p.Redirect = s.start(p.NS, p.Name+"-glb-redirect", nil, s.cfg.Bin.Redirect, "--iface", "eth0", "--vip", VIP.String(),
+			"--self-ip", p.IP.String(), "--gue-from", strings.Join(trusted, ","),
 			"--metrics-addr", fmt.Sprintf(":%d", RedirectMetricsPort))
 	}
 	for _, p := range s.Proxies {
