@@ -41,9 +41,11 @@ type Options struct {
 	// Version is reported in logs and /_glb/health.
 	Version string
 
-	// NoCoalesce and NoAffinity turn off request coalescing and
-	// credential affinity: the economy benchmark's baseline.
-	NoCoalesce, NoAffinity bool
+	// NoCoalesce, NoAffinity and NoRevalidate turn off request
+	// coalescing, credential affinity, and the cache itself (no stored
+	// validators sent upstream, so no 304 to merge): knobs for the
+	// economy benchmark's baselines.
+	NoCoalesce, NoAffinity, NoRevalidate bool
 }
 
 // Registry is where metrics go: a *prometheus.Registry, or anything that
@@ -159,6 +161,9 @@ func New(cfg *config.Config, o Options) (*Proxy, error) {
 	}
 	layer := &cache.Layer{Next: p.pool, Store: store, TTL: cfg.Cache.TTL, MaxEntryBytes: cfg.Cache.MaxEntryBytes,
 		Namespace: cfg.Upstream.REST, Now: p.now, Log: p.log, Metrics: cm}
+	if o.NoRevalidate {
+		layer.Store = nil // every request passes through
+	}
 	p.stack = &cache.Coalesce{Next: layer, MaxBytes: cfg.Cache.MaxEntryBytes, Timeout: cfg.Upstream.Timeout,
 		Disabled: o.NoCoalesce, Metrics: cm}
 	p.git = newGitProxy(p)
