@@ -72,11 +72,7 @@ func TestGLBGoldenVectors(t *testing.T) {
 // referenceOrder is GLB's algorithm written the slow, obvious way: hash
 // every usable backend with the reference SipHash, sort, stable-partition.
 func referenceOrder(spec *Spec, health Health, row uint16) []netip.Addr {
-	k0 := binary.LittleEndian.Uint64(spec.Seed[:8])
-	k1 := binary.LittleEndian.Uint64(spec.Seed[8:])
-	var be [4]byte
-	binary.BigEndian.PutUint32(be[:], uint32(row))
-	msg := binary.LittleEndian.AppendUint64(nil, siphash.Hash(k0, k1, be[:]))
+	msg, k0, k1 := rowMessage(spec, row)
 	type hb struct {
 		key   uint64
 		b     Backend
@@ -129,6 +125,23 @@ func referenceOrder(spec *Spec, health Health, row uint16) []netip.Addr {
 		out = append(out, order[i].b.IP)
 	}
 	return out
+}
+
+// rowMessage returns GLB's per-row message (the row seed's bytes) and the
+// table's SipHash keys.
+func rowMessage(spec *Spec, row uint16) (msg []byte, k0, k1 uint64) {
+	k0 = binary.LittleEndian.Uint64(spec.Seed[:8])
+	k1 = binary.LittleEndian.Uint64(spec.Seed[8:])
+	var be [4]byte
+	binary.BigEndian.PutUint32(be[:], uint32(row))
+	return binary.LittleEndian.AppendUint64(nil, siphash.Hash(k0, k1, be[:])), k0, k1
+}
+
+// rank returns a backend's rendezvous key in a row: lower ranks first.
+func rank(spec *Spec, row uint16, ip netip.Addr) uint64 {
+	msg, k0, k1 := rowMessage(spec, row)
+	a := ip.As4()
+	return bits.ReverseBytes64(siphash.Hash(k0, k1, append(msg, a[:]...)))
 }
 
 func randomSpec(r *rand.Rand, n int) *Spec {
