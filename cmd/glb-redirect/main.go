@@ -168,7 +168,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.Var(&gueFrom, "gue-from", "`CIDR` of directors and proxy hosts GUE may come from; repeat it or separate with commas. "+
 		"Empty accepts any source (not for production)")
 	var self addrFlag
-	fs.Var(&self, "self-ip", "this host's IPv4 `IP`, as the directors' tables list it; must be on --iface (default: its first IPv4 address)")
+	fs.Var(&self, "self-ip", "this host's IPv4 `IP`, as the directors' tables list it; must be an address of this host, on --iface or another interface such as lo (default: --iface's first IPv4 address)")
 	metricsAddr := fs.String("metrics-addr", ":9523", "`ADDR` to serve Prometheus metrics on (/metrics); empty disables")
 	logLevel := fs.String("log-level", "info", "log `LEVEL`: debug, info, warn or error")
 	showVersion := fs.Bool("version", false, "print the version and exit")

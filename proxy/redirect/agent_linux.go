@@ -125,12 +125,26 @@ func (a *Agent) selfAddress(uplink netlink.Link) (netip.Addr, error) {
 		}
 	}
 	if self := a.cfg.Self; self.IsValid() {
-		if !slices.Contains(have, self) {
-			return netip.Addr{}, fmt.Errorf("self address %s is not on uplink %s (it has %v): add it "+
-				"(ip addr add %s/PREFIXLEN dev %s) or give the address the directors' tables list for this host",
-				self, name, have, self, name)
+		if slices.Contains(have, self) {
+			return self, nil
 		}
-		return self, nil
+		// Hosts that announce a loopback address (BGP, routed
+		// loopbacks) are listed in the tables by an address on lo or
+		// another interface: GUE to it still arrives on the uplink.
+		all, err := a.nl.AddrList(nil, netlink.FAMILY_V4)
+		if err != nil {
+			return netip.Addr{}, fmt.Errorf("list this host's addresses: %w", err)
+		}
+		for _, ad := range all {
+			if ip, ok := netip.AddrFromSlice(ad.IP.To4()); ok && ip == self {
+				a.log.Info("self address is not on the uplink but on another interface; GUE to it is taken on the uplink",
+					"self", self, "iface", name, "uplink_addresses", have)
+				return self, nil
+			}
+		}
+		return netip.Addr{}, fmt.Errorf("self address %s is not an address of this host (uplink %s has %v): add it "+
+			"(ip addr add %s/PREFIXLEN dev %s) or give the address the directors' tables list for this host",
+			self, name, have, self, name)
 	}
 	if len(have) == 0 {
 		return netip.Addr{}, fmt.Errorf("uplink %s has no IPv4 address: add one, or give this host's address with --self-ip", name)

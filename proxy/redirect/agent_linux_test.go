@@ -446,7 +446,8 @@ func TestAgentRPFilter(t *testing.T) {
 }
 
 // TestAgentSelfAddress checks how Start finds this host's address: a
-// given one must be on the uplink; without one, an uplink with several
+// given one must be an address of this host (the uplink's, or another
+// interface's such as lo); without one, an uplink with several
 // IPv4 addresses gets a warning naming --self-ip.
 func TestAgentSelfAddress(t *testing.T) {
 	ns := nstest.New(t, "self")
@@ -468,15 +469,26 @@ func TestAgentSelfAddress(t *testing.T) {
 	}
 
 	_, _, err := start(netip.MustParseAddr("10.1.0.99"))
-	if err == nil || !strings.Contains(err.Error(), "self address 10.1.0.99 is not on uplink up0") || !strings.Contains(err.Error(), "ip addr add 10.1.0.99") {
-		t.Errorf("a self address not on the uplink: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "self address 10.1.0.99 is not an address of this host (uplink up0 has") || !strings.Contains(err.Error(), "ip addr add 10.1.0.99") {
+		t.Errorf("a self address not on the host: %v", err)
 	}
 	if n := tcxPrograms(t, ns, "up0"); n != 0 {
 		t.Errorf("%d programs left attached after a failed start", n)
 	}
 
+	// A routed loopback: the tables list an address on lo.
+	ns.IP(t, "addr", "add", "10.9.0.1/32", "dev", "lo")
+	a, logs, err := start(netip.MustParseAddr("10.9.0.1"))
+	if err != nil {
+		t.Fatalf("a self address on lo: %v", err)
+	}
+	if a.Self() != netip.MustParseAddr("10.9.0.1") || !strings.Contains(logs, "not on the uplink but on another interface") {
+		t.Errorf("a self address on lo: self %s, log:\n%s", a.Self(), logs)
+	}
+	ns.Do(t, a.Close)
+
 	ns.IP(t, "addr", "add", "10.1.0.21/24", "dev", "up0")
-	a, logs, err := start(netip.Addr{})
+	a, logs, err = start(netip.Addr{})
 	if err != nil {
 		t.Fatal(err)
 	}
