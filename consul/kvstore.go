@@ -426,20 +426,6 @@ func (s *KVStore) ReplaceClients(ctx context.Context, data []byte, index uint64)
 	return nil
 }
 
-// PutClients writes glb-proxy's client registry over whatever is stored
-// now.
-//
-// Deprecated: it reads the key's index itself, so a change made between
-// the caller's read and this write is lost. Use ReplaceClients with the
-// index Clients returned.
-func (s *KVStore) PutClients(ctx context.Context, data []byte) error {
-	_, index, err := s.Clients(ctx)
-	if err != nil {
-		return err
-	}
-	return s.ReplaceClients(ctx, data, index)
-}
-
 // ClientsChangedError refuses a registry write: the key changed after it
 // was read at Index.
 type ClientsChangedError struct {

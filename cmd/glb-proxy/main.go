@@ -333,7 +333,7 @@ func runClients(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("clients %s: %w", verb, err)
 	}
 	key := kv.String() + "/" + consul.ClientsKey
-	current, _, err := kv.Clients(ctx)
+	current, index, err := kv.Clients(ctx)
 	if err != nil {
 		return fmt.Errorf("clients %s: %w", verb, err)
 	}
@@ -355,7 +355,9 @@ func runClients(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprintf(stdout, "clients %s: ok (%d clients); %s already holds it\n", *file, len(set.Clients), key)
 		return nil
 	}
-	if err := kv.PutClients(ctx, data); err != nil {
+	// Written only if the key is still as read: two pushes at once never
+	// lose one silently.
+	if err := kv.ReplaceClients(ctx, data, index); err != nil {
 		return fmt.Errorf("clients push: %w", err)
 	}
 	fmt.Fprintf(stdout, "clients %s: ok (%d clients); written to %s\n", *file, len(set.Clients), key)
