@@ -378,10 +378,37 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, lastErr
 	}
 	p.metrics.allBenched.WithLabelValues(resource).Inc()
+	unauthorized := p.allUnauthorized()
 	if ch != nil {
-		ch.Unauthorized = p.allUnauthorized()
+		ch.Unauthorized = unauthorized
+	}
+	if unauthorized {
+		return p.allRefused(req, resource, p.earliest(resource)), nil
 	}
 	return p.allBenched(req, resource, p.earliest(resource)), nil
+}
+
+// allRefused answers when GitHub refused every credential (401): not a
+// rate limit the client could wait out, but a broken deployment. A 502,
+// GitHub-shaped, that says so; Retry-After is when the pool tries the
+// credentials again.
+func (p *Pool) allRefused(req *http.Request, resource string, earliest time.Time) *http.Response {
+	wait := max(earliest.Sub(p.now()), time.Second)
+	secs := int(math.Ceil(wait.Seconds()))
+	body, _ := json.Marshal(map[string]string{
+		"message": fmt.Sprintf("GitHub refused every upstream credential of this glb-proxy (401 Bad credentials): "+
+			"the proxy's operators must replace them; it tries them again in %d seconds.", secs),
+		"documentation_url": "https://docs.github.com/rest/authentication/authenticating-to-the-rest-api",
+	})
+	h := http.Header{}
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("Retry-After", strconv.Itoa(secs))
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	return &http.Response{
+		StatusCode: http.StatusBadGateway, Status: "502 " + http.StatusText(http.StatusBadGateway),
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: h, Body: io.NopCloser(bytes.NewReader(body)), ContentLength: int64(len(body)), Request: req,
+	}
 }
 
 // allUnauthorized reports whether every credential is benched because

@@ -404,6 +404,33 @@ func TestRevokedPAT(t *testing.T) {
 	}
 }
 
+// TestEveryCredentialRevoked: when GitHub refuses every credential, the
+// client is told the proxy is broken (502, GitHub-shaped, no token in it),
+// not that it is rate limited.
+func TestEveryCredentialRevoked(t *testing.T) {
+	e := newEnv(t)
+	a, b := e.pat("a"), e.pat("b")
+	p := e.pool(t, []config.Credential{a, b}, nil)
+	e.sim.RemoveToken(a.Token)
+	e.sim.RemoveToken(b.Token)
+	ch := &Choice{}
+	resp, body := get(t, p, "GET", e.ts.URL+"/repos/acme/widgets", ch, "")
+	if resp.StatusCode != http.StatusBadGateway || !ch.Unauthorized {
+		t.Fatalf("every credential revoked: %d (unauthorized %v) %s, want 502", resp.StatusCode, ch.Unauthorized, body)
+	}
+	if !strings.Contains(body, "refused every upstream credential") || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("the answer does not say what broke: %v %s", resp.Header, body)
+	}
+	for _, tok := range []string{a.Token, b.Token} {
+		if strings.Contains(body, tok) {
+			t.Fatalf("the answer carries a credential's token: %s", body)
+		}
+	}
+	if n := e.sim.Stats().BadCredentials; n != 2 {
+		t.Errorf("GitHub saw %d bad-credential calls, want one per credential", n)
+	}
+}
+
 func TestGraphQLRateLimited(t *testing.T) {
 	// GitHub answers an exhausted GraphQL budget with 200 and a
 	// RATE_LIMITED error; this upstream does that for token a only.
