@@ -207,14 +207,20 @@ func Build(spec *Spec, health Health) *Table {
 		primary := best[first][0].key
 		row := t.idx[r*w : r*w+w]
 		row[0] = best[first][0].index
-		k := 1
+		k, next := 1, 1
+		if first == classServing && n[first] > 1 && w > 1 && spec.Backends[row[0]].State == Filling {
+			// A filling primary is new to this row: the next serving
+			// host was its primary until the fill and holds its flows.
+			row[1] = best[first][1].index
+			k, next = 2, 2
+		}
 		for c := first + 1; c < numClasses; c++ {
 			for i := 0; i < n[c] && k < w && best[c][i].key < primary; i++ {
 				row[k] = best[c][i].index
 				k++
 			}
 		}
-		for i := 1; i < n[first] && k < w; i++ {
+		for i := next; i < n[first] && k < w; i++ {
 			row[k] = best[first][i].index
 			k++
 		}

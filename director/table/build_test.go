@@ -119,7 +119,13 @@ func referenceOrder(spec *Spec, health Health, row uint16) []netip.Addr {
 	sort.SliceStable(ahead, func(i, j int) bool { return ahead[i].class < ahead[j].class })
 	rest := slices.Clone(list[p+1:])
 	sort.SliceStable(rest, func(i, j int) bool { return rest[i].class < rest[j].class })
-	order := append(append([]hb{list[p]}, ahead...), rest...)
+	head := []hb{list[p]}
+	if list[p].class == 0 && list[p].b.State == Filling && len(rest) > 0 && rest[0].class == 0 {
+		// A filling primary keeps the row's previous primary (the next
+		// serving host) right behind it.
+		head, rest = append(head, rest[0]), rest[1:]
+	}
+	order := append(append(head, ahead...), rest...)
 	var out []netip.Addr
 	for i := 0; i < len(order) && i < spec.HopCount(); i++ {
 		out = append(out, order[i].b.IP)

@@ -11,10 +11,13 @@
 //
 //  1. the primary: the first healthy active or filling host in the order
 //     (else the first healthy draining host, else the first host);
-//  2. the hosts ranked ahead of the primary (draining, then unhealthy):
+//  2. when the primary is filling, the next serving (healthy active or
+//     filling) host: it was the row's primary until the fill began and
+//     holds the row's flows;
+//  3. the hosts ranked ahead of the primary (draining, then unhealthy):
 //     they were the row's primary while they served, so they hold its
 //     existing flows and stay reachable by second chance;
-//  3. the rest of the order, partitioned into healthy active/filling,
+//  4. the rest of the order, partitioned into healthy active/filling,
 //     healthy draining and unhealthy hosts;
 //
 // truncated to the table's hops. With two hops this is GLB's rule (a

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -49,6 +50,12 @@ func TestPartition(t *testing.T) {
 			down: []string{"1.1.1.4"}, want: []string{"1.1.1.3", "1.1.1.4"}},
 		{name: "filling counts as active", hops: 2,
 			states: map[string]State{"1.1.1.4": Filling}, want: []string{"1.1.1.4", "1.1.1.3"}},
+		{name: "a filling primary keeps the next serving host (its row's primary before the fill) ahead of a dead host", hops: 2,
+			states: map[string]State{"1.1.1.3": Filling}, down: []string{"1.1.1.4"}, want: []string{"1.1.1.3", "1.1.1.2"}},
+		{name: "once active, the dead host ranked ahead comes second again", hops: 2,
+			down: []string{"1.1.1.4"}, want: []string{"1.1.1.3", "1.1.1.4"}},
+		{name: "a filling primary with three hops: next serving host, then the dead host ahead", hops: 3,
+			states: map[string]State{"1.1.1.3": Filling}, down: []string{"1.1.1.4"}, want: []string{"1.1.1.3", "1.1.1.2", "1.1.1.4"}},
 		{name: "draining secondary is skipped", hops: 2,
 			states: map[string]State{"1.1.1.3": Draining}, want: []string{"1.1.1.4", "1.1.1.2"}},
 		{name: "unhealthy secondary is skipped", hops: 2,
@@ -194,10 +201,11 @@ func TestOneBadHostMatchesGLB(t *testing.T) {
 	}
 }
 
-// TestOneHostChangeMovesOnlyItsRows: adding, removing, draining or failing
-// one host of N changes only the rows that host is in, and with two hops
-// or more, adding or draining a host loses no flow (every row keeps its
-// old primary somewhere in its new hop list).
+// TestOneHostChangeMovesOnlyItsRows: adding, removing, draining, failing
+// or activating one host of N changes only the rows that host is in. With
+// two hops or more, adding a host (as filling, the way glbctl brings hosts
+// in) or draining one loses no flow: every row keeps its old primary
+// somewhere in its new hop list.
 //
 // The starting tables are random state mixes that obey the one-at-a-time
 // rule (DESIGN.md §4): any host may be unhealthy, and when the change is
@@ -205,26 +213,38 @@ func TestOneBadHostMatchesGLB(t *testing.T) {
 // draining or inactive.
 func TestOneHostChangeMovesOnlyItsRows(t *testing.T) {
 	r := rand.New(rand.NewPCG(9, 10))
+	set := func(state State) func(s *Spec, h int) *Spec {
+		return func(s *Spec, h int) *Spec {
+			n := *s
+			n.Backends = slices.Clone(s.Backends)
+			n.Backends[h].State = state
+			return &n
+		}
+	}
 	changes := []struct {
 		name string
 		// transition: the change moves a host between states, so the
-		// one-at-a-time slot must be free beforehand.
+		// one-at-a-time slot must be free beforehand (but for h).
 		transition bool
-		do         func(s *Spec, h int) *Spec
+		// crowdable: the old primary may give way to hosts ranked ahead
+		// of the new one that hold the row's flows themselves (unhealthy
+		// or draining), when they fill every later place. Only a change
+		// that makes a host fully active can do that; adding as filling
+		// and draining never do.
+		crowdable bool
+		start     State // h's state before the change
+		do        func(s *Spec, h int) *Spec
 	}{
-		{"add", true, func(s *Spec, h int) *Spec { return s }}, // before lacks h, see below
-		{"remove", false, func(s *Spec, h int) *Spec {
+		{"add", true, false, Filling, set(Filling)}, // before lacks h, see below
+		{"add-active", true, true, Active, set(Active)},
+		{"activate", true, true, Filling, set(Active)},
+		{"remove", false, false, Active, func(s *Spec, h int) *Spec {
 			n := *s
 			n.Backends = slices.Delete(slices.Clone(s.Backends), h, h+1)
 			return &n
 		}},
-		{"drain", true, func(s *Spec, h int) *Spec {
-			n := *s
-			n.Backends = slices.Clone(s.Backends)
-			n.Backends[h].State = Draining
-			return &n
-		}},
-		{"fail", false, func(s *Spec, h int) *Spec {
+		{"drain", true, false, Active, set(Draining)},
+		{"fail", false, false, Active, func(s *Spec, h int) *Spec {
 			n := *s
 			n.Backends = slices.Clone(s.Backends)
 			f := false
@@ -260,9 +280,10 @@ func TestOneHostChangeMovesOnlyItsRows(t *testing.T) {
 				if g := r.IntN(len(spec.Backends)); !ch.transition && g != h && r.IntN(2) == 0 {
 					spec.Backends[g].State = others[r.IntN(len(others))]
 				}
+				spec.Backends[h].State = ch.start
 				host := spec.Backends[h].IP
 				before, after := spec, ch.do(spec, h)
-				if ch.name == "add" {
+				if strings.HasPrefix(ch.name, "add") {
 					n := *spec
 					n.Backends = slices.Delete(slices.Clone(spec.Backends), h, h+1)
 					before = &n
@@ -279,6 +300,9 @@ func TestOneHostChangeMovesOnlyItsRows(t *testing.T) {
 						t.Fatalf("row %d changed %v → %v without %s in it", row, hb, ha, host)
 					}
 					if ch.transition && before.HopCount() >= 2 && len(hb) > 0 && len(ha) >= 2 && !slices.Contains(ha, hb[0]) {
+						if !ch.crowdable {
+							t.Fatalf("row %d: old primary %s lost (%v → %v)", row, hb[0], hb, ha)
+						}
 						// The old primary may only give way to hosts that
 						// hold flows of this row themselves: unhealthy or
 						// draining hosts ranked ahead of the new primary
@@ -296,7 +320,9 @@ func TestOneHostChangeMovesOnlyItsRows(t *testing.T) {
 				if crowded > 0 {
 					t.Logf("%d rows: the old primary gave way to unhealthy or draining hosts ranked ahead of the new one", crowded)
 				}
-				if moved == 0 && len(spec.Backends) > 1 {
+				// Activating a filling host moves rows only where hosts
+				// ranked ahead of it are down or draining.
+				if moved == 0 && len(spec.Backends) > 1 && ch.name != "activate" {
 					t.Errorf("no row moved: the change did nothing")
 				}
 			})
