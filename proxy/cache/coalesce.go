@@ -18,7 +18,16 @@ import (
 // Coalesce is the http.RoundTripper that merges identical cacheable
 // requests in flight: the first one (the leader) goes on to Next, the
 // others wait for its answer and get a copy, marked COALESCED. Requests
-// without a Policy, and methods other than GET and HEAD, pass through.
+// without a Policy, and methods other than GET and HEAD, pass through,
+// except GraphQL queries (a POST with Policy.GraphQL).
+//
+// Followers get whatever the leader got, errors included: they asked the
+// same question at the same moment, and N clients asking again each on
+// its own would multiply the load on a GitHub that is failing. Two
+// answers are not shared: one larger than MaxBytes, and a GraphQL
+// RATE_LIMITED refusal, which speaks for the credential that got it (the
+// pool retries it on another, and passes one on only when it could not
+// read it); followers of those ask on their own.
 type Coalesce struct {
 	// Next is the cache Layer; nil means http.DefaultTransport.
 	Next http.RoundTripper
@@ -62,8 +71,8 @@ func (c *Coalesce) next() http.RoundTripper {
 func flightKey(req *http.Request, p Policy) string {
 	h := sha256.New()
 	for _, s := range []string{req.Method, p.Key, normAccept(req.Header.Get("Accept")),
-		req.Header.Get("X-GitHub-Api-Version"), req.Header.Get("Time-Zone"),
-		strconv.FormatInt(int64(p.MaxAge), 10), strconv.FormatInt(int64(p.StaleIfError), 10)} {
+		req.Header.Get("X-GitHub-Api-Version"), req.Header.Get("Time-Zone"), req.Header.Get("GraphQL-Features"),
+		strconv.FormatInt(int64(p.MaxAge), 10), strconv.FormatInt(int64(p.StaleIfError), 10), strconv.FormatBool(p.GraphQL)} {
 		io.WriteString(h, s)
 		h.Write([]byte{0})
 	}
@@ -73,7 +82,8 @@ func flightKey(req *http.Request, p Policy) string {
 // RoundTrip implements http.RoundTripper.
 func (c *Coalesce) RoundTrip(req *http.Request) (*http.Response, error) {
 	pol, ok := policyFrom(req.Context())
-	if c.Disabled || !ok || (req.Method != http.MethodGet && req.Method != http.MethodHead) {
+	shareable := req.Method == http.MethodGet || req.Method == http.MethodHead || pol.GraphQL && req.Method == http.MethodPost
+	if c.Disabled || !ok || !shareable {
 		return c.next().RoundTrip(req)
 	}
 	maxBytes := c.MaxBytes
@@ -145,7 +155,7 @@ func (c *Coalesce) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return f.copy(req, ""), nil
 	}
-	if f.big {
+	if f.big || pol.GraphQL && graphQLRateLimited(f.body) {
 		return c.next().RoundTrip(req)
 	}
 	if c.Metrics != nil {

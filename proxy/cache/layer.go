@@ -52,6 +52,12 @@ type Policy struct {
 	// fails (see Layer.RoundTrip), if it was stored or last revalidated
 	// at most this long ago. Zero: never.
 	StaleIfError time.Duration
+	// GraphQL marks a GraphQL query (a POST; Key from GraphQLKey). It is
+	// never revalidated (GitHub sends no validators on /graphql): with a
+	// MaxAge it is answered from the store within the window and stored
+	// when the answer is a 200 with data and no errors, for MaxAge; with
+	// none it is only coalesced. StaleIfError does not apply.
+	GraphQL bool
 }
 
 type policyKey struct{}
@@ -137,6 +143,12 @@ func (l *Layer) Key(req *http.Request, p Policy) string {
 		io.WriteString(h, s)
 		h.Write([]byte{0})
 	}
+	if p.GraphQL {
+		// Preview features change a GraphQL answer's shape. (Added for
+		// GraphQL only, so REST keys stay as they were.)
+		io.WriteString(h, strings.TrimSpace(req.Header.Get("GraphQL-Features")))
+		h.Write([]byte{0})
+	}
 	return hex.EncodeToString(h.Sum(nil))
 }
 
@@ -147,30 +159,19 @@ func normAccept(s string) string {
 // RoundTrip implements http.RoundTripper.
 func (l *Layer) RoundTrip(req *http.Request) (*http.Response, error) {
 	pol, ok := policyFrom(req.Context())
+	if ok && pol.GraphQL && req.Method == http.MethodPost {
+		return l.graphQL(req, pol)
+	}
 	if !ok || l.Store == nil || (req.Method != http.MethodGet && req.Method != http.MethodHead) {
 		return l.bypass(req)
 	}
 	ctx := req.Context()
 	key := l.Key(req, pol)
 	now := l.now()
-	ok, probe := l.breaker.allow(now)
+	entry, ok := l.lookup(ctx, key, now)
 	if !ok {
 		return l.bypass(req)
 	}
-	entry, err := l.Store.Get(ctx, key)
-	if err != nil {
-		if ctx.Err() != nil {
-			// The request's own context ended (its client left, or its
-			// deadline passed): that says nothing about the store.
-			if probe {
-				l.breaker.release()
-			}
-			return l.bypass(req)
-		}
-		l.storeFailed("get", err)
-		return l.bypass(req)
-	}
-	l.breaker.ok()
 	if entry != nil && pol.MaxAge > 0 && now.Sub(entry.Validated) < pol.MaxAge {
 		return l.serve(req, entry, Hit), nil
 	}
@@ -255,6 +256,95 @@ func (l *Layer) RoundTrip(req *http.Request) (*http.Response, error) {
 		l.storeFailed("put", err)
 	}
 	return l.serve(req, ne, mode), nil
+}
+
+// lookup reads key from the store through the breaker. ok is false when
+// the store must be passed by (breaker open, or the read failed).
+func (l *Layer) lookup(ctx context.Context, key string, now time.Time) (e *Entry, ok bool) {
+	ok, probe := l.breaker.allow(now)
+	if !ok {
+		return nil, false
+	}
+	entry, err := l.Store.Get(ctx, key)
+	if err != nil {
+		if ctx.Err() != nil {
+			// The request's own context ended (its client left, or its
+			// deadline passed): that says nothing about the store.
+			if probe {
+				l.breaker.release()
+			}
+			return nil, false
+		}
+		l.storeFailed("get", err)
+		return nil, false
+	}
+	l.breaker.ok()
+	return entry, true
+}
+
+// graphQL serves a GraphQL query (Policy.GraphQL): from the store within
+// MaxAge (HIT), else from GitHub (MISS), storing a clean answer for
+// MaxAge. Without a MaxAge or a store nothing is read or written; the
+// query is still MISS, not BYPASS: it is shareable (Coalesce).
+func (l *Layer) graphQL(req *http.Request, pol Policy) (*http.Response, error) {
+	if pol.MaxAge <= 0 || l.Store == nil {
+		return l.fetched(req)
+	}
+	ctx := req.Context()
+	key := l.Key(req, pol)
+	now := l.now()
+	entry, ok := l.lookup(ctx, key, now)
+	if !ok {
+		return l.bypass(req)
+	}
+	if entry != nil && now.Sub(entry.Validated) < pol.MaxAge {
+		return l.serve(req, entry, Hit), nil
+	}
+	resp, err := l.next().RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	resp.Header.Set(Header, Miss)
+	if resp.StatusCode != http.StatusOK {
+		return resp, nil
+	}
+	body, whole, err := readUpTo(resp.Body, l.maxEntry())
+	if err != nil {
+		resp.Body.Close()
+		return nil, fmt.Errorf("read upstream body: %w", err)
+	}
+	if !whole {
+		resp.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(body), resp.Body), resp.Body}
+		return resp, nil
+	}
+	resp.Body.Close()
+	if !graphQLStorable(resp, body) {
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		resp.ContentLength = int64(len(body))
+		return resp, nil
+	}
+	used := ""
+	if ch := credentials.ChoiceFrom(ctx); ch != nil {
+		used = ch.Used
+	}
+	ne := &Entry{Status: resp.StatusCode, Header: storedHeader(resp.Header), Body: body, Credential: used, Validated: l.now()}
+	if err := l.Store.Put(ctx, key, ne, min(pol.MaxAge, l.ttl())); err != nil && ctx.Err() == nil {
+		l.storeFailed("put", err)
+	}
+	return l.serve(req, ne, Miss), nil
+}
+
+// fetched passes a shareable request upstream without the store: MISS.
+func (l *Layer) fetched(req *http.Request) (*http.Response, error) {
+	resp, err := l.next().RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	resp.Header.Set(Header, Miss)
+	return resp, nil
 }
 
 func (l *Layer) bypass(req *http.Request) (*http.Response, error) {

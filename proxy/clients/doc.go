@@ -12,6 +12,11 @@
 //	      - {graphql: query}             # query | mutation | any
 //	      - {git: fetch, path: "/acme/*"} # fetch | push | any
 //
+// max_age on a REST scope lets the cache serve a stored answer that
+// young without revalidating; on a graphql query (or any) scope it lets
+// identical queries be answered from the cache within the window
+// (mutations never are, so max_age on a mutation scope is an error).
+//
 // The proxy never holds a client token in clear: it hashes the presented
 // token with SHA-256 and compares the digest with every registered digest
 // in constant time (subtle.ConstantTimeCompare, no early exit). Tokens look

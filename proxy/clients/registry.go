@@ -76,12 +76,12 @@ type clientV1 struct {
 }
 
 type scopeV1 struct {
-	Methods      []string      `yaml:"methods"`
-	Path         string        `yaml:"path"`
-	GraphQL      string        `yaml:"graphql"`
-	Git          string        `yaml:"git"`
-	MaxAge       time.Duration `yaml:"max_age"`
-	StaleIfError staleWindow   `yaml:"stale_if_error"`
+	Methods      []string    `yaml:"methods"`
+	Path         string      `yaml:"path"`
+	GraphQL      string      `yaml:"graphql"`
+	Git          string      `yaml:"git"`
+	MaxAge       maxAge      `yaml:"max_age"`
+	StaleIfError staleWindow `yaml:"stale_if_error"`
 }
 
 // DefaultStaleIfError is the window that the old boolean form
@@ -109,6 +109,18 @@ func (w *staleWindow) UnmarshalYAML(n *yaml.Node) error {
 		return fmt.Errorf("line %d: stale_if_error must be a duration like 10m (or true, meaning %v)", n.Line, DefaultStaleIfError)
 	}
 	*w = staleWindow(d)
+	return nil
+}
+
+// maxAge is max_age: a duration ("30s").
+type maxAge time.Duration
+
+func (a *maxAge) UnmarshalYAML(n *yaml.Node) error {
+	var d time.Duration
+	if err := n.Decode(&d); err != nil {
+		return fmt.Errorf("line %d: max_age must be a duration like 30s or 5m", n.Line)
+	}
+	*a = maxAge(d)
 	return nil
 }
 

@@ -104,6 +104,10 @@ func TestParseErrors(t *testing.T) {
 		{"lower-case method", registryYAML(clientYAML("a", tok, `{path: /x, methods: [get]}`)), `methods: "get"`},
 		{"graphql value", registryYAML(clientYAML("a", tok, `{graphql: read}`)), `graphql "read"`},
 		{"graphql with path", registryYAML(clientYAML("a", tok, `{graphql: query, path: /x}`)), "takes no path"},
+		{"graphql with stale_if_error", registryYAML(clientYAML("a", tok, `{graphql: query, max_age: 30s, stale_if_error: 10m}`)), "no path, methods or stale_if_error"},
+		{"graphql mutation with max_age", registryYAML(clientYAML("a", tok, `{graphql: mutation, max_age: 30s}`)), "queries only"},
+		{"graphql negative max_age", registryYAML(clientYAML("a", tok, `{graphql: query, max_age: -30s}`)), "negative"},
+		{"graphql max_age not a duration", registryYAML(clientYAML("a", tok, `{graphql: query, max_age: soon}`)), "max_age"},
 		{"git value", registryYAML(clientYAML("a", tok, `{git: clone, path: /a/b}`)), `git "clone"`},
 		{"git with .git", registryYAML(clientYAML("a", tok, `{git: fetch, path: /a/b.git}`)), "leave .git off"},
 		{"git deep path", registryYAML(clientYAML("a", tok, `{git: fetch, path: /a/**}`)), "names owner and repository"},
@@ -181,6 +185,9 @@ func TestScopes(t *testing.T) {
 	}
 	if !c.AllowGraphQL(route.Query) || c.AllowGraphQL(route.Mutation) {
 		t.Error("graphql: want query only")
+	}
+	if g, ok := c.GraphQLGrant(route.Query); !ok || g != (Grant{}) {
+		t.Errorf("graphql query grant without max_age: %+v %v", g, ok)
 	}
 	git := []struct {
 		path string
@@ -416,6 +423,42 @@ func TestWarnings(t *testing.T) {
 				if !strings.Contains(got[0], w) || !strings.HasPrefix(got[0], "client c1: ") {
 					t.Errorf("warning %q lacks %q", got[0], w)
 				}
+			}
+		})
+	}
+}
+
+// A GraphQL query takes its freshness window from the first graphql scope
+// that grants queries; a mutation never has one.
+func TestGraphQLGrant(t *testing.T) {
+	tok := goldenToken
+	for _, tt := range []struct {
+		name     string
+		scopes   []string
+		query    Grant
+		queryOK  bool
+		mutation bool
+	}{
+		{"query with max_age", []string{`{graphql: query, max_age: 30s}`}, Grant{MaxAge: 30 * time.Second}, true, false},
+		{"any with max_age", []string{`{graphql: any, max_age: 1m}`}, Grant{MaxAge: time.Minute}, true, true},
+		{"first scope wins", []string{`{graphql: query}`, `{graphql: any, max_age: 1m}`}, Grant{}, true, true},
+		{"mutation only", []string{`{graphql: mutation}`}, Grant{}, false, true},
+		{"rest max_age does not reach graphql", []string{`{path: "/**", max_age: 1m}`, `{graphql: query}`}, Grant{}, true, false},
+		{"no graphql scope", []string{`{path: "/**", max_age: 1m}`}, Grant{}, false, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := Parse([]byte(registryYAML(clientYAML("a", tok, tt.scopes...))))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := s.Clients[0]
+			g, ok := c.GraphQLGrant(route.Query)
+			if g != tt.query || ok != tt.queryOK {
+				t.Errorf("query: %+v %v, want %+v %v", g, ok, tt.query, tt.queryOK)
+			}
+			g, ok = c.GraphQLGrant(route.Mutation)
+			if g != (Grant{}) || ok != tt.mutation {
+				t.Errorf("mutation: %+v %v, want {} %v", g, ok, tt.mutation)
 			}
 		})
 	}

@@ -32,7 +32,9 @@ type Scope struct {
 	// Fetch and Push are the git operations granted.
 	Fetch, Push bool
 	// MaxAge is the freshness window: a cached response younger than this
-	// is served without asking upstream. Zero means always revalidate.
+	// is served without asking upstream. Zero means always revalidate
+	// (REST), or never store (a GraphQL query scope: GraphQL has no
+	// revalidation, so a query is only stored within a window).
 	MaxAge time.Duration
 	// StaleIfError serves the cached copy, marked STALE, when upstream
 	// fails, if it was stored or revalidated at most this long ago. Zero
@@ -59,17 +61,20 @@ func compileScope(sy scopeV1) (Scope, error) {
 		return Scope{}, errors.New("graphql and git in one scope: write two scopes")
 	}
 	if sy.MaxAge < 0 {
-		return Scope{}, fmt.Errorf("max_age %v: must not be negative", sy.MaxAge)
+		return Scope{}, fmt.Errorf("max_age %v: must not be negative", time.Duration(sy.MaxAge))
 	}
 	if sy.StaleIfError < 0 {
 		return Scope{}, fmt.Errorf("stale_if_error %v: must not be negative", time.Duration(sy.StaleIfError))
 	}
 	switch {
 	case sy.GraphQL != "":
-		if sy.Path != "" || len(sy.Methods) > 0 || sy.MaxAge != 0 || sy.StaleIfError != 0 {
-			return Scope{}, errors.New("a graphql scope takes no path, methods, max_age or stale_if_error (GraphQL is never cached)")
+		if sy.Path != "" || len(sy.Methods) > 0 || sy.StaleIfError != 0 {
+			return Scope{}, errors.New("a graphql scope takes no path, methods or stale_if_error (only max_age, for queries)")
 		}
-		sc := Scope{Kind: GraphQLScope}
+		if sy.MaxAge != 0 && sy.GraphQL == "mutation" {
+			return Scope{}, errors.New("max_age applies to GraphQL queries only (mutations are never cached): use graphql: query or any, or drop max_age")
+		}
+		sc := Scope{Kind: GraphQLScope, MaxAge: time.Duration(sy.MaxAge)}
 		switch sy.GraphQL {
 		case "query":
 			sc.Query = true
@@ -103,7 +108,7 @@ func compileScope(sy scopeV1) (Scope, error) {
 		sc.pattern = p
 		return sc, nil
 	}
-	sc := Scope{Kind: RESTScope, Path: sy.Path, MaxAge: sy.MaxAge, StaleIfError: time.Duration(sy.StaleIfError), methods: map[string]bool{}}
+	sc := Scope{Kind: RESTScope, Path: sy.Path, MaxAge: time.Duration(sy.MaxAge), StaleIfError: time.Duration(sy.StaleIfError), methods: map[string]bool{}}
 	if sy.Path == "" {
 		return Scope{}, errors.New("path: missing: a REST scope needs a path like \"/repos/acme/*/**\" (or set graphql: or git:)")
 	}
@@ -245,12 +250,24 @@ func (c *Client) AllowREST(method string, keySegs []string) (Grant, bool) {
 // AllowGraphQL reports whether the client may execute a GraphQL operation
 // of this type.
 func (c *Client) AllowGraphQL(op route.Operation) bool {
+	_, ok := c.GraphQLGrant(op)
+	return ok
+}
+
+// GraphQLGrant reports whether the client may execute a GraphQL operation
+// of this type, and the grant of the first scope that allows it: a
+// query's freshness window (max_age). A mutation's grant is always empty.
+func (c *Client) GraphQLGrant(op route.Operation) (Grant, bool) {
 	for _, sc := range c.Scopes {
-		if sc.Kind == GraphQLScope && (op == route.Query && sc.Query || op == route.Mutation && sc.Mutation) {
-			return true
+		switch {
+		case sc.Kind != GraphQLScope:
+		case op == route.Query && sc.Query:
+			return Grant{MaxAge: sc.MaxAge}, true
+		case op == route.Mutation && sc.Mutation:
+			return Grant{}, true
 		}
 	}
-	return false
+	return Grant{}, false
 }
 
 // AllowGit reports whether the client may fetch from (or push to) the
