@@ -3,20 +3,23 @@ package redirect
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/netip"
+	"os"
 	"slices"
 	"sync"
 
-	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/glb-project/glb/bpf"
 	"github.com/vishvananda/netlink"
 )
 
 // Agent is glb-redirect running on a proxy host: the program attached to
-// the uplink, the VIPs on lo and the sysctls it changed. Start makes it;
-// Close undoes everything it did.
+// the uplink, the VIPs on lo and the sysctls it changed. Start makes it,
+// adopting a link an earlier agent left pinned; Close undoes everything it
+// and the agents it adopted from did; Leave exits and leaves it all in
+// place for the next agent.
 //
 // Start, Reconcile and Close act on the network namespace of the calling
 // thread, like the netlink and tcx calls underneath.
@@ -35,12 +38,26 @@ type Agent struct {
 	sysctls   []sysctlChange
 	collector *collector
 	closed    bool
+
+	adopted      bool // a.tcx is a link an earlier agent pinned
+	adoptedState bool // the state file of an earlier agent was read
+	stateOwned   bool // the state file is this agent's to write and remove
+	linkPinned   bool // a.tcx is pinned in PinPath
+	staleStats   bool // the pinned counters map had another layout
 }
 
 // Start loads bpf/redirect.c, sets the sysctls, puts the VIPs on lo and
 // then attaches the program to the uplink's tcx ingress, in that order, so
-// decapsulated packets find their VIPs from the first one on. On error it
-// undoes what it did.
+// decapsulated packets find their VIPs from the first one on.
+//
+// With a PinPath, a tcx link an earlier agent left pinned there (Leave, or
+// a crash) is adopted: the new program is swapped into it with one atomic
+// update, so no packet finds the uplink without a program, and the pinned
+// counters go on counting. The state file's VIPs and sysctls become this
+// agent's to undo at Close.
+//
+// On error Start undoes what it did; if it adopted a pinned link, it
+// leaves the old program attached and the host as it found it.
 func Start(cfg Config) (_ *Agent, err error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -54,9 +71,16 @@ func Start(cfg Config) (_ *Agent, err error) {
 		return nil, fmt.Errorf("open netlink: %w", err)
 	}
 	defer func() {
-		if err != nil {
-			err = errors.Join(err, a.Close())
+		if err == nil {
+			return
 		}
+		if a.adopted {
+			// The old program keeps running; what this agent changed
+			// is in the state file for the next attempt.
+			err = errors.Join(err, a.leaveAfterError())
+			return
+		}
+		err = errors.Join(err, a.Close())
 	}()
 
 	uplink, err := a.nl.LinkByName(cfg.Iface)
@@ -78,27 +102,52 @@ func Start(cfg Config) (_ *Agent, err error) {
 		a.log.Info("GUE accepted only from trusted sources", "gue_from", cfg.GUEFrom)
 	}
 
-	if a.objs, err = loadObjects(a.self, cfg.GUEFrom); err != nil {
+	if cfg.PinPath != "" {
+		if err := os.MkdirAll(cfg.PinPath, 0o700); err != nil {
+			return nil, fmt.Errorf("create pin directory: %w", err)
+		}
+		if a.tcx, err = a.loadPinnedLink(); err != nil {
+			return nil, err
+		}
+		a.adopted = a.tcx != nil
+	}
+	if cfg.StateFile != "" {
+		if err := a.adoptState(); err != nil {
+			return nil, err
+		}
+		a.stateOwned = true
+	}
+	if a.adopted && !a.adoptedState {
+		a.log.Warn("adopted a pinned program without a state file (the last agent crashed before writing one, "+
+			"or the file was removed): VIPs and sysctls found in place are not known to be glb-redirect's "+
+			"and stay as they are at exit; remove them by hand when the host leaves service",
+			"state_file", cfg.StateFile)
+	}
+
+	if a.objs, a.staleStats, err = loadPinnedObjects(a.self, cfg.GUEFrom, cfg.PinPath); err != nil {
 		return nil, err
 	}
 	if err := a.applySysctls(); err != nil {
-		return nil, err
+		return nil, errors.Join(err, a.saveState())
 	}
 	if err := a.addVIPs(); err != nil {
+		return nil, errors.Join(err, a.saveState())
+	}
+	if err := a.saveState(); err != nil {
 		return nil, err
 	}
-	a.tcx, err = link.AttachTCX(link.TCXOptions{
-		Interface: a.ifindex,
-		Program:   a.objs.GlbRedirect,
-		Attach:    ebpf.AttachTCXIngress,
-		// First in line: later tcx programs (firewalls, observability)
-		// see the client's packet, not the GUE around it.
-		Anchor: link.Head(),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("attach to tcx ingress of %s: %w", cfg.Iface, err)
+	if err := a.attach(); err != nil {
+		return nil, err
 	}
-	a.log.Info("program attached", "iface", cfg.Iface, "hook", "tcx/ingress", "self", a.self, "vips", cfg.VIPs)
+	if !a.adopted {
+		a.log.Info("program attached", "iface", cfg.Iface, "hook", "tcx/ingress", "self", a.self, "vips", cfg.VIPs, "pinned", a.linkPinned)
+	}
+	if err := a.dropUnconfiguredVIPs(); err != nil {
+		a.log.Warn("could not remove an adopted VIP no longer configured", "err", err)
+	}
+	if err := a.saveState(); err != nil {
+		return nil, err
+	}
 
 	if cfg.Registerer != nil {
 		c := newCollector(a.objs.RedirectStats, cfg.Iface, a.self)
@@ -108,6 +157,23 @@ func Start(cfg Config) (_ *Agent, err error) {
 		a.collector = c
 	}
 	return a, nil
+}
+
+// leaveAfterError closes the handles of an agent that failed to start
+// after adopting a pinned link, leaving the old program attached.
+func (a *Agent) leaveAfterError() error {
+	a.closed = true
+	var errs []error
+	if a.tcx != nil {
+		errs = append(errs, a.tcx.Close())
+	}
+	if a.objs != nil {
+		errs = append(errs, a.objs.Close())
+		a.objs = nil
+	}
+	a.nl.Close()
+	a.log.Warn("start failed; the adopted program stays attached", "bpffs", a.cfg.PinPath)
+	return joinErrs(errs)
 }
 
 // selfAddress checks Config.Self against the uplink's IPv4 addresses, or
@@ -195,9 +261,9 @@ func (a *Agent) Reconcile() error {
 	}
 	a.vips = kept
 	if err := a.addVIPs(); err != nil {
-		return err
+		return errors.Join(err, a.saveState())
 	}
-	return a.applySysctls()
+	return errors.Join(a.applySysctls(), a.saveState())
 }
 
 func containsAddr(list []netip.Addr, v netip.Addr) bool {
@@ -229,8 +295,10 @@ func (a *Agent) Counters() (map[string]uint64, error) {
 }
 
 // Close detaches the program, takes the agent's VIPs off lo, restores the
-// sysctls it changed and unregisters the metrics. It is safe to call more
-// than once.
+// sysctls it changed and unregisters the metrics. What it adopted from an
+// earlier agent's state file counts as its own. It removes its pins and,
+// once everything is undone, the state file. It is safe to call more than
+// once.
 func (a *Agent) Close() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -239,6 +307,7 @@ func (a *Agent) Close() error {
 	}
 	a.closed = true
 	var errs []error
+	errs = append(errs, a.unpin()...)
 	if a.tcx != nil {
 		if err := a.tcx.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("detach from %s: %w", a.cfg.Iface, err))
@@ -262,7 +331,17 @@ func (a *Agent) Close() error {
 	if a.nl != nil {
 		a.nl.Close()
 	}
-	return joinErrs(errs)
+	err := joinErrs(errs)
+	if a.stateOwned {
+		if err == nil {
+			if rerr := os.Remove(a.cfg.StateFile); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+				err = fmt.Errorf("remove state file: %w", rerr)
+			}
+		} else if serr := a.saveState(); serr != nil {
+			err = errors.Join(err, serr)
+		}
+	}
+	return err
 }
 
 func joinErrs(errs []error) error { return errors.Join(errs...) }

@@ -33,3 +33,6 @@ func (*Agent) Counters() (map[string]uint64, error) { return nil, errNotLinux }
 
 // Close does nothing off Linux.
 func (*Agent) Close() error { return nil }
+
+// Leave fails off Linux.
+func (*Agent) Leave() error { return errNotLinux }

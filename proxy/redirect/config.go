@@ -29,6 +29,21 @@ type Config struct {
 	// any host that reaches UDP 19523 inject packets into the VIPs and
 	// bounce packets off this host; Start logs a warning then.
 	GUEFrom []netip.Prefix
+	// PinPath is a directory on a BPF filesystem where the agent pins its
+	// tcx link ("link") and its counters ("redirect_stats"), so the
+	// program stays attached when the agent exits with Leave or dies, and
+	// the next agent swaps its program into the same link without a gap.
+	// At Start, a link pinned there for Iface is adopted. Give each
+	// uplink its own directory. Empty pins nothing: the program is
+	// detached when the agent's process ends (tests).
+	PinPath string
+	// StateFile is where the agent records what it changed on the host
+	// (the VIPs it added, each sysctl's value from before), rewritten
+	// after every change, so the agent that adopts a pinned link after a
+	// Leave or a crash knows what to undo at its own Close. It must not be
+	// on a BPF filesystem, which holds no regular files. Empty records
+	// nothing.
+	StateFile string
 	// Log gets one line for every change the agent makes to the host and
 	// for every change it undoes. Nil discards.
 	Log *slog.Logger

@@ -1,0 +1,396 @@
+package redirect
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf/link"
+	"github.com/glb-project/glb/internal/nstest"
+	"github.com/glb-project/glb/internal/syncbuf"
+	"github.com/glb-project/glb/internal/testenv"
+	"golang.org/x/sys/unix"
+)
+
+// privateBPFFS mounts a BPF filesystem for one test and returns a pin
+// directory on it (not created yet).
+func privateBPFFS(tb testing.TB) string {
+	tb.Helper()
+	mnt := tb.TempDir()
+	if err := unix.Mount("bpf", mnt, "bpf", 0, "mode=0700"); err != nil {
+		testenv.Unavailable(tb, "mount bpffs: %v", err)
+	}
+	tb.Cleanup(func() { _ = unix.Unmount(mnt, unix.MNT_DETACH) })
+	return filepath.Join(mnt, "glb-redirect", "up0")
+}
+
+// pingStream sends GUE-wrapped ICMP echo requests for vip from the
+// director namespace to the proxy host, one at a time: each waits for its
+// echo reply before the next goes. A request the program does not take
+// reaches UDP 19523 of the stack, which answers port unreachable: the
+// stream fails on that, or on a reply that never comes.
+type pingStream struct {
+	sent atomic.Uint64
+	err  chan error
+	stop chan struct{}
+}
+
+func startPingStream(t *testing.T, dir *nstest.NS, dirIP, proxyIP, vip netip.Addr) *pingStream {
+	t.Helper()
+	icmp := listenPacketIn(t, dir, "ip4:icmp", dirIP.String())
+	sender := listenPacketIn(t, dir, "udp4", dirIP.String()+":0")
+	s := &pingStream{err: make(chan error, 1), stop: make(chan struct{})}
+	go func() {
+		buf := make([]byte, 1500)
+		for seq := uint32(1); ; seq++ {
+			select {
+			case <-s.stop:
+				s.err <- nil
+				return
+			default:
+			}
+			id := 0x5a5a_0000 | seq&0xffff
+			echo := ipv4(dirIP, vip, protoICMP, icmp4(8, 0, id, []byte("handover")), ipv4Opts{})
+			if _, err := sender.WriteTo(gueHdr{}.bytes(echo), &net.UDPAddr{IP: proxyIP.AsSlice(), Port: guePort}); err != nil {
+				s.err <- err
+				return
+			}
+			s.sent.Add(1)
+			icmp.SetReadDeadline(time.Now().Add(5 * time.Second))
+			for {
+				n, from, err := icmp.ReadFrom(buf)
+				if err != nil {
+					s.err <- (fmt.Errorf("echo request %d got no reply: %v", seq, err))
+					return
+				}
+				if n < 8 {
+					continue
+				}
+				if buf[0] == 3 && buf[1] == 3 {
+					s.err <- (fmt.Errorf("echo request %d reached the stack as UDP: port unreachable from %s", seq, from))
+					return
+				}
+				if from.String() == vip.String() && buf[0] == 0 && binary.BigEndian.Uint32(buf[4:]) == id {
+					break
+				}
+			}
+		}
+	}()
+	return s
+}
+
+// waitSent waits until the stream has sent more than n requests.
+func (s *pingStream) waitSent(t *testing.T, n uint64) {
+	t.Helper()
+	nstest.WaitFor(t, 10*time.Second, "echo requests flowing", func() bool {
+		select {
+		case err := <-s.err:
+			t.Fatalf("stream stopped: %v", err)
+		default:
+		}
+		return s.sent.Load() > n
+	})
+}
+
+func (s *pingStream) finish(t *testing.T) uint64 {
+	t.Helper()
+	close(s.stop)
+	if err := <-s.err; err != nil {
+		t.Fatal(err)
+	}
+	return s.sent.Load()
+}
+
+func linkIDs(t *testing.T, a *Agent) (link.ID, uint32) {
+	t.Helper()
+	info, err := a.tcx.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.ID, uint32(info.Program)
+}
+
+// TestHandover hands the program over from one agent to the next while
+// GUE flows, as glb-redirect does on SIGUSR2 and the restart after it:
+// agent A leaves the program attached and pinned, agent B adopts the
+// link, swaps its program in, continues A's counters, and at its Close
+// undoes what A changed too.
+func TestHandover(t *testing.T) {
+	testenv.RequireRoot(t)
+	var (
+		p1IP     = netip.MustParseAddr("10.1.0.11")
+		dirIP    = netip.MustParseAddr("10.1.0.2")
+		dropped  = netip.MustParseAddr("10.100.0.7") // A's, not B's
+		rpFilter = "net/ipv4/conf/up0/rp_filter"
+		arpIgn   = "net/ipv4/conf/all/arp_ignore"
+	)
+	l := newLAN(t)
+	p1 := l.host(t, "p1", p1IP)
+	dir := l.host(t, "dir", dirIP)
+	setNSSysctl(t, dir, "net/ipv4/conf/all/rp_filter", "0")
+	setNSSysctl(t, dir, "net/ipv4/conf/up0/rp_filter", "0")
+	setNSSysctl(t, p1, rpFilter, "1")
+	setNSSysctl(t, p1, arpIgn, "0")
+	pins := privateBPFFS(t)
+	state := filepath.Join(t.TempDir(), "run", "up0.json")
+
+	var logs syncbuf.Buffer
+	cfg := Config{Iface: "up0", VIPs: []netip.Addr{vip4, dropped}, GUEFrom: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/24")},
+		PinPath: pins, StateFile: state, Log: slog.New(slog.NewTextHandler(&logs, nil))}
+	start := func(cfg Config) *Agent {
+		t.Helper()
+		var a *Agent
+		if err := p1.Do(t, func() error {
+			var err error
+			a, err = Start(cfg)
+			return err
+		}); err != nil {
+			t.Fatalf("start: %v\n%s", err, logs.String())
+		}
+		t.Cleanup(func() { _ = p1.Do(t, a.Close) })
+		return a
+	}
+	a := start(cfg)
+	stream := startPingStream(t, dir, dirIP, p1IP, vip4)
+	stream.waitSent(t, 10)
+	linkA, progA := linkIDs(t, a)
+
+	// A leaves while the stream runs.
+	if err := p1.Do(t, a.Leave); err != nil {
+		t.Fatalf("leave: %v", err)
+	}
+	sentAtLeave := stream.sent.Load()
+
+	t.Run("A leaves the host as it runs", func(t *testing.T) {
+		if n := tcxPrograms(t, p1, "up0"); n != 1 {
+			t.Errorf("%d programs on tcx ingress after Leave, want 1", n)
+		}
+		have := loAddrs(t, p1)
+		if !have[vip4] || !have[dropped] {
+			t.Errorf("VIPs gone from lo after Leave: %v", have)
+		}
+		if got := nsSysctl(t, p1, rpFilter); got != "2" {
+			t.Errorf("rp_filter %s after Leave, want A's 2 left in place", got)
+		}
+		b, err := os.ReadFile(state)
+		if err != nil {
+			t.Fatalf("no state file: %v", err)
+		}
+		var st stateFile
+		if err := json.Unmarshal(b, &st); err != nil {
+			t.Fatalf("state file: %v\n%s", err, b)
+		}
+		want := map[string]string{rpFilter: "1", arpIgn: "0"}
+		for _, s := range st.Sysctls {
+			if want[s.Key] == s.Old {
+				delete(want, s.Key)
+			}
+		}
+		if st.Iface != "up0" || len(st.VIPs) != 2 || len(want) != 0 {
+			t.Errorf("state file %s: want up0, two VIPs and the old values of %v", b, want)
+		}
+	})
+
+	// B starts with one VIP fewer: A's other VIP is removed.
+	cfgB := cfg
+	cfgB.VIPs = []netip.Addr{vip4}
+	b := start(cfgB)
+	sentAtAdopt := stream.sent.Load()
+	stream.waitSent(t, sentAtAdopt+10)
+	total := stream.finish(t)
+	if sentAtAdopt == sentAtLeave {
+		t.Logf("no request was sent between A's Leave and B's Start; the gap was not exercised this run")
+	}
+
+	t.Run("B adopts the link and continues the counters", func(t *testing.T) {
+		linkB, progB := linkIDs(t, b)
+		if linkB != linkA || progB == progA {
+			t.Errorf("B: link %d program %d; want A's link %d with a new program (A's was %d)", linkB, progB, linkA, progA)
+		}
+		if n := tcxPrograms(t, p1, "up0"); n != 1 {
+			t.Errorf("%d programs on tcx ingress, want 1", n)
+		}
+		c := counters(t, b)
+		if c["accepted_icmp"] != total {
+			t.Errorf("accepted_icmp %d, want every one of the %d requests sent across the handover (counters %v)", c["accepted_icmp"], total, c)
+		}
+		if c["passed_other_host"] != 0 || c["dropped_untrusted_source"] != 0 {
+			t.Errorf("counters %v: GUE passed or dropped", c)
+		}
+		for _, want := range []string{`msg="found a pinned link on the uplink; adopting it"`, `msg="program swapped into the adopted link"`,
+			`msg="sysctl adopted; restored at exit" key=net.ipv4.conf.up0.rp_filter before_agents=1 set_to=2`,
+			`msg="VIPs adopted; removed at exit"`, `msg="removing adopted VIPs no longer configured" vips=[10.100.0.7]`} {
+			if !strings.Contains(logs.String(), want) {
+				t.Errorf("log lacks %s:\n%s", want, logs.String())
+			}
+		}
+		if loAddrs(t, p1)[dropped] {
+			t.Errorf("VIP %s, no longer configured, still on lo", dropped)
+		}
+	})
+
+	t.Run("B's Close undoes what A changed", func(t *testing.T) {
+		if err := p1.Do(t, b.Close); err != nil {
+			t.Fatal(err)
+		}
+		if n := tcxPrograms(t, p1, "up0"); n != 0 {
+			t.Errorf("%d programs left on tcx ingress", n)
+		}
+		if loAddrs(t, p1)[vip4] {
+			t.Error("A's VIP left on lo")
+		}
+		for key, want := range map[string]string{rpFilter: "1", arpIgn: "0"} {
+			if got := nsSysctl(t, p1, key); got != want {
+				t.Errorf("%s = %s after B's Close, want A's original %s", key, got, want)
+			}
+		}
+		for _, p := range []string{state, pins} {
+			if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("%s left behind: %v", p, err)
+			}
+		}
+	})
+}
+
+// TestAdoptAfterCrash: an agent that dies leaves its pinned link with the
+// program attached. The next agent adopts it; with the state file (written
+// as the first agent went) it knows what to undo, without one it leaves
+// the VIPs and sysctls it finds.
+func TestAdoptAfterCrash(t *testing.T) {
+	testenv.RequireRoot(t)
+	for _, withState := range []bool{true, false} {
+		name := map[bool]string{true: "with state file", false: "state file lost"}[withState]
+		t.Run(name, func(t *testing.T) {
+			p1 := newLAN(t).host(t, "p1", netip.MustParseAddr("10.1.0.11"))
+			setNSSysctl(t, p1, "net/ipv4/conf/up0/rp_filter", "1")
+			pins := privateBPFFS(t)
+			state := filepath.Join(t.TempDir(), "up0.json")
+			var logs syncbuf.Buffer
+			cfg := Config{Iface: "up0", VIPs: []netip.Addr{vip4}, PinPath: pins, StateFile: state, Log: slog.New(slog.NewTextHandler(&logs, nil))}
+			var a, b *Agent
+			if err := p1.Do(t, func() error {
+				var err error
+				a, err = Start(cfg)
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			linkA, _ := linkIDs(t, a)
+			crash(a)
+			if !withState {
+				os.Remove(state)
+			}
+			if n := tcxPrograms(t, p1, "up0"); n != 1 {
+				t.Fatalf("%d programs on tcx ingress after the crash, want the pinned one", n)
+			}
+			if err := p1.Do(t, func() error {
+				var err error
+				b, err = Start(cfg)
+				return err
+			}); err != nil {
+				t.Fatalf("start after crash: %v", err)
+			}
+			t.Cleanup(func() { _ = p1.Do(t, b.Close) })
+			if linkB, _ := linkIDs(t, b); linkB != linkA {
+				t.Errorf("B made link %d, want A's %d adopted", linkB, linkA)
+			}
+			if err := p1.Do(t, b.Close); err != nil {
+				t.Fatal(err)
+			}
+			if n := tcxPrograms(t, p1, "up0"); n != 0 {
+				t.Errorf("%d programs left", n)
+			}
+			rp := nsSysctl(t, p1, "net/ipv4/conf/up0/rp_filter")
+			onLo := loAddrs(t, p1)[vip4]
+			warned := strings.Contains(logs.String(), "adopted a pinned program without a state file")
+			if withState && (rp != "1" || onLo || warned) {
+				t.Errorf("with the state file: rp_filter %s (want 1), VIP on lo %v (want false), warned %v (want false)", rp, onLo, warned)
+			}
+			if !withState && (rp != "2" || !onLo || !warned) {
+				t.Errorf("without the state file: rp_filter %s (want 2 left), VIP on lo %v (want left), warned %v (want true)\n%s", rp, onLo, warned, logs.String())
+			}
+		})
+	}
+}
+
+// crash drops the agent's handles the way the kernel does when its
+// process dies: no unpinning, no undo.
+func crash(a *Agent) {
+	a.closed = true
+	a.tcx.Close()
+	a.objs.Close()
+	a.nl.Close()
+}
+
+// TestAdoptRefusals: a pin directory holding another uplink's link, or a
+// corrupt state file, stops Start with an error that says what to do, and
+// leaves the running program and the file alone.
+func TestAdoptRefusals(t *testing.T) {
+	testenv.RequireRoot(t)
+	p1 := newLAN(t).host(t, "p1", netip.MustParseAddr("10.1.0.11"))
+	nstest.Veth(t, p1, "up1", p1, "up1p")
+	p1.IP(t, "addr", "add", "10.2.0.11/24", "dev", "up1")
+	pins := privateBPFFS(t)
+	state := filepath.Join(t.TempDir(), "up0.json")
+	startIn := func(cfg Config) (*Agent, error) {
+		var a *Agent
+		err := p1.Do(t, func() error {
+			var err error
+			a, err = Start(cfg)
+			return err
+		})
+		if a != nil {
+			t.Cleanup(func() { _ = p1.Do(t, a.Close) })
+		}
+		return a, err
+	}
+	a, err := startIn(Config{Iface: "up0", VIPs: []netip.Addr{vip4}, PinPath: pins, StateFile: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := startIn(Config{Iface: "up1", VIPs: []netip.Addr{vip4}, PinPath: pins}); err == nil ||
+		!strings.Contains(err.Error(), "Give each uplink its own --bpffs") {
+		t.Errorf("start on up1 with up0's pins: %v, want a refusal naming --bpffs", err)
+	}
+	if n := tcxPrograms(t, p1, "up0"); n != 1 {
+		t.Errorf("%d programs on up0 after the refused start, want A's", n)
+	}
+	if err := p1.Do(t, a.Leave); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(state, []byte("{not json"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := startIn(Config{Iface: "up0", VIPs: []netip.Addr{vip4}, PinPath: pins, StateFile: state}); err == nil ||
+		!strings.Contains(err.Error(), "state file "+state+" is unusable") {
+		t.Errorf("start with a corrupt state file: %v, want a refusal naming it", err)
+	}
+	if b, _ := os.ReadFile(state); string(b) != "{not json" {
+		t.Errorf("the refused start changed the state file to %q", b)
+	}
+	if n := tcxPrograms(t, p1, "up0"); n != 1 {
+		t.Errorf("%d programs on up0 after the refused start, want the pinned one", n)
+	}
+	// Clean up what A left: without the file, the next agent adopts and
+	// a Close detaches.
+	os.Remove(state)
+	b, err := startIn(Config{Iface: "up0", VIPs: []netip.Addr{vip4}, PinPath: pins, StateFile: state})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p1.Do(t, b.Close); err != nil {
+		t.Fatal(err)
+	}
+	p1.IP(t, "addr", "del", vip4.String()+"/32", "dev", "lo")
+}
