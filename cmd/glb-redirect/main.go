@@ -11,11 +11,13 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
 
 	"github.com/cilium/ebpf/rlimit"
+	"github.com/glb-project/glb/director/dataplane"
 	"github.com/glb-project/glb/internal/promserve"
 	"github.com/glb-project/glb/internal/version"
 	"github.com/glb-project/glb/proxy/redirect"
@@ -35,6 +37,7 @@ func main() {
 
 const usage = `Usage: glb-redirect --iface NAME --vip IP [--vip IP...] --gue-from CIDR[,CIDR...]
                     [--self-ip IP] [--metrics-addr ADDR]
+                    [--bpffs DIR] [--state-file FILE] [--keep-attached]
 
 glb-redirect runs on every proxy host behind glb-director. It attaches an
 eBPF program to the tcx ingress hook of the uplink (--iface). For GUE
@@ -48,9 +51,23 @@ packets to UDP port 19523 the program:
 
 It also puts every --vip on lo, sets rp_filter (loose on the uplink) and
 arp_ignore/arp_announce (so the host never answers ARP for a VIP), logging
-each change, and serves the program's counters on /metrics. On SIGTERM it
-detaches, removes the VIPs it added and restores the sysctls. SIGHUP puts
+each change, and serves the program's counters on /metrics. SIGHUP puts
 back VIPs and sysctls that someone else removed or reverted.
+
+Restarts without a gap: the tcx link and the counters are pinned under
+--bpffs, and what the agent changed (VIPs it added, each sysctl's value
+from before) is recorded in --state-file after every change.
+  SIGTERM      detach, remove the VIPs, restore the sysctls, remove the
+               pins and the state file: a clean stop (systemctl stop).
+  SIGUSR2, or SIGTERM with --keep-attached
+               exit and leave the program attached and working, the VIPs
+               on lo and the sysctls as they are (systemctl restart).
+  start        a link pinned for --iface is adopted: the new program is
+               swapped in atomically (no packet meets an uplink without
+               one), the counters go on, and the state file's VIPs and
+               sysctls become this agent's to undo at its SIGTERM. After a
+               crash the pinned program keeps working until the next start
+               adopts it the same way.
 
 Trusted sources: the program runs before netfilter, so a firewall does not
 protect UDP 19523. Give --gue-from the prefixes of the directors and of
@@ -169,6 +186,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		"Empty accepts any source (not for production)")
 	var self addrFlag
 	fs.Var(&self, "self-ip", "this host's IPv4 `IP`, as the directors' tables list it; must be an address of this host, on --iface or another interface such as lo (default: --iface's first IPv4 address)")
+	bpffs := fs.String("bpffs", "", "`DIR` on a BPF filesystem for the pinned link and counters (default /sys/fs/bpf/glb-redirect/IFACE)")
+	stateFile := fs.String("state-file", "", "`FILE` recording the VIPs and sysctls the agent changed, for the agent that adopts its program (default /run/glb-redirect/IFACE.json)")
+	keepAttached := fs.Bool("keep-attached", false, "on SIGTERM leave the program attached and pinned, the VIPs and sysctls in place, as SIGUSR2 does")
 	metricsAddr := fs.String("metrics-addr", ":9523", "`ADDR` to serve Prometheus metrics on (/metrics); empty disables")
 	logLevel := fs.String("log-level", "info", "log `LEVEL`: debug, info, warn or error")
 	showVersion := fs.Bool("version", false, "print the version and exit")
@@ -195,15 +215,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *iface == "" || len(vips) == 0 {
 		return errors.New("--iface and at least one --vip are required (see glb-redirect --help)")
 	}
+	if strings.ContainsRune(*iface, '/') || *iface == "." || *iface == ".." {
+		return fmt.Errorf("--iface %q is not an interface name", *iface)
+	}
+	if *bpffs == "" {
+		*bpffs = filepath.Join(dataplane.DefaultBPFFS, "glb-redirect", *iface)
+	}
+	if *stateFile == "" {
+		*stateFile = filepath.Join("/run/glb-redirect", *iface+".json")
+	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
-	// SIGHUP's default action kills the process. Catch it before Start
-	// changes the host, so a reload sent while the agent starts leaves
-	// no VIPs or sysctls behind; it is handled once Start is done.
-	// SIGTERM is caught by main's context from the first instruction on.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	// The default actions of SIGHUP and SIGUSR2 kill the process. Catch
+	// them before Start changes the host, so a signal sent while the
+	// agent starts leaves nothing half done; they are handled once Start
+	// is done. SIGTERM is caught by main's context from the first
+	// instruction on.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR2)
+	defer signal.Stop(sigs)
 
 	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
 	if err := rlimit.RemoveMemlock(); err != nil {
@@ -221,7 +251,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer ln.Close()
 	}
 
-	agent, err := redirect.Start(redirect.Config{Iface: *iface, VIPs: vips, Self: self.a, GUEFrom: gueFrom, Log: log, Registerer: reg})
+	if err := dataplane.EnsureBPFFS(*bpffs); err != nil {
+		return fmt.Errorf("%w (--bpffs)", err)
+	}
+	agent, err := redirect.Start(redirect.Config{Iface: *iface, VIPs: vips, Self: self.a, GUEFrom: gueFrom,
+		PinPath: *bpffs, StateFile: *stateFile, Log: log, Registerer: reg})
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
 			err = fmt.Errorf("%w (glb-redirect needs root: CAP_BPF and CAP_NET_ADMIN)", err)
@@ -233,18 +267,31 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer promserve.Serve(ln, reg, log)()
 	}
 
-	log.Info("glb-redirect running", "version", version.Version, "iface", *iface, "vips", vips.String(), "self", agent.Self())
+	log.Info("glb-redirect running", "version", version.Version, "iface", *iface, "vips", vips.String(), "self", agent.Self(),
+		"bpffs", *bpffs, "state_file", *stateFile)
+	keep := *keepAttached
 	for {
 		select {
-		case <-hup:
-			log.Info("SIGHUP: putting back VIPs and sysctls")
-			if err := agent.Reconcile(); err != nil {
-				log.Error("reconcile failed", "err", err)
+		case s := <-sigs:
+			if s == syscall.SIGHUP {
+				log.Info("SIGHUP: putting back VIPs and sysctls")
+				if err := agent.Reconcile(); err != nil {
+					log.Error("reconcile failed", "err", err)
+				}
+				continue
 			}
-			continue
+			log.Info("SIGUSR2: exiting and leaving the program attached for the next glb-redirect")
+			keep = true
 		case <-ctx.Done():
 		}
 		break
+	}
+	if keep {
+		if err := agent.Leave(); err != nil {
+			return fmt.Errorf("leave the program attached: %w", err)
+		}
+		log.Info("stopped; the program stays attached", "bpffs", *bpffs, "state_file", *stateFile)
+		return nil
 	}
 	log.Info("stopping: detaching and undoing changes")
 	if err := agent.Close(); err != nil {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/glb-project/glb/internal/nstest"
 	"github.com/glb-project/glb/internal/testenv"
+	"golang.org/x/sys/unix"
 )
 
 func TestFlags(t *testing.T) {
@@ -42,6 +44,11 @@ func TestFlags(t *testing.T) {
 		{"--gue-from with host bits", []string{"--iface", "eth0", "--vip", "10.0.0.1", "--gue-from", "10.0.0.5/24"}, "", "write 10.0.0.0/24"},
 		{"--gue-from given twice", []string{"--iface", "eth0", "--vip", "10.0.0.1", "--gue-from", "10.0.0.5", "--gue-from", "10.0.0.5/32"}, "", "10.0.0.5/32 given twice"},
 		{"empty --gue-from and --self-ip mean the defaults", []string{"--iface", "eth0", "--vip", "10.0.0.1", "--gue-from", "", "--self-ip", "", "--version"}, "glb-redirect dev", ""},
+		{"help lists --bpffs", []string{"--help"}, "-bpffs DIR", ""},
+		{"help lists --state-file", []string{"--help"}, "-state-file FILE", ""},
+		{"help lists --keep-attached", []string{"--help"}, "-keep-attached", ""},
+		{"help explains SIGUSR2", []string{"--help"}, "SIGUSR2, or SIGTERM with --keep-attached", ""},
+		{"an interface name with a slash", []string{"--iface", "a/b", "--vip", "10.0.0.1"}, "", `--iface "a/b" is not an interface name`},
 		{"IPv6 --self-ip", []string{"--iface", "eth0", "--vip", "10.0.0.1", "--self-ip", "fd00::1"}, "", `not an IPv4 address: "fd00::1"`},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -85,6 +92,7 @@ func TestBinary(t *testing.T) {
 	sysctl("1")
 
 	p := ns.Start(t, bin, "--iface", "up0", "--vip", "10.100.0.1", "--vip", "fd00:100::1", "--metrics-addr", "127.0.0.1:9523",
+		"--bpffs", privateBPFFS(t), "--state-file", filepath.Join(t.TempDir(), "up0.json"),
 		"--self-ip", "10.1.0.11", "--gue-from", "10.1.0.2,10.1.0.8/29")
 	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		var c net.Conn
@@ -166,6 +174,117 @@ func TestBinary(t *testing.T) {
 		`msg="GUE accepted only from trusted sources" gue_from="[10.1.0.2/32 10.1.0.8/29]"`} {
 		if !strings.Contains(p.Output(), want) {
 			t.Errorf("log lacks %s:\n%s", want, p.Output())
+		}
+	}
+}
+
+// privateBPFFS mounts a BPF filesystem for one test and returns a pin
+// directory on it.
+func privateBPFFS(t *testing.T) string {
+	t.Helper()
+	mnt := t.TempDir()
+	if err := unix.Mount("bpf", mnt, "bpf", 0, "mode=0700"); err != nil {
+		testenv.Unavailable(t, "mount bpffs: %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(mnt, unix.MNT_DETACH) })
+	return filepath.Join(mnt, "glb-redirect", "up0")
+}
+
+// TestBinaryRestart restarts the real glb-redirect the ways systemd does:
+// SIGUSR2 (systemctl restart) leaves the program attached and the next
+// start adopts it; SIGKILL (a crash) leaves it attached too and the next
+// start adopts it; SIGTERM (systemctl stop) then undoes what the first
+// process changed.
+func TestBinaryRestart(t *testing.T) {
+	testenv.RequireRoot(t)
+	bin := testenv.BuildBinary(t, "./cmd/glb-redirect")
+	ns := nstest.New(t, "rdr")
+	nstest.Veth(t, ns, "up0", ns, "up0p")
+	ns.IP(t, "addr", "add", "10.1.0.11/24", "dev", "up0")
+	rpFilter := "/proc/sys/net/ipv4/conf/up0/rp_filter"
+	ns.Exec(t, "sh", "-c", "echo 1 > "+rpFilter)
+	pins := privateBPFFS(t)
+	state := filepath.Join(t.TempDir(), "run", "up0.json")
+	args := []string{"--iface", "up0", "--vip", "10.100.0.1", "--metrics-addr", "", "--gue-from", "10.1.0.0/24",
+		"--bpffs", pins, "--state-file", state}
+	start := func() *nstest.Process {
+		t.Helper()
+		p := ns.Start(t, bin, args...)
+		nstest.WaitFor(t, 10*time.Second, "glb-redirect running", func() bool {
+			select {
+			case <-p.Done():
+				t.Fatalf("glb-redirect exited: %v\n%s", p.Err(), p.Output())
+			default:
+			}
+			return strings.Contains(p.Output(), "glb-redirect running")
+		})
+		return p
+	}
+	programs := func() int {
+		t.Helper()
+		var n int
+		if err := ns.Do(t, func() error {
+			ifi, err := net.InterfaceByName("up0")
+			if err != nil {
+				return err
+			}
+			res, err := link.QueryPrograms(link.QueryOptions{Target: ifi.Index, Attach: ebpf.AttachTCXIngress})
+			if err != nil {
+				return err
+			}
+			n = len(res.Programs)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	hostState := func() (rp string, vip bool) {
+		t.Helper()
+		rp = strings.TrimSpace(ns.Exec(t, "cat", rpFilter))
+		return rp, strings.Contains(ns.IP(t, "addr", "show", "dev", "lo"), "10.100.0.1/32")
+	}
+
+	a := start()
+	if err := a.Cmd.Process.Signal(syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Err(); err != nil {
+		t.Fatalf("exit status after SIGUSR2: %v\n%s", err, a.Output())
+	}
+	if rp, vip := hostState(); programs() != 1 || rp != "2" || !vip {
+		t.Fatalf("after SIGUSR2: %d programs, rp_filter %s, VIP on lo %v; want all left in place\n%s", programs(), rp, vip, a.Output())
+	}
+	if _, err := os.Stat(state); err != nil {
+		t.Fatalf("no state file after SIGUSR2: %v", err)
+	}
+
+	b := start()
+	if !strings.Contains(b.Output(), `msg="program swapped into the adopted link"`) {
+		t.Errorf("the second process did not adopt the link:\n%s", b.Output())
+	}
+	b.Kill()
+	if programs() != 1 {
+		t.Fatalf("SIGKILL detached the pinned program")
+	}
+
+	c := start()
+	for _, want := range []string{`msg="found a pinned link on the uplink; adopting it"`, `msg="program swapped into the adopted link"`,
+		`msg="sysctl adopted; restored at exit" key=net.ipv4.conf.up0.rp_filter before_agents=1 set_to=2`} {
+		if !strings.Contains(c.Output(), want) {
+			t.Errorf("the process after the crash logs no %s:\n%s", want, c.Output())
+		}
+	}
+	c.Stop()
+	if err := c.Err(); err != nil {
+		t.Fatalf("exit status after SIGTERM: %v\n%s", err, c.Output())
+	}
+	if rp, vip := hostState(); programs() != 0 || rp != "1" || vip {
+		t.Errorf("after SIGTERM: %d programs, rp_filter %s, VIP on lo %v; want the host as before the first process\n%s", programs(), rp, vip, c.Output())
+	}
+	for _, p := range []string{pins, state} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s left after SIGTERM: %v", p, err)
 		}
 	}
 }
