@@ -340,12 +340,18 @@ func (x *exchange) graphql(c *clients.Client) {
 		x.reject("bad_graphql", http.StatusBadRequest, "Problems parsing JSON: "+clients.Redact(err.Error()))
 		return
 	}
-	if !c.AllowGraphQL(g.Operation) {
+	grant, ok := c.GraphQLGrant(g.Operation)
+	if !ok {
 		x.reject("scope", http.StatusForbidden, "glb-proxy: client "+c.Name+" may not run GraphQL "+string(g.Operation)+" operations: ask for a scope in the client registry")
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
 	defer cancel()
+	// Only after the scope check: a client without a query scope never
+	// reaches a shared answer.
+	if pol, ok := graphQLPolicy(g, grant); ok {
+		ctx = cache.WithPolicy(ctx, pol)
+	}
 	ctx = credentials.WithChoice(ctx, x.choice)
 	out, err := http.NewRequestWithContext(ctx, http.MethodPost, p.graphqlURL.String(), bytes.NewReader(g.Body))
 	if err != nil {

@@ -167,7 +167,7 @@ func TestGraphQLThroughThePool(t *testing.T) {
 	f.sim.SetRemaining("bot", "graphql", 0)
 	for range 2 {
 		r := f.do(t, "gql-reader", "POST", "/graphql", q)
-		if r.status != 200 || !strings.Contains(r.body, `"name":"widgets"`) || r.header.Get(cache.Header) != cache.Bypass {
+		if r.status != 200 || !strings.Contains(r.body, `"name":"widgets"`) || r.header.Get(cache.Header) != cache.Miss {
 			t.Fatalf("graphql with bot out of points: %d %s", r.status, r.body)
 		}
 	}
