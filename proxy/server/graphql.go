@@ -1,0 +1,150 @@
+package server
+
+import (
+	"encoding/json"
+	"strings"
+
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/parser"
+
+	"github.com/glb-project/glb/proxy/cache"
+	"github.com/glb-project/glb/proxy/clients"
+	"github.com/glb-project/glb/proxy/route"
+)
+
+// graphQLPolicy decides whether a GraphQL request may be shared with
+// other clients (coalesced, and stored within the grant's max_age), and
+// under which key. Only queries are; a mutation, a query whose answer
+// depends on the pool credential that runs it (identityQuery), and a body
+// without one canonical form (cache.GraphQLKey) go to GitHub on their own,
+// as BYPASS. The scope check has run before: a client only ever reaches
+// the cache for operations it may run.
+func graphQLPolicy(g route.GraphQLRequest, grant clients.Grant) (cache.Policy, bool) {
+	if g.Operation != route.Query {
+		return cache.Policy{}, false
+	}
+	key, err := cache.GraphQLKey(g.Body)
+	if err != nil {
+		return cache.Policy{}, false
+	}
+	if identityQuery(g.Body, key) {
+		return cache.Policy{}, false
+	}
+	return cache.Policy{Key: key, MaxAge: grant.MaxAge, GraphQL: true}, true
+}
+
+// identityQuery reports whether a GraphQL request's answer describes the
+// caller, that is the pool credential that runs it, rather than what it
+// names: like REST's identity paths (identityDependent), it is never
+// shared. Anywhere in the document, operations and fragments alike
+// (unused fragments included: cheaper than resolving which are used, and
+// never wrong in the unsafe direction):
+//
+//   - viewer, and the viewer* fields of other objects (viewerPermission,
+//     viewerHasStarred, viewerCanUpdate, viewerDidAuthor, ...);
+//   - isViewer (User);
+//   - rateLimit (the credential's own points);
+//   - "@me" in any string: an argument (search(query: "author:@me")), a
+//     default value, or a variable (canonicalKey is the canonical body,
+//     whose strings are decoded and re-encoded, so an escape like
+//     \u0040me is seen as @me).
+//
+// A document that does not parse here counts as identity-dependent: it
+// parsed in route.ParseGraphQL, so that does not happen.
+func identityQuery(body []byte, canonicalKey string) bool {
+	if strings.Contains(strings.ToLower(canonicalKey), "@me") {
+		return true
+	}
+	var in struct {
+		Query string `json:"query"`
+	}
+	if json.Unmarshal(body, &in) != nil {
+		return true
+	}
+	doc, err := parser.ParseQuery(&ast.Source{Input: in.Query})
+	if err != nil {
+		return true
+	}
+	for _, op := range doc.Operations {
+		for _, v := range op.VariableDefinitions {
+			if v.DefaultValue != nil && namesMe(v.DefaultValue) {
+				return true
+			}
+		}
+		if directivesNameMe(op.Directives) || selectsIdentity(op.SelectionSet) {
+			return true
+		}
+	}
+	for _, f := range doc.Fragments {
+		if directivesNameMe(f.Directives) || selectsIdentity(f.SelectionSet) {
+			return true
+		}
+	}
+	return false
+}
+
+// identityField reports whether a field's value depends on the caller.
+func identityField(name string) bool {
+	if name == "isViewer" || name == "rateLimit" {
+		return true
+	}
+	rest, ok := strings.CutPrefix(name, "viewer")
+	return ok && (rest == "" || rest[0] >= 'A' && rest[0] <= 'Z')
+}
+
+func selectsIdentity(set ast.SelectionSet) bool {
+	for _, sel := range set {
+		switch s := sel.(type) {
+		case *ast.Field:
+			if identityField(s.Name) || directivesNameMe(s.Directives) {
+				return true
+			}
+			for _, a := range s.Arguments {
+				if namesMe(a.Value) {
+					return true
+				}
+			}
+			if selectsIdentity(s.SelectionSet) {
+				return true
+			}
+		case *ast.InlineFragment:
+			if directivesNameMe(s.Directives) || selectsIdentity(s.SelectionSet) {
+				return true
+			}
+		case *ast.FragmentSpread:
+			// Its fragment is checked with doc.Fragments.
+			if directivesNameMe(s.Directives) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func directivesNameMe(ds ast.DirectiveList) bool {
+	for _, d := range ds {
+		for _, a := range d.Arguments {
+			if namesMe(a.Value) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// namesMe reports whether a literal value holds "@me" in a string
+// (decoded: the parser has resolved GraphQL's escapes).
+func namesMe(v *ast.Value) bool {
+	if v == nil {
+		return false
+	}
+	if (v.Kind == ast.StringValue || v.Kind == ast.BlockValue || v.Kind == ast.EnumValue) && strings.Contains(strings.ToLower(v.Raw), "@me") {
+		return true
+	}
+	for _, c := range v.Children {
+		if namesMe(c.Value) {
+			return true
+		}
+	}
+	return false
+}
