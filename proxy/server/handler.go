@@ -349,7 +349,7 @@ func (x *exchange) graphql(c *clients.Client) {
 	defer cancel()
 	// Only after the scope check: a client without a query scope never
 	// reaches a shared answer.
-	if pol, ok := graphQLPolicy(g, grant); ok {
+	if pol, ok := graphQLPolicy(g, grant); ok && !p.opt.NoGraphQLShare {
 		ctx = cache.WithPolicy(ctx, pol)
 	}
 	ctx = credentials.WithChoice(ctx, x.choice)

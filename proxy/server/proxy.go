@@ -46,6 +46,10 @@ type Options struct {
 	// validators sent upstream, so no 304 to merge): knobs for the
 	// economy benchmark's baselines.
 	NoCoalesce, NoAffinity, NoRevalidate bool
+	// NoGraphQLShare sends every GraphQL query to GitHub on its own (as
+	// before GraphQL queries were coalesced and cached): a knob for the
+	// economy benchmark.
+	NoGraphQLShare bool
 }
 
 // Registry is where metrics go: a *prometheus.Registry, or anything that

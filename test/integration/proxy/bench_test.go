@@ -59,6 +59,16 @@ type trace struct {
 	jobs, waves, perJob int
 	changeEvery         int // waves between upstream changes
 	seed                uint64
+	// graphQL adds, per job and wave, the query gh pr list sends (one of
+	// two repositories), after the job's REST polls.
+	graphQL bool
+	// graphQLScope is the teams' GraphQL scope; "" means {graphql: query}.
+	graphQLScope string
+}
+
+// prListQuery is a GraphQL poll like gh pr list's.
+func prListQuery(owner, repo string) string {
+	return fmt.Sprintf(`{"query":"query PullRequestList($owner: String!, $repo: String!, $limit: Int!) { repository(owner: $owner, name: $repo) { pullRequests(first: $limit, states: [OPEN]) { totalCount nodes { number title headRefName } } } }","variables":{"owner":%q,"repo":%q,"limit":30}}`, owner, repo)
 }
 
 var ciTrace = trace{jobs: 24, waves: 20, perJob: 6, changeEvery: 4, seed: 42}
@@ -81,10 +91,21 @@ var traceResources = []string{
 // economy replays tr through a proxy and returns the client requests sent
 // and the share of them that spent upstream rate limit.
 func economy(tb testing.TB, tr trace, o server.Options) (requests int, spent float64) {
+	requests, spent, _ = economyGraphQL(tb, tr, o)
+	return requests, spent
+}
+
+// economyGraphQL is economy that also returns the share of the trace's
+// GraphQL requests that reached GitHub (0 without GraphQL polls).
+func economyGraphQL(tb testing.TB, tr trace, o server.Options) (requests int, spent, graphQLSpent float64) {
 	tb.Helper()
+	gqlScope := tr.graphQLScope
+	if gqlScope == "" {
+		gqlScope = `{graphql: query}`
+	}
 	teams := map[string][]string{}
 	for i := range 4 {
-		teams[fmt.Sprintf("team-%d", i)] = []string{`{path: "/repos/**"}`}
+		teams[fmt.Sprintf("team-%d", i)] = []string{`{path: "/repos/**"}`, gqlScope}
 	}
 	w := newWorld(tb, []string{"bot-1", "bot-2", "bot-3"}, teams)
 	ts := inProcess(tb, w, []string{"bot-1", "bot-2", "bot-3"}, "", o)
@@ -99,6 +120,7 @@ func economy(tb testing.TB, tr trace, o server.Options) (requests int, spent flo
 	}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 30 * time.Second}
 	var failures sync.Map
+	graphQLRequests := 0
 	for wave := range tr.waves {
 		if wave > 0 && wave%tr.changeEvery == 0 {
 			if wave/tr.changeEvery%2 == 0 {
@@ -127,14 +149,42 @@ func economy(tb testing.TB, tr trace, o server.Options) (requests int, spent flo
 						failures.Store(path, resp.Status)
 					}
 				}
+				if !tr.graphQL {
+					return
+				}
+				repo := []string{"widgets", "hello"}[j%2]
+				owner := map[string]string{"widgets": "acme", "hello": "octo"}[repo]
+				req, _ := http.NewRequest("POST", ts.URL+"/graphql", strings.NewReader(prListQuery(owner, repo)))
+				req.Header.Set("Authorization", "token "+tok)
+				resp, err := client.Do(req)
+				if err != nil {
+					failures.Store("graphql", err.Error())
+					return
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || !strings.Contains(string(b), `"totalCount"`) {
+					failures.Store("graphql", resp.Status+" "+string(b))
+				}
 			}()
 		}
 		wg.Wait()
 		requests += tr.jobs * tr.perJob
+		if tr.graphQL {
+			requests += tr.jobs
+			graphQLRequests += tr.jobs
+		}
 	}
 	failures.Range(func(k, v any) bool { tb.Errorf("%s: %v", k, v); return true })
-	counted := w.sim.Stats().Total.Counted
-	return requests, 100 * float64(counted) / float64(requests)
+	st := w.sim.Stats()
+	gqlCalls := 0
+	for _, l := range st.Labels {
+		gqlCalls += l.Resources["graphql"].Calls
+	}
+	if graphQLRequests > 0 {
+		graphQLSpent = 100 * float64(gqlCalls) / float64(graphQLRequests)
+	}
+	return requests, 100 * float64(st.Total.Counted) / float64(requests), graphQLSpent
 }
 
 // BenchmarkEconomy replays the CI trace through glb-proxy and, in the
@@ -173,6 +223,43 @@ func BenchmarkEconomy(b *testing.B) {
 	}
 	for i, c := range configs {
 		b.ReportMetric(sums[i]/float64(b.N), c.unit)
+	}
+	b.ReportMetric(float64(n), "requests/trace")
+}
+
+// BenchmarkEconomyGraphQL replays the CI trace with a GraphQL poll per job
+// and wave (gh pr list's query, on one of two repositories) and reports,
+// in the same run, the share of all client requests that spent rate limit
+// and the share of the GraphQL requests that reached GitHub: with GraphQL
+// queries coalesced (the default), with {graphql: query, max_age: 30s},
+// and with GraphQL sharing off (every query to GitHub, as before).
+func BenchmarkEconomyGraphQL(b *testing.B) {
+	gql := ciTrace
+	gql.graphQL = true
+	fresh := gql
+	fresh.graphQLScope = `{graphql: query, max_age: 30s}`
+	configs := []struct {
+		name string
+		tr   trace
+		o    server.Options
+	}{
+		{"coalesced", gql, server.Options{}},
+		{"max-age-30s", fresh, server.Options{}},
+		{"no-graphql-share", gql, server.Options{NoGraphQLShare: true}},
+	}
+	sums := make([][2]float64, len(configs))
+	var n int
+	for range b.N {
+		for i, c := range configs {
+			r, spent, gqlSpent := economyGraphQL(b, c.tr, c.o)
+			sums[i][0] += spent
+			sums[i][1] += gqlSpent
+			n = r
+		}
+	}
+	for i, c := range configs {
+		b.ReportMetric(sums[i][0]/float64(b.N), c.name+"-%spent")
+		b.ReportMetric(sums[i][1]/float64(b.N), c.name+"-graphql-%upstream")
 	}
 	b.ReportMetric(float64(n), "requests/trace")
 }
