@@ -27,6 +27,12 @@
 // failed and the scope allows the old copy) or BYPASS (not cacheable, or
 // the store is down).
 //
+// GraphQL. Queries (Policy.GraphQL, keyed by GraphQLKey: the canonical
+// JSON body) are coalesced like GETs. GitHub sends no validators on
+// /graphql, so a query is stored only when its scope has a max_age, only
+// as a 200 with data and no errors, and only for max_age; mutations never
+// get a Policy.
+//
 // What is stored: GET and HEAD answers with status 200 and an ETag or
 // Last-Modified, up to a size cap, never with Set-Cookie or
 // Cache-Control: no-store. Errors are never stored. A 304 merges its

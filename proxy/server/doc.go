@@ -9,7 +9,9 @@
 //	   ├─ REST      cache.Coalesce → cache.Layer → credentials.Pool → GitHub
 //	   │            client validators answered here (304), Link and
 //	   │            Location rewritten to point back at the proxy
-//	   ├─ GraphQL   classified by parsing, re-encoded, → credentials.Pool
+//	   ├─ GraphQL   classified by parsing, re-encoded; queries through
+//	   │            cache.Coalesce → cache.Layer (max_age), mutations and
+//	   │            identity queries straight → credentials.Pool
 //	   └─ git       httputil.ReverseProxy (Rewrite + SetURL, streamed,
 //	                FlushInterval -1) with a pool credential as Basic auth
 //
@@ -23,7 +25,9 @@
 // Paths whose answer describes the caller's own identity (/user,
 // /notifications, /installation, /app, /rate_limit, /issues, /gists, …)
 // are never cached: their answer depends on which pool credential served
-// them, not on the path (see package cache).
+// them, not on the path (see package cache). GraphQL queries that read the
+// caller (viewer, viewer* fields, isViewer, rateLimit, @me) are never
+// shared for the same reason (graphQLPolicy).
 //
 // The client registry comes from a file (clients_file, polled) or from
 // Consul KV (clients_consul: the key PREFIX/proxy/clients, followed with
