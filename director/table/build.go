@@ -207,12 +207,22 @@ func Build(spec *Spec, health Health) *Table {
 		primary := best[first][0].key
 		row := t.idx[r*w : r*w+w]
 		row[0] = best[first][0].index
-		k, next := 1, 1
-		if first == classServing && n[first] > 1 && w > 1 && spec.Backends[row[0]].State == Filling {
-			// A filling primary is new to this row: the next serving
-			// host was its primary until the fill and holds its flows.
-			row[1] = best[first][1].index
-			k, next = 2, 2
+		k, held := 1, 0
+		if first == classServing && n[first] > 1 && spec.Backends[row[0]].State == Filling {
+			// A filling primary is new to this row: the first active
+			// host behind it was the row's primary until the fill and
+			// holds its flows. (Several filling hosts, which only
+			// --force allows: the first active one among the next
+			// hops−1 serving hosts, else the next serving host.)
+			held = 1
+			for i := 1; i < n[first]; i++ {
+				if spec.Backends[best[first][i].index].State != Filling {
+					held = i
+					break
+				}
+			}
+			row[1] = best[first][held].index
+			k = 2
 		}
 		for c := first + 1; c < numClasses; c++ {
 			for i := 0; i < n[c] && k < w && best[c][i].key < primary; i++ {
@@ -220,9 +230,11 @@ func Build(spec *Spec, health Health) *Table {
 				k++
 			}
 		}
-		for i := next; i < n[first] && k < w; i++ {
-			row[k] = best[first][i].index
-			k++
+		for i := 1; i < n[first] && k < w; i++ {
+			if i != held {
+				row[k] = best[first][i].index
+				k++
+			}
 		}
 		for c := first + 1; c < numClasses; c++ {
 			for i := 0; i < n[c] && k < w; i++ {

@@ -121,9 +121,18 @@ func referenceOrder(spec *Spec, health Health, row uint16) []netip.Addr {
 	sort.SliceStable(rest, func(i, j int) bool { return rest[i].class < rest[j].class })
 	head := []hb{list[p]}
 	if list[p].class == 0 && list[p].b.State == Filling && len(rest) > 0 && rest[0].class == 0 {
-		// A filling primary keeps the row's previous primary (the next
-		// serving host) right behind it.
-		head, rest = append(head, rest[0]), rest[1:]
+		// A filling primary keeps the row's previous primary right
+		// behind it: the first active host among the next hops−1
+		// serving hosts, else the next serving host.
+		held := 0
+		for i := 0; i < len(rest) && i < spec.HopCount()-1 && rest[i].class == 0; i++ {
+			if rest[i].b.State != Filling {
+				held = i
+				break
+			}
+		}
+		head = append(head, rest[held])
+		rest = slices.Delete(slices.Clone(rest), held, held+1)
 	}
 	order := append(append(head, ahead...), rest...)
 	var out []netip.Addr

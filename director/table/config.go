@@ -588,7 +588,7 @@ func (t *Spec) Validate() error {
 		case !be.IP.Is4():
 			fail("backends[%d]: ip %s is not IPv4: GUE's outer header is IPv4, so every proxy host needs an IPv4 address", i, be.IP)
 		case !unicast(be.IP):
-			fail("backends[%d]: ip %s is not a unicast host address (unspecified, loopback, multicast or broadcast): give the proxy host's own IPv4 address", i, be.IP)
+			fail("backends[%d]: ip %s is not a unicast host address (0/8, loopback, multicast or 240/4 reserved): give the proxy host's own IPv4 address", i, be.IP)
 		}
 		if j, dup := seen[be.IP]; dup && be.IP.IsValid() {
 			fail("backends[%d]: ip %s is also backends[%d]: list every backend once", i, be.IP, j)
@@ -615,9 +615,16 @@ func (t *Spec) Validate() error {
 
 // unicast reports whether a can be a proxy host's address: the outer
 // destination of a GUE packet.
+//
+// For IPv4 it refuses the blocks glb-redirect will not forward to
+// (malformed_hop_address): 0.0.0.0/8, 127.0.0.0/8, 224.0.0.0/4 and
+// 240.0.0.0/4, broadcast included.
 func unicast(a netip.Addr) bool {
-	return !a.IsUnspecified() && !a.IsLoopback() && !a.IsMulticast() &&
-		a != netip.AddrFrom4([4]byte{255, 255, 255, 255})
+	if a.Is4() {
+		b := a.As4()
+		return b[0] != 0 && b[0] != 127 && b[0] < 224
+	}
+	return !a.IsUnspecified() && !a.IsLoopback() && !a.IsMulticast()
 }
 
 // Warnings lists what a valid config holds that glb accepts but does not

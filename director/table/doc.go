@@ -11,9 +11,9 @@
 //
 //  1. the primary: the first healthy active or filling host in the order
 //     (else the first healthy draining host, else the first host);
-//  2. when the primary is filling, the next serving (healthy active or
-//     filling) host: it was the row's primary until the fill began and
-//     holds the row's flows;
+//  2. when the primary is filling, the first healthy active host ranked
+//     behind it: it was the row's primary until the fill began and holds
+//     the row's flows;
 //  3. the hosts ranked ahead of the primary (draining, then unhealthy):
 //     they were the row's primary while they served, so they hold its
 //     existing flows and stay reachable by second chance;
