@@ -186,8 +186,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		"Empty accepts any source (not for production)")
 	var self addrFlag
 	fs.Var(&self, "self-ip", "this host's IPv4 `IP`, as the directors' tables list it; must be an address of this host, on --iface or another interface such as lo (default: --iface's first IPv4 address)")
-	bpffs := fs.String("bpffs", "", "`DIR` on a BPF filesystem for the pinned link and counters (default /sys/fs/bpf/glb-redirect/IFACE)")
-	stateFile := fs.String("state-file", "", "`FILE` recording the VIPs and sysctls the agent changed, for the agent that adopts its program (default /run/glb-redirect/IFACE.json)")
+	bpffs := fs.String("bpffs", "", "`DIR` on a BPF filesystem for the pinned link and counters (default /sys/fs/bpf/glb-redirect/IFACE; outside the host's network namespace .../glb-redirect/netns-INODE/IFACE)")
+	stateFile := fs.String("state-file", "", "`FILE` recording the VIPs and sysctls the agent changed, for the agent that adopts its program (default /run/glb-redirect/IFACE.json; outside the host's network namespace /run/glb-redirect/netns-INODE/IFACE.json)")
 	keepAttached := fs.Bool("keep-attached", false, "on SIGTERM leave the program attached and pinned, the VIPs and sysctls in place, as SIGUSR2 does")
 	metricsAddr := fs.String("metrics-addr", ":9523", "`ADDR` to serve Prometheus metrics on (/metrics); empty disables")
 	logLevel := fs.String("log-level", "info", "log `LEVEL`: debug, info, warn or error")
@@ -218,11 +218,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if strings.ContainsRune(*iface, '/') || *iface == "." || *iface == ".." {
 		return fmt.Errorf("--iface %q is not an interface name", *iface)
 	}
+	// Interface names repeat across network namespaces: outside the
+	// host's own, the defaults carry the namespace, so agents in two
+	// namespaces never share pins or a state file.
+	scope, err := netnsScope()
+	if err != nil {
+		return err
+	}
 	if *bpffs == "" {
-		*bpffs = filepath.Join(dataplane.DefaultBPFFS, "glb-redirect", *iface)
+		*bpffs = filepath.Join(dataplane.DefaultBPFFS, "glb-redirect", scope, *iface)
 	}
 	if *stateFile == "" {
-		*stateFile = filepath.Join("/run/glb-redirect", *iface+".json")
+		*stateFile = filepath.Join("/run/glb-redirect", scope, *iface+".json")
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
@@ -297,6 +304,46 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := agent.Close(); err != nil {
 		return fmt.Errorf("undo changes: %w", err)
 	}
+	if scope != "" {
+		// The namespace's own directories, if the defaults made them
+		// and nothing else is in them.
+		_ = os.Remove(filepath.Join(dataplane.DefaultBPFFS, "glb-redirect", scope))
+		_ = os.Remove(filepath.Join("/run/glb-redirect", scope))
+	}
 	log.Info("stopped")
 	return nil
+}
+
+// initNetNSInode is the inode of the kernel's initial network namespace
+// on kernels that fix it (PROC_NET_INIT_INO, 0xEFFFFFF9).
+const initNetNSInode = 0xEFFFFFF9
+
+// netnsScope is "" in the host's initial network namespace (or the one
+// pid 1 is in, when it can be read) and "netns-INODE" in any other. An
+// older kernel without a fixed inode, where pid 1 cannot be read, gets
+// "netns-INODE" in the initial namespace too: stable for the namespace's
+// life, and /run and bpffs start empty after a reboot anyway.
+func netnsScope() (string, error) {
+	ino := func(path string) (uint64, error) {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return 0, err
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if !ok {
+			return 0, fmt.Errorf("stat %s: no inode", path)
+		}
+		return st.Ino, nil
+	}
+	self, err := ino("/proc/self/ns/net")
+	if err != nil {
+		return "", fmt.Errorf("find this network namespace: %w", err)
+	}
+	if self == initNetNSInode {
+		return "", nil
+	}
+	if init, err := ino("/proc/1/ns/net"); err == nil && init == self {
+		return "", nil
+	}
+	return fmt.Sprintf("netns-%d", self), nil
 }
