@@ -105,6 +105,9 @@ type Daemon struct {
 	pending string
 	loaded  bool
 	retry   backoff
+	// lastFailure is the last failed reload's error, until a reload
+	// succeeds: the same bad state seen again is not counted again.
+	lastFailure string
 }
 
 type metrics struct {
@@ -300,7 +303,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		case <-retry.C:
 			armed = false
 			if d.pending != "" {
-				d.applyWant(d.pending, d.loaded)
+				// A retry of a reload that already counted as failed:
+				// counted again only when it succeeds (d.loaded).
+				d.applyWant(d.pending, false)
 			}
 		}
 		switch {
@@ -332,7 +337,13 @@ func (d *Daemon) event(e consul.Event) {
 			return
 		}
 		d.metrics.lastTime.Set(d.unixNow())
-		d.reloadFailed(e.Err)
+		// The watch wakes for every write under the prefix (health
+		// reports too) and finds the same bad state each time: one
+		// failure, until it changes. A reload asked for is counted.
+		if msg := e.Err.Error(); msg != d.lastFailure || e.Refreshed {
+			d.lastFailure = msg
+			d.reloadFailed(e.Err)
+		}
 		return
 	}
 	d.metrics.lastTime.Set(d.unixNow())
@@ -412,6 +423,7 @@ func (d *Daemon) reloadFailed(err error) {
 }
 
 func (d *Daemon) reloadSucceeded() {
+	d.lastFailure = ""
 	d.metrics.reloads.WithLabelValues("success").Inc()
 	d.metrics.lastOK.Set(1)
 	d.metrics.lastOKTime.Set(d.unixNow())

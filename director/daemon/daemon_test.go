@@ -390,9 +390,10 @@ func TestDaemonRetriesFailedApply(t *testing.T) {
 	}
 	nstest.WaitFor(t, 5*time.Second, "in sync again", func() bool { return w.metric(t, "glb_director_tables_in_sync") == 1 })
 
-	// A state change whose apply fails: a failed reload, then a good one
-	// when the retry lands.
-	fp.fail.Store(1)
+	// A state change whose apply fails three times: one failed reload
+	// (its retries are not counted again), then a good one when a retry
+	// lands.
+	fp.fail.Store(3)
 	writeFile(t, path, configB)
 	nstest.WaitFor(t, 10*time.Second, "config B to land after a failed apply", func() bool {
 		return primary(t, prog, syn(client, 8443)) != ""
@@ -400,8 +401,8 @@ func TestDaemonRetriesFailedApply(t *testing.T) {
 	nstest.WaitFor(t, 5*time.Second, "the reload counted", func() bool {
 		return w.metric(t, "glb_director_config_last_reload_success") == 1 && w.metric(t, "glb_director_tables_in_sync") == 1
 	})
-	if got := w.metric(t, "glb_director_apply_failures_total", "state"); got != 1 {
-		t.Errorf("apply failures after a state change: %v, want 1", got)
+	if got := w.metric(t, "glb_director_apply_failures_total", "state"); got != 3 {
+		t.Errorf("apply failures after a state change: %v, want 3", got)
 	}
 	if got := w.metric(t, "glb_director_config_reloads_total", "failure"); got != 1 {
 		t.Errorf("failed reloads: %v, want 1", got)
