@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -80,6 +82,79 @@ func TestRealClients(t *testing.T) {
 		if strings.Count(strings.TrimSpace(list), "\n") < 2 {
 			t.Errorf("gh issue list:\n%s", list)
 		}
+		// gh issue list twice at once: githubsim holds every GraphQL call
+		// until both runs have sent the same query (two calls parked
+		// here, or one parked and two requests waiting on the proxy's
+		// shared flight), so merging is proven, not left to timing.
+		gqlCalls := func() int {
+			n := 0
+			for _, l := range w.sim.Stats().Labels {
+				n += l.Resources["graphql"].Calls
+			}
+			return n
+		}
+		before = gqlCalls()
+		run("issue", "list", "--limit", "5")
+		alone := gqlCalls() - before
+		g := &gate{ch: make(chan struct{})}
+		w.sim.Hold = func(r *http.Request) {
+			if strings.HasSuffix(r.URL.Path, "/graphql") {
+				g.wait()
+			}
+		}
+		defer g.open()
+		before = gqlCalls()
+		outs := make(chan string, 2)
+		for range 2 {
+			go func() {
+				cmd := exec.Command(gh, "issue", "list", "--limit", "5")
+				cmd.Env = env
+				out, err := cmd.CombinedOutput()
+				if err != nil {
+					out = append(out, []byte("\nerror: "+err.Error())...)
+				}
+				outs <- string(out)
+			}()
+		}
+		waiting := regexp.MustCompile(`(?m)^glb_proxy_coalesce_waiting_requests (\d+)$`)
+		done := 0
+		deadline := time.Now().Add(60 * time.Second)
+		for done < 2 {
+			select {
+			case out := <-outs:
+				done++
+				if strings.Contains(out, "error:") || strings.Count(strings.TrimSpace(out), "\n") < 2 {
+					t.Errorf("concurrent gh issue list:\n%s", out)
+				}
+				continue
+			default:
+			}
+			gauge := ""
+			if resp, err := http.Get(px.plain + "/metrics"); err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if m := waiting.FindStringSubmatch(string(b)); m != nil {
+					gauge = m[1]
+				}
+			}
+			if n := g.parkedNow(); n >= 2 || n == 1 && gauge == "2" || done == 1 && n >= 1 {
+				// Both runs are at the same query (or one has finished):
+				// let this step go.
+				g.next()
+			}
+			if time.Now().After(deadline) {
+				g.open()
+				t.Fatal("concurrent gh issue list did not finish")
+			}
+			time.Sleep(5 * time.Millisecond) // polling a condition with a deadline
+		}
+		together := gqlCalls() - before
+		t.Logf("gh issue list: %d GraphQL calls alone, %d for two concurrent runs", alone, together)
+		if alone == 0 || together >= 2*alone {
+			t.Errorf("two concurrent gh issue list made %d GraphQL calls, one alone %d: nothing was shared", together, alone)
+		}
+		w.sim.Hold = nil
+
 		// A repository outside the scopes is refused, with gh's usual
 		// HTTP 403 report.
 		cmd := exec.Command(gh, "api", "repos/octo/hello")
@@ -288,5 +363,52 @@ func TestReloadAndShutdown(t *testing.T) {
 	}
 	if err := px.stop(); err != nil {
 		t.Errorf("SIGTERM: exit %v", err)
+	}
+}
+
+// gate holds calls at githubsim until the test lets the current batch go.
+type gate struct {
+	mu     sync.Mutex
+	ch     chan struct{}
+	parked int
+	opened bool
+}
+
+func (g *gate) wait() {
+	g.mu.Lock()
+	if g.opened {
+		g.mu.Unlock()
+		return
+	}
+	ch := g.ch
+	g.parked++
+	g.mu.Unlock()
+	<-ch
+}
+
+func (g *gate) parkedNow() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.parked
+}
+
+// next releases the parked calls; later calls park again.
+func (g *gate) next() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.opened {
+		close(g.ch)
+		g.ch = make(chan struct{})
+	}
+	g.parked = 0
+}
+
+// open releases everything for good.
+func (g *gate) open() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.opened {
+		close(g.ch)
+		g.opened = true
 	}
 }
