@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -22,6 +23,7 @@ import (
 	"github.com/glb-project/glb/bpf"
 	"github.com/glb-project/glb/director/table"
 	"github.com/glb-project/glb/internal/nstest"
+	"github.com/glb-project/glb/internal/syncbuf"
 )
 
 // TestEndLabels fails when the Go names of the program's end reasons
@@ -856,4 +858,69 @@ func TestDroppedInterfaceIsReleased(t *testing.T) {
 	if attached("d0") || exists(dir) {
 		t.Errorf("after Detach: d0 attached %v, pin directory exists %v", attached("d0"), exists(dir))
 	}
+}
+
+// TestApplyNearThePortBlockLimit changes a config whose port blocks nearly
+// fill glb_ports: a /24 with 4,000 port ranges (5 blocks each), and twelve
+// /32s inside it that repeat them. Changing one of the /24's binds rewrites
+// all thirteen prefixes; the new blocks never fit beside the old ones, so
+// Apply rewrites them one at a time (and says so), and ends right.
+func TestApplyNearThePortBlockLimit(t *testing.T) {
+	var logs syncbuf.Buffer
+	d := openTest(t, Config{GatewayMAC: macGateway, Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	const ranges = 4000
+	config := func(last int) string {
+		var binds []string
+		for k := range ranges - 1 {
+			binds = append(binds, fmt.Sprintf(`{"ip": "10.70.0.0/24", "proto": "tcp", "port_start": %d, "port_end": %d}`, k*16+1, k*16+16))
+		}
+		binds = append(binds, fmt.Sprintf(`{"ip": "10.70.0.0/24", "proto": "tcp", "port_start": %d, "port_end": %d}`, last, last+15))
+		for i := range 12 {
+			binds = append(binds, fmt.Sprintf(`{"ip": "10.70.0.%d", "proto": "tcp", "port": 65500}`, 10+i))
+		}
+		return `{"tables": [{"name": "t0", "hash_key": "000102030405060708090a0b0c0d0e0f", "seed": "49a3d861d661ae5ab06ed9326871a2f5",
+			"binds": [` + strings.Join(binds, ",") + `], "backends": [{"ip": "10.200.0.1", "state": "active"}], "hops": 1}]}`
+	}
+	first, moved := (ranges-1)*16+1, 64001
+	apply(t, d, buildConfig(t, config(first), nil))
+	apply(t, d, buildConfig(t, config(moved), nil))
+	if !strings.Contains(logs.String(), "no room in glb_ports") {
+		t.Errorf("the tight rewrite was not logged:\n%s", logs.String())
+	}
+	for _, tc := range []struct {
+		dst  string
+		port uint16
+		want uint32
+	}{
+		{"10.70.0.1", 1, xdpTX},
+		{"10.70.0.10", 16, xdpTX},
+		{"10.70.0.21", 32000, xdpTX},
+		{"10.70.0.21", 65500, xdpTX},
+		{"10.70.0.200", 65500, xdpPass},
+		{"10.70.0.5", uint16(first), xdpPass}, // the old range is gone
+		{"10.70.0.5", uint16(moved), xdpTX},   // the new one is in
+		{"10.70.0.11", uint16(moved + 15), xdpTX},
+	} {
+		if got, _ := runPacket(t, d.Program(), v4(client4, tc.dst, protoTCP, tcp(40000, tc.port, tcpSYN)), nil); got != tc.want {
+			t.Errorf("%s port %d: %s, want %s", tc.dst, tc.port, actionNames[got], actionNames[tc.want])
+		}
+	}
+	held, err := countEntries(d.objs.GlbPorts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 13*(ranges*5) + 12; held != want {
+		t.Errorf("glb_ports holds %d blocks after the change, want %d", held, want)
+	}
+}
+
+func countEntries(m *ebpf.Map) (int, error) {
+	n := 0
+	var k bpf.DirectorPortKey
+	var v bpf.DirectorBindRef
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		n++
+	}
+	return n, it.Err()
 }

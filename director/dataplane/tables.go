@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"time"
 
 	"github.com/cilium/ebpf"
 
@@ -22,6 +23,11 @@ const (
 	MaxPrefixes   = 8192
 	MaxBinds      = 8192
 	MaxPortRanges = 262144 // aligned port blocks in glb_ports, over all prefixes
+
+	// portGrace is how long Apply waits between switching prefixes to new
+	// port blocks and deleting the old ones: far longer than any packet
+	// holds the glb_binds entry it read (XDP runs with preemption off).
+	portGrace = 5 * time.Millisecond
 
 	numRows   = table.NumRows
 	metaIndex = numRows
@@ -550,50 +556,24 @@ func (d *Dataplane) Apply(tables []Table) (Result, error) {
 		}
 	}
 
-	// 3. The tries: every planned prefix, then remove the rest. A
-	// prefix whose binds changed gets a new prefix id: its port blocks
+	// 3. The tries. Prefixes no longer planned go first (their glb_binds
+	// entry, then their port blocks), with the blocks an earlier daemon
+	// left, so their room in glb_ports is free before anything is added.
+	// A prefix whose binds changed gets a new prefix id: its port blocks
 	// are written under the new id, then its glb_binds entry is switched
-	// to it with one update, then the old id's blocks are deleted. A
-	// packet sees the old binds or the new ones, never a mix.
+	// to it with one update. The old id's blocks are deleted after every
+	// switch, once a packet that read the old entry (a lookup takes
+	// nanoseconds, under RCU) is done with it: a packet sees the old
+	// binds or the new ones, never a mix and never none. Only when
+	// glb_ports has no room for a prefix's new blocks beside the old ones
+	// are those deleted first, and packets to that prefix pass to the
+	// stack for the moment of the rewrite (logged).
 	ref := func(e plannedEntry) bpf.DirectorBindRef {
 		return bpf.DirectorBindRef{Kind: refBind, Table: uint16(st.tables[e.table].slot), Bind: newBinds[e.key].slot}
 	}
 	newTrie := make(map[bpf.DirectorBindKey]bool, len(plan))
-	for p, entries := range plan {
-		v, ports := prefixContent(entries, ref)
-		k := trieKey(p)
-		newTrie[k] = true
-		old, ok := st.trie[k]
-		if ok {
-			v.PrefixId = old.value.PrefixId
-			if old.value == v && samePorts(old, ports) {
-				continue
-			}
-		}
-		v.PrefixId = st.nextID
-		st.nextID++
-		ps := &prefixState{value: v, ports: make(map[bpf.DirectorPortKey]bpf.DirectorBindRef, len(ports))}
-		for _, e := range ports {
-			pk := e.key(v.PrefixId)
-			if err := d.objs.GlbPorts.Put(pk, e.ref); err != nil {
-				d.deletePorts(ps.ports)
-				// Prefixes already switched point at installed tables:
-				// packets still flow.
-				return res, fmt.Errorf("apply tables: add port block of prefix %s: %w", p, err)
-			}
-			ps.ports[pk] = e.ref
-		}
-		if err := d.objs.GlbBinds.Put(k, v); err != nil {
-			d.deletePorts(ps.ports)
-			return res, fmt.Errorf("apply tables: update bind prefix %s: %w", p, err)
-		}
-		st.trie[k] = ps
-		res.BindsChanged = true
-		if ok {
-			if err := d.deletePorts(old.ports); err != nil {
-				return res, fmt.Errorf("apply tables: remove old port blocks of prefix %s: %w", p, err)
-			}
-		}
+	for p := range plan {
+		newTrie[trieKey(p)] = true
 	}
 	for k, ps := range st.trie {
 		if newTrie[k] {
@@ -614,6 +594,98 @@ func (d *Dataplane) Apply(tables []Table) (Result, error) {
 		}
 	}
 	st.strayPorts = nil
+	held := 0 // port blocks in glb_ports now
+	for _, ps := range st.trie {
+		held += len(ps.ports)
+	}
+	var retired []map[bpf.DirectorPortKey]bpf.DirectorBindRef // old blocks, deleted after the switches
+	retire := func() error {
+		if len(retired) == 0 {
+			return nil
+		}
+		time.Sleep(portGrace)
+		for _, ports := range retired {
+			if err := d.deletePorts(ports); err != nil {
+				return fmt.Errorf("apply tables: remove old port blocks: %w", err)
+			}
+			held -= len(ports)
+		}
+		retired = nil
+		return nil
+	}
+	// Prefixes that shrink first, then those that grow, then new ones:
+	// whenever the final tries fit glb_ports, so does every step.
+	order := make([]netip.Prefix, 0, len(plan))
+	growth := make(map[netip.Prefix]int, len(plan))
+	for p, entries := range plan {
+		_, ports := prefixContent(entries, ref)
+		growth[p] = len(ports)
+		if old, ok := st.trie[trieKey(p)]; ok {
+			growth[p] -= len(old.ports)
+		}
+		order = append(order, p)
+	}
+	sort.Slice(order, func(i, j int) bool {
+		if growth[order[i]] != growth[order[j]] {
+			return growth[order[i]] < growth[order[j]]
+		}
+		return order[i].String() < order[j].String()
+	})
+	for _, p := range order {
+		v, ports := prefixContent(plan[p], ref)
+		k := trieKey(p)
+		old, ok := st.trie[k]
+		if ok {
+			v.PrefixId = old.value.PrefixId
+			if old.value == v && samePorts(old, ports) {
+				continue
+			}
+		}
+		if held+len(ports) > MaxPortRanges {
+			if err := retire(); err != nil {
+				return res, err
+			}
+		}
+		if ok && held+len(ports) > MaxPortRanges {
+			d.log.Warn("no room in glb_ports for a prefix's new port blocks beside its old ones: "+
+				"its packets pass to the stack while it is rewritten", "prefix", p, "blocks", len(ports))
+			if err := d.objs.GlbBinds.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				return res, fmt.Errorf("apply tables: remove bind prefix %s: %w", p, err)
+			}
+			delete(st.trie, k)
+			if err := d.deletePorts(old.ports); err != nil {
+				return res, fmt.Errorf("apply tables: remove old port blocks of prefix %s: %w", p, err)
+			}
+			held -= len(old.ports)
+			ok = false
+		}
+		v.PrefixId = st.nextID
+		st.nextID++
+		ps := &prefixState{value: v, ports: make(map[bpf.DirectorPortKey]bpf.DirectorBindRef, len(ports))}
+		for _, e := range ports {
+			pk := e.key(v.PrefixId)
+			if err := d.objs.GlbPorts.Put(pk, e.ref); err != nil {
+				d.deletePorts(ps.ports)
+				// Prefixes already switched point at installed tables:
+				// packets still flow.
+				return res, errors.Join(fmt.Errorf("apply tables: add port block of prefix %s: %w", p, err), retire())
+			}
+			ps.ports[pk] = e.ref
+		}
+		held += len(ports)
+		if err := d.objs.GlbBinds.Put(k, v); err != nil {
+			d.deletePorts(ps.ports)
+			return res, errors.Join(fmt.Errorf("apply tables: update bind prefix %s: %w", p, err), retire())
+		}
+		st.trie[k] = ps
+		res.BindsChanged = true
+		if ok {
+			retired = append(retired, old.ports)
+		}
+	}
+	if err := retire(); err != nil {
+		return res, err
+	}
 
 	// 4. Free what nothing points at any more.
 	for name, ts := range st.tables {
