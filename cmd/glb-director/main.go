@@ -26,6 +26,7 @@ import (
 	"github.com/glb-project/glb/consul"
 	"github.com/glb-project/glb/director/daemon"
 	"github.com/glb-project/glb/director/dataplane"
+	"github.com/glb-project/glb/internal/bpffs"
 	"github.com/glb-project/glb/director/table"
 	"github.com/glb-project/glb/healthcheck"
 	"github.com/glb-project/glb/internal/promserve"
@@ -160,7 +161,7 @@ func parseFlags(args []string, stdout io.Writer) (*options, error) {
 	gw := fs.String("gateway-mac", "", "send every GUE packet to this `MAC` instead of asking the kernel FIB")
 	mode := fs.String("xdp-mode", "auto", "XDP attach `MODE`: auto (native if the driver can), native or generic")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", ":9461", "`ADDR` to serve Prometheus metrics on (/metrics); empty disables")
-	fs.StringVar(&o.bpffs, "bpffs", filepath.Join(dataplane.DefaultBPFFS, "glb"), "`DIR` on a BPF filesystem for the pinned maps and links")
+	fs.StringVar(&o.bpffs, "bpffs", filepath.Join(bpffs.Default, "glb"), "`DIR` on a BPF filesystem for the pinned maps and links")
 	fs.BoolVar(&o.keepAttached, "keep-attached", false, "on SIGTERM leave the program attached and pinned, for a restart without a gap")
 	fs.DurationVar(&o.poll, "poll-interval", time.Second, "how often to check the config file for changes")
 	fs.DurationVar(&o.hcInterval, "healthcheck-interval", healthcheck.DefaultInterval, "time between two probes of one health check")
@@ -302,7 +303,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return fmt.Errorf("lift the memlock limit for BPF: %w", err)
 	}
-	if err := dataplane.EnsureBPFFS(o.bpffs); err != nil {
+	if err := bpffs.Ensure(o.bpffs); err != nil {
 		return err
 	}
 	reg := prometheus.NewRegistry()

@@ -17,7 +17,7 @@ import (
 	"syscall"
 
 	"github.com/cilium/ebpf/rlimit"
-	"github.com/glb-project/glb/director/dataplane"
+	"github.com/glb-project/glb/internal/bpffs"
 	"github.com/glb-project/glb/internal/promserve"
 	"github.com/glb-project/glb/internal/version"
 	"github.com/glb-project/glb/proxy/redirect"
@@ -186,7 +186,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		"Empty accepts any source (not for production)")
 	var self addrFlag
 	fs.Var(&self, "self-ip", "this host's IPv4 `IP`, as the directors' tables list it; must be an address of this host, on --iface or another interface such as lo (default: --iface's first IPv4 address)")
-	bpffs := fs.String("bpffs", "", "`DIR` on a BPF filesystem for the pinned link and counters (default /sys/fs/bpf/glb-redirect/IFACE; outside the host's network namespace .../glb-redirect/netns-INODE/IFACE)")
+	pinDir := fs.String("bpffs", "", "`DIR` on a BPF filesystem for the pinned link and counters (default /sys/fs/bpf/glb-redirect/IFACE; outside the host's network namespace .../glb-redirect/netns-INODE/IFACE)")
 	stateFile := fs.String("state-file", "", "`FILE` recording the VIPs and sysctls the agent changed, for the agent that adopts its program (default /run/glb-redirect/IFACE.json; outside the host's network namespace /run/glb-redirect/netns-INODE/IFACE.json)")
 	keepAttached := fs.Bool("keep-attached", false, "on SIGTERM leave the program attached and pinned, the VIPs and sysctls in place, as SIGUSR2 does")
 	metricsAddr := fs.String("metrics-addr", ":9523", "`ADDR` to serve Prometheus metrics on (/metrics); empty disables")
@@ -225,8 +225,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if *bpffs == "" {
-		*bpffs = filepath.Join(dataplane.DefaultBPFFS, "glb-redirect", scope, *iface)
+	if *pinDir == "" {
+		*pinDir = filepath.Join(bpffs.Default, "glb-redirect", scope, *iface)
 	}
 	if *stateFile == "" {
 		*stateFile = filepath.Join("/run/glb-redirect", scope, *iface+".json")
@@ -258,11 +258,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer ln.Close()
 	}
 
-	if err := dataplane.EnsureBPFFS(*bpffs); err != nil {
+	if err := bpffs.Ensure(*pinDir); err != nil {
 		return fmt.Errorf("%w (--bpffs)", err)
 	}
 	agent, err := redirect.Start(redirect.Config{Iface: *iface, VIPs: vips, Self: self.a, GUEFrom: gueFrom,
-		PinPath: *bpffs, StateFile: *stateFile, Log: log, Registerer: reg})
+		PinPath: *pinDir, StateFile: *stateFile, Log: log, Registerer: reg})
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
 			err = fmt.Errorf("%w (glb-redirect needs root: CAP_BPF and CAP_NET_ADMIN)", err)
@@ -275,7 +275,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	log.Info("glb-redirect running", "version", version.Version, "iface", *iface, "vips", vips.String(), "self", agent.Self(),
-		"bpffs", *bpffs, "state_file", *stateFile)
+		"bpffs", *pinDir, "state_file", *stateFile)
 	keep := *keepAttached
 	for {
 		select {
@@ -297,7 +297,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err := agent.Leave(); err != nil {
 			return fmt.Errorf("leave the program attached: %w", err)
 		}
-		log.Info("stopped; the program stays attached", "bpffs", *bpffs, "state_file", *stateFile)
+		log.Info("stopped; the program stays attached", "bpffs", *pinDir, "state_file", *stateFile)
 		return nil
 	}
 	log.Info("stopping: detaching and undoing changes")
@@ -307,7 +307,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if scope != "" {
 		// The namespace's own directories, if the defaults made them
 		// and nothing else is in them.
-		_ = os.Remove(filepath.Join(dataplane.DefaultBPFFS, "glb-redirect", scope))
+		_ = os.Remove(filepath.Join(bpffs.Default, "glb-redirect", scope))
 		_ = os.Remove(filepath.Join("/run/glb-redirect", scope))
 	}
 	log.Info("stopped")

@@ -21,7 +21,7 @@ import (
 
 // Config says how to load the director.
 type Config struct {
-	// PinPath is a directory on a bpffs (see EnsureBPFFS) where the maps
+	// PinPath is a directory on a bpffs (see internal/bpffs) where the maps
 	// and XDP links are pinned. Maps already pinned there are reused.
 	// Empty means nothing is pinned: the maps live as long as the
 	// Dataplane (tests).

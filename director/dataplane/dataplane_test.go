@@ -780,19 +780,6 @@ func TestApplyRejectsTooManyTables(t *testing.T) {
 	}
 }
 
-func TestEnsureBPFFS(t *testing.T) {
-	if err := EnsureBPFFS(filepath.Join(t.TempDir(), "glb")); err == nil || !strings.Contains(err.Error(), "not on a BPF filesystem") {
-		t.Errorf("a tmpfs directory: %v", err)
-	}
-	dir := bpffsDir(t)
-	if err := EnsureBPFFS(filepath.Join(dir, "sub")); err != nil {
-		t.Fatal(err)
-	}
-	if !exists(filepath.Join(dir, "sub")) {
-		t.Error("directory not created")
-	}
-}
-
 // TestDroppedInterfaceIsReleased restarts a director that kept its links
 // pinned (--keep-attached) with one interface fewer: Open detaches and
 // unpins the dropped interface's link, the kept one stays attached, and

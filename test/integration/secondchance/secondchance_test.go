@@ -395,7 +395,8 @@ func TestSecondChance(t *testing.T) {
 		// GUE only from the director and the other proxy host, as an
 		// operator would set it: second chance goes through the trust check.
 		h.proc = h.ns.Start(t, redirect, "--iface", "up0", "--vip", vip.String(), "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", redirPort),
-			"--self-ip", proxyIPs[name].String(), "--gue-from", directorIP.String()+","+proxyIPs["p1"].String()+","+proxyIPs["p2"].String())
+			"--self-ip", proxyIPs[name].String(), "--gue-from", directorIP.String()+","+proxyIPs["p1"].String()+","+proxyIPs["p2"].String(),
+			"--state-file", filepath.Join(t.TempDir(), "up0.json"))
 		nstest.WaitFor(t, 10*time.Second, "glb-redirect to put the VIP on lo in "+name, func() bool {
 			return strings.Contains(h.ns.IP(t, "addr", "show", "dev", "lo"), vip.String()+"/32")
 		})

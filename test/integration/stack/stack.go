@@ -391,6 +391,7 @@ func (s *Stack) proxies() {
 	for _, p := range s.Proxies {
 		p.Redirect = s.start(p.NS, p.Name+"-glb-redirect", nil, s.cfg.Bin.Redirect, "--iface", "eth0", "--vip", VIP.String(),
 			"--self-ip", p.IP.String(), "--gue-from", strings.Join(trusted, ","),
+			"--state-file", filepath.Join(s.cfg.Dir, p.Name+"-glb-redirect.json"),
 			"--metrics-addr", fmt.Sprintf(":%d", RedirectMetricsPort))
 	}
 	for _, p := range s.Proxies {

@@ -1,4 +1,4 @@
-package dataplane
+package bpffs
 
 import (
 	"errors"
@@ -11,25 +11,25 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// DefaultBPFFS is where the kernel's BPF filesystem is normally mounted.
-const DefaultBPFFS = "/sys/fs/bpf"
+// Default is where the kernel's BPF filesystem is normally mounted.
+const Default = "/sys/fs/bpf"
 
-// EnsureBPFFS makes sure dir can hold pinned objects: it must lie on a BPF
+// Ensure makes sure dir can hold pinned objects: it must lie on a BPF
 // filesystem. If dir is under /sys/fs/bpf and nothing is mounted there yet
-// (a minimal host), EnsureBPFFS mounts one, as systemd does on most
+// (a minimal host), Ensure mounts one, as systemd does on most
 // distributions. It creates dir.
-func EnsureBPFFS(dir string) error {
+func Ensure(dir string) error {
 	dir = filepath.Clean(dir)
 	onBPF, err := onBPFFS(dir)
 	if err != nil {
 		return err
 	}
 	if !onBPF {
-		if dir != DefaultBPFFS && !strings.HasPrefix(dir, DefaultBPFFS+"/") {
-			return fmt.Errorf("%s is not on a BPF filesystem: mount one (mount -t bpf bpf DIR) or choose a directory under %s", dir, DefaultBPFFS)
+		if dir != Default && !strings.HasPrefix(dir, Default+"/") {
+			return fmt.Errorf("%s is not on a BPF filesystem: mount one (mount -t bpf bpf DIR) or choose a directory under %s", dir, Default)
 		}
-		if err := unix.Mount("bpf", DefaultBPFFS, "bpf", 0, "mode=0700"); err != nil {
-			return fmt.Errorf("mount bpffs on %s: %w (mount it yourself: mount -t bpf bpf %s)", DefaultBPFFS, err, DefaultBPFFS)
+		if err := unix.Mount("bpf", Default, "bpf", 0, "mode=0700"); err != nil {
+			return fmt.Errorf("mount bpffs on %s: %w (mount it yourself: mount -t bpf bpf %s)", Default, err, Default)
 		}
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
