@@ -26,9 +26,9 @@ import (
 	"github.com/glb-project/glb/consul"
 	"github.com/glb-project/glb/director/daemon"
 	"github.com/glb-project/glb/director/dataplane"
-	"github.com/glb-project/glb/internal/bpffs"
 	"github.com/glb-project/glb/director/table"
 	"github.com/glb-project/glb/healthcheck"
+	"github.com/glb-project/glb/internal/bpffs"
 	"github.com/glb-project/glb/internal/promserve"
 	"github.com/glb-project/glb/internal/version"
 )
