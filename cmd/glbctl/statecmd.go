@@ -13,7 +13,7 @@ func stateExportCommand() command {
 	return command{
 		path:    "state export",
 		args:    "[--state FILE|consul://HOST:PORT/PREFIX]",
-		summary: "print the state as one forwarding-table JSON file (DESIGN.md §4)",
+		summary: "print the state as one forwarding-table JSON file (docs/design.md §4)",
 		help: `Prints the effective state: for Consul, every table with each host's admin
 state (PREFIX/hosts/<ip>) applied. The output is a valid --config file for
 glb-director and a valid input for glbctl state import.`,

@@ -21,7 +21,7 @@ func tableRowsCommand() command {
 		help: `Prints one line per row, "row<TAB>hop,hop,…", primary first, for all 65,536
 rows. Health comes from the config's "healthy" fields (absent means healthy).`,
 		flags: func(fs *flag.FlagSet) func(context.Context, env) error {
-			config := fs.String("config", "", "forwarding table config `FILE` (JSON, DESIGN.md §4)")
+			config := fs.String("config", "", "forwarding table config `FILE` (JSON, docs/design.md §4)")
 			name := fs.String("table", "", "table `NAME` (needed when the config has several)")
 			return func(ctx context.Context, e env) error {
 				c, err := loadConfig(*config)
