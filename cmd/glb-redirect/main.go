@@ -265,7 +265,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		PinPath: *pinDir, StateFile: *stateFile, Log: log, Registerer: reg})
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
-			err = fmt.Errorf("%w (glb-redirect needs root: CAP_BPF and CAP_NET_ADMIN)", err)
+			// Without CAP_PERFMON the verifier refuses the program's
+			// packet-pointer arithmetic ("pointer -= pointer prohibited").
+			err = fmt.Errorf("%w (glb-redirect needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN)", err)
 		}
 		return err
 	}
