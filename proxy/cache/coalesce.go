@@ -70,8 +70,8 @@ func (c *Coalesce) next() http.RoundTripper {
 // of one allowed a stale hit).
 func flightKey(req *http.Request, p Policy) string {
 	h := sha256.New()
-	for _, s := range []string{req.Method, p.Key, normAccept(req.Header.Get("Accept")),
-		req.Header.Get("X-GitHub-Api-Version"), req.Header.Get("Time-Zone"), req.Header.Get("GraphQL-Features"),
+	for _, s := range []string{req.Method, p.Key, normAccept(headerValue(req.Header, "Accept")),
+		headerValue(req.Header, "X-GitHub-Api-Version"), headerValue(req.Header, "Time-Zone"), headerValue(req.Header, "GraphQL-Features"),
 		strconv.FormatInt(int64(p.MaxAge), 10), strconv.FormatInt(int64(p.StaleIfError), 10), strconv.FormatBool(p.GraphQL)} {
 		io.WriteString(h, s)
 		h.Write([]byte{0})

@@ -138,18 +138,27 @@ func (l *Layer) maxEntry() int64 {
 func (l *Layer) Key(req *http.Request, p Policy) string {
 	h := sha256.New()
 	for _, s := range []string{"glb-proxy cache v1", l.Namespace, req.Method, p.Key,
-		normAccept(req.Header.Get("Accept")), strings.TrimSpace(req.Header.Get("X-GitHub-Api-Version")),
-		strings.TrimSpace(req.Header.Get("Time-Zone"))} {
+		normAccept(headerValue(req.Header, "Accept")), strings.TrimSpace(headerValue(req.Header, "X-GitHub-Api-Version")),
+		strings.TrimSpace(headerValue(req.Header, "Time-Zone"))} {
 		io.WriteString(h, s)
 		h.Write([]byte{0})
 	}
 	if p.GraphQL {
 		// Preview features change a GraphQL answer's shape. (Added for
 		// GraphQL only, so REST keys stay as they were.)
-		io.WriteString(h, strings.TrimSpace(req.Header.Get("GraphQL-Features")))
+		io.WriteString(h, strings.TrimSpace(headerValue(req.Header, "GraphQL-Features")))
 		h.Write([]byte{0})
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// headerValue is every value of a header that the keys cover, joined
+// with ", " (what a repeated header means in HTTP), looked up under the
+// canonical key: Header.Get would see only the first value, so two
+// requests differing in a second X-GitHub-Api-Version or
+// GraphQL-Features line would share an answer.
+func headerValue(h http.Header, k string) string {
+	return strings.Join(h.Values(k), ", ")
 }
 
 func normAccept(s string) string {

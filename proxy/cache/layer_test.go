@@ -625,3 +625,43 @@ type timeoutStore struct{ blockingStore }
 func (timeoutStore) Get(context.Context, string) (*Entry, error) {
 	return nil, &net.OpError{Op: "read", Net: "tcp", Err: os.ErrDeadlineExceeded}
 }
+
+// TestKeysCoverEveryValueOfEachKeyedHeader: the store key and the flight
+// key change with each header they cover, including a second value of a
+// repeated header (Header.Get sees only the first).
+func TestKeysCoverEveryValueOfEachKeyedHeader(t *testing.T) {
+	l := &Layer{}
+	keys := func(pol Policy, hdr http.Header) (store, flight string) {
+		req, _ := http.NewRequest(http.MethodPost, "http://gh.invalid/graphql", nil)
+		req.Header = hdr
+		return l.Key(req, pol), flightKey(req, pol)
+	}
+	for _, pol := range []Policy{{Key: "/repos/a/b"}, {Key: "graphql {}", GraphQL: true}} {
+		for _, name := range []string{"Accept", "X-GitHub-Api-Version", "Time-Zone", "GraphQL-Features"} {
+			if name == "GraphQL-Features" && !pol.GraphQL {
+				continue // REST keys leave it out, as before
+			}
+			base := http.Header{}
+			base.Add(name, "one")
+			s0, f0 := keys(pol, base)
+			for _, other := range []http.Header{
+				{},
+				{http.CanonicalHeaderKey(name): {"two"}},
+				{http.CanonicalHeaderKey(name): {"one", "two"}},
+			} {
+				s, f := keys(pol, other)
+				if s == s0 || f == f0 {
+					t.Errorf("graphql=%v %s %q: store key changed %v, flight key changed %v; want both to differ from %q",
+						pol.GraphQL, name, other.Values(name), s != s0, f != f0, "one")
+				}
+			}
+			// The same repeated values: the same keys.
+			a := http.Header{http.CanonicalHeaderKey(name): {"one", "two"}}
+			b := http.Header{http.CanonicalHeaderKey(name): {"one", "two"}}
+			sa, fa := keys(pol, a)
+			if sb, fb := keys(pol, b); sa != sb || fa != fb {
+				t.Errorf("graphql=%v %s: equal headers, different keys", pol.GraphQL, name)
+			}
+		}
+	}
+}

@@ -417,10 +417,14 @@ func (x *exchange) readBody(limit int64) ([]byte, bool) {
 	return nil, false
 }
 
+// copyForwarded copies the forwarded headers, every value, under their
+// canonical keys: the cache and the coalescer read them back with
+// Header.Values, which looks up only the canonical spelling
+// (X-Github-Api-Version, Graphql-Features).
 func copyForwarded(dst, src http.Header) {
 	for _, k := range forwarded {
 		if vs := src.Values(k); len(vs) > 0 {
-			dst[k] = append([]string(nil), vs...)
+			dst[http.CanonicalHeaderKey(k)] = append([]string(nil), vs...)
 		}
 	}
 	if dst.Get("User-Agent") == "" {

@@ -438,3 +438,92 @@ func TestSpentCounter(t *testing.T) {
 		t.Errorf("spent counter sums to %v, githubsim counted %d", sum, c)
 	}
 }
+
+// TestKeyedHeadersReachTheKeys: headers forwarded to GitHub under
+// GitHub's spelling (X-GitHub-Api-Version, GraphQL-Features) are the ones
+// the cache and the coalescer key on, through the real handler: two API
+// versions are two upstream calls (the unsupported one gets GitHub's 400,
+// not the other's stored 200), and a GraphQL query with preview features
+// never shares an answer with the same query without them, neither from
+// the store nor in flight.
+func TestKeyedHeadersReachTheKeys(t *testing.T) {
+	f := newFixture(t, []string{"bot"}, append([]clientSpec{{"fresh", []string{`{path: "/repos/acme/**", max_age: 1h}`}}}, graphQLClients...), nil)
+	const path = "/repos/acme/widgets"
+	steps := []struct {
+		version    string
+		wantStatus int
+		wantMode   string
+		wantCalls  int
+	}{
+		{"2022-11-28", 200, cache.Miss, 1},
+		{"2022-11-28", 200, cache.Hit, 0},
+		{"2026-03-10", 200, cache.Miss, 1},
+		{"1999-01-01", 400, cache.Miss, 1},
+		{"", 200, cache.Miss, 1},
+	}
+	for _, s := range steps {
+		var hdr []string
+		if s.version != "" {
+			hdr = []string{"X-GitHub-Api-Version", s.version}
+		}
+		calls := f.calls()
+		r := f.do(t, "fresh", "GET", path, "", hdr...)
+		if r.status != s.wantStatus || r.header.Get(cache.Header) != s.wantMode || f.calls()-calls != s.wantCalls {
+			t.Errorf("REST with version %q: %d %s, %d upstream calls; want %d %s, %d calls", s.version, r.status,
+				r.header.Get(cache.Header), f.calls()-calls, s.wantStatus, s.wantMode, s.wantCalls)
+		}
+	}
+
+	q := issuesQuery("owner", "name", "states")
+	for _, s := range []struct {
+		features  string
+		wantMode  string
+		wantCalls int
+	}{
+		{"sub_issues", cache.Miss, 1},
+		{"sub_issues", cache.Hit, 0},
+		{"", cache.Miss, 1},
+		{"sub_issues,issue_types", cache.Miss, 1},
+	} {
+		var hdr []string
+		if s.features != "" {
+			hdr = []string{"GraphQL-Features", s.features}
+		}
+		before := f.gqlStats().Calls
+		r := f.do(t, "gq-fresh", "POST", "/graphql", q, hdr...)
+		if r.status != 200 || r.header.Get(cache.Header) != s.wantMode || f.gqlStats().Calls-before != s.wantCalls {
+			t.Errorf("GraphQL with features %q: %d %s, %d upstream calls; want 200 %s, %d calls", s.features, r.status,
+				r.header.Get(cache.Header), f.gqlStats().Calls-before, s.wantMode, s.wantCalls)
+		}
+	}
+
+	// In flight: with and without features at once both reach GitHub.
+	arrived, release := holdArrivals(f)
+	defer func() { f.sim.Hold = nil }()
+	var wg sync.WaitGroup
+	var replies [2]reply
+	for i, features := range []string{"sub_issues", ""} {
+		var hdr []string
+		if features != "" {
+			hdr = []string{"GraphQL-Features", features}
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); replies[i] = f.do(t, "gq", "POST", "/graphql", q, hdr...) }()
+	}
+	for range 2 {
+		select {
+		case <-arrived:
+		case <-time.After(20 * time.Second):
+			close(release)
+			wg.Wait()
+			t.Fatal("a query with GraphQL-Features and one without were merged into one upstream call")
+		}
+	}
+	close(release)
+	wg.Wait()
+	for _, r := range replies {
+		if r.status != 200 || r.header.Get(cache.Header) != cache.Miss {
+			t.Errorf("in flight: %d %s, want 200 MISS", r.status, r.header.Get(cache.Header))
+		}
+	}
+}
