@@ -38,6 +38,7 @@ type Agent struct {
 	sysctls   []sysctlChange
 	collector *collector
 	closed    bool
+	lock      *os.File // held from Start to Close or Leave (lock_linux.go)
 
 	adopted      bool // a.tcx is a link an earlier agent pinned
 	adoptedState bool // the state file of an earlier agent was read
@@ -66,8 +67,14 @@ func Start(cfg Config) (_ *Agent, err error) {
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.StateFile != "" {
+		if a.lock, err = lockState(lockPath(cfg.StateFile)); err != nil {
+			return nil, err
+		}
+	}
 	a.nl, err = netlink.NewHandle()
 	if err != nil {
+		unlockState(a.lock, false)
 		return nil, fmt.Errorf("open netlink: %w", err)
 	}
 	defer func() {
@@ -172,6 +179,7 @@ func (a *Agent) leaveAfterError() error {
 		a.objs = nil
 	}
 	a.nl.Close()
+	unlockState(a.lock, false)
 	a.log.Warn("start failed; the adopted program stays attached", "bpffs", a.cfg.PinPath)
 	return joinErrs(errs)
 }
@@ -341,6 +349,7 @@ func (a *Agent) Close() error {
 			err = errors.Join(err, serr)
 		}
 	}
+	unlockState(a.lock, err == nil)
 	return err
 }
 

@@ -331,6 +331,7 @@ func crash(a *Agent) {
 	a.tcx.Close()
 	a.objs.Close()
 	a.nl.Close()
+	a.lock.Close() // the kernel drops the flock with the process
 }
 
 // TestAdoptRefusals: a pin directory holding another uplink's link, or a
@@ -393,4 +394,67 @@ func TestAdoptRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	p1.IP(t, "addr", "del", vip4.String()+"/32", "dev", "lo")
+}
+
+// TestSecondAgentRefused: a second agent on the same state file (started
+// by hand while the service runs) is refused, naming the first one's pid,
+// and changes nothing; the lock goes with Leave and Close.
+func TestSecondAgentRefused(t *testing.T) {
+	testenv.RequireRoot(t)
+	p1 := newLAN(t).host(t, "p1", netip.MustParseAddr("10.1.0.11"))
+	pins := privateBPFFS(t)
+	state := filepath.Join(t.TempDir(), "up0.json")
+	cfg := Config{Iface: "up0", VIPs: []netip.Addr{vip4}, PinPath: pins, StateFile: state}
+	startIn := func() (*Agent, error) {
+		var a *Agent
+		err := p1.Do(t, func() error {
+			var err error
+			a, err = Start(cfg)
+			return err
+		})
+		if a != nil {
+			t.Cleanup(func() { _ = p1.Do(t, a.Close) })
+		}
+		return a, err
+	}
+	a, err := startIn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	linkA, progA := linkIDs(t, a)
+	stateA, err := os.ReadFile(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("another glb-redirect (pid %d) holds %s.lock", os.Getpid(), state)
+	if _, err := startIn(); err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("second Start on the same state file: %v, want %q", err, want)
+	}
+	if l, p := linkIDs(t, a); l != linkA || p != progA || tcxPrograms(t, p1, "up0") != 1 {
+		t.Errorf("the refused start touched the link: link %d program %d, want %d %d", l, p, linkA, progA)
+	}
+	if b, _ := os.ReadFile(state); string(b) != string(stateA) {
+		t.Errorf("the refused start rewrote the state file:\n%s\nwas\n%s", b, stateA)
+	}
+	if !loAddrs(t, p1)[vip4] {
+		t.Error("the refused start removed A's VIP")
+	}
+
+	// Leave releases the lock: the next agent adopts.
+	if err := p1.Do(t, a.Leave); err != nil {
+		t.Fatal(err)
+	}
+	b, err := startIn()
+	if err != nil {
+		t.Fatalf("start after Leave: %v", err)
+	}
+	if l, _ := linkIDs(t, b); l != linkA {
+		t.Errorf("B made link %d, want A's %d adopted", l, linkA)
+	}
+	if err := p1.Do(t, b.Close); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(lockPath(state)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("lock file left after a clean Close: %v", err)
+	}
 }
