@@ -40,15 +40,23 @@ func graphQLPolicy(g route.GraphQLRequest, grant clients.Grant) (cache.Policy, b
 // (unused fragments included: cheaper than resolving which are used, and
 // never wrong in the unsafe direction):
 //
-//   - viewer, and the viewer* fields of other objects (viewerPermission,
-//     viewerHasStarred, viewerCanUpdate, viewerDidAuthor, ...);
-//   - isViewer (User);
+//   - any field whose name holds "viewer", in any case: viewer, the
+//     viewer* fields (viewerPermission, viewerCanUpdate, ...), isViewer,
+//     isFollowingViewer, isSponsoringViewer, ...;
+//   - any argument, or input object field inside an argument, whose name
+//     holds "viewer" (starredRepositories(ownedByViewer: true),
+//     marketplaceListings(viewerCanAdmin: true)), and the affiliations
+//     and ownerAffiliations arguments (repositories(affiliations: ...)
+//     lists what the caller is a collaborator or member of);
 //   - rateLimit (the credential's own points);
 //   - "@me" in any string: an argument (search(query: "author:@me")), a
 //     default value, or a variable (canonicalKey is the canonical body,
 //     whose strings are decoded and re-encoded, so an escape like
 //     \u0040me is seen as @me).
 //
+// Names are matched loosely on purpose: a field that merely mentions a
+// viewer goes to GitHub unshared, which costs a call; sharing one that
+// depends on the caller would show one credential's view to every client.
 // A document that does not parse here counts as identity-dependent: it
 // parsed in route.ParseGraphQL, so that does not happen.
 func identityQuery(body []byte, canonicalKey string) bool {
@@ -85,11 +93,13 @@ func identityQuery(body []byte, canonicalKey string) bool {
 
 // identityField reports whether a field's value depends on the caller.
 func identityField(name string) bool {
-	if name == "isViewer" || name == "rateLimit" {
-		return true
-	}
-	rest, ok := strings.CutPrefix(name, "viewer")
-	return ok && (rest == "" || rest[0] >= 'A' && rest[0] <= 'Z')
+	return name == "rateLimit" || strings.Contains(strings.ToLower(name), "viewer")
+}
+
+// identityArgument reports whether an argument (or an input object field)
+// makes a field's value depend on the caller.
+func identityArgument(name string) bool {
+	return name == "affiliations" || name == "ownerAffiliations" || strings.Contains(strings.ToLower(name), "viewer")
 }
 
 func selectsIdentity(set ast.SelectionSet) bool {
@@ -100,7 +110,7 @@ func selectsIdentity(set ast.SelectionSet) bool {
 				return true
 			}
 			for _, a := range s.Arguments {
-				if namesMe(a.Value) {
+				if identityArgument(a.Name) || namesMe(a.Value) {
 					return true
 				}
 			}
@@ -133,7 +143,8 @@ func directivesNameMe(ds ast.DirectiveList) bool {
 }
 
 // namesMe reports whether a literal value holds "@me" in a string
-// (decoded: the parser has resolved GraphQL's escapes).
+// (decoded: the parser has resolved GraphQL's escapes), or an input
+// object field that identityArgument names.
 func namesMe(v *ast.Value) bool {
 	if v == nil {
 		return false
@@ -142,7 +153,7 @@ func namesMe(v *ast.Value) bool {
 		return true
 	}
 	for _, c := range v.Children {
-		if namesMe(c.Value) {
+		if v.Kind == ast.ObjectValue && identityArgument(c.Name) || namesMe(c.Value) {
 			return true
 		}
 	}

@@ -415,7 +415,19 @@ func TestIdentityQuery(t *testing.T) {
 		{`{ viewer { login } }`, true},
 		{`query { repository(owner: "a", name: "b") { name } }`, false},
 		{`query { repository(owner: "a", name: "b") { viewerHasStarred } }`, true},
-		{`query { repository(owner: "a", name: "b") { viewers } }`, false}, // not a viewer* field
+		{`query { repository(owner: "a", name: "b") { viewers } }`, true}, // loose on purpose
+		{`query { user(login: "a") { isFollowingViewer } }`, true},
+		{`query { user(login: "a") { isSponsoringViewer } }`, true},
+		{`query { organization(login: "a") { ViewerIsAMember: name } }`, false}, // an alias is not a field
+		{`query { user(login: "a") { starredRepositories(ownedByViewer: true) { totalCount } } }`, true},
+		{`query { marketplaceListings(viewerCanAdmin: true, first: 5) { totalCount } }`, true},
+		{`query { user(login: "a") { repositories(affiliations: [COLLABORATOR], first: 5) { totalCount } } }`, true},
+		{`query { user(login: "a") { repositories(ownerAffiliations: [OWNER], first: 5) { totalCount } } }`, true},
+		{`query($a: [RepositoryAffiliation]) { organization(login: "a") { repositories(affiliations: $a) { totalCount } } }`, true},
+		{`query { repository(owner: "a", name: "b") { issues(filterBy: {viewerSubscribed: true}) { totalCount } } }`, true},
+		{`query { user(login: "a") { repositories(first: 5, privacy: PUBLIC) { totalCount } } }`, false},
+		{`query { repository(owner: "a", name: "b") { issues(filterBy: {states: [OPEN]}) { totalCount } } }`, false},
+		{`fragment F on User { login isViewer } query { user(login: "a") { ...F } }`, true},
 		{`query { user(login: "a") { isViewer } }`, true},
 		{`query { a: repository(owner: "a", name: "b") { name } } fragment F on User { viewerCanFollow }`, true},
 		{`query { search(query: "is:open author:@ME", type: ISSUE) { issueCount } }`, true},
