@@ -327,7 +327,9 @@ func (a *Agent) Close() error {
 		a.cfg.Registerer.Unregister(a.collector)
 	}
 	if a.nl != nil {
-		errs = append(errs, a.removeVIPs())
+		var err error
+		a.vips, err = a.removeVIPs(a.vips)
+		errs = append(errs, err)
 	}
 	errs = append(errs, a.restoreSysctls())
 	if a.objs != nil {

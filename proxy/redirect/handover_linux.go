@@ -308,10 +308,9 @@ func (a *Agent) dropUnconfiguredVIPs() error {
 	if len(gone) == 0 {
 		return nil
 	}
-	keep := a.vips
-	a.vips = gone
 	a.log.Info("removing adopted VIPs no longer configured", "vips", gone)
-	err := a.removeVIPs()
-	a.vips = slices.DeleteFunc(keep, func(v netip.Addr) bool { return slices.Contains(gone, v) })
+	left, err := a.removeVIPs(gone)
+	// One that could not be removed stays recorded, for Close to retry.
+	a.vips = slices.DeleteFunc(a.vips, func(v netip.Addr) bool { return slices.Contains(gone, v) && !slices.Contains(left, v) })
 	return err
 }

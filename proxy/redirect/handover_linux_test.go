@@ -458,3 +458,78 @@ func TestSecondAgentRefused(t *testing.T) {
 		t.Errorf("lock file left after a clean Close: %v", err)
 	}
 }
+
+// TestCloseKeepsWhatFailed: a Close that cannot undo a change keeps that
+// change in the state file, for the next agent or glb-redirect --cleanup
+// to retry, and undoes and forgets the rest. The failure here is real: a
+// recorded old value the kernel refuses (a state file edited by hand).
+func TestCloseKeepsWhatFailed(t *testing.T) {
+	testenv.RequireRoot(t)
+	p1 := newLAN(t).host(t, "p1", netip.MustParseAddr("10.1.0.11"))
+	rpFilter, arpIgn := "net/ipv4/conf/up0/rp_filter", "net/ipv4/conf/all/arp_ignore"
+	setNSSysctl(t, p1, rpFilter, "1")
+	setNSSysctl(t, p1, arpIgn, "0")
+	pins := privateBPFFS(t)
+	state := filepath.Join(t.TempDir(), "up0.json")
+	cfg := Config{Iface: "up0", VIPs: []netip.Addr{vip4}, PinPath: pins, StateFile: state}
+	startIn := func() *Agent {
+		var a *Agent
+		if err := p1.Do(t, func() error {
+			var err error
+			a, err = Start(cfg)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = p1.Do(t, a.Close) })
+		return a
+	}
+	a := startIn()
+	if err := p1.Do(t, a.Leave); err != nil {
+		t.Fatal(err)
+	}
+	st := readStateT(t, state)
+	for i, s := range st.Sysctls {
+		if s.Key == rpFilter {
+			st.Sysctls[i].Old = "loose"
+		}
+	}
+	writeStateT(t, state, st)
+
+	b := startIn()
+	err := p1.Do(t, b.Close)
+	if err == nil || !strings.Contains(err.Error(), "set sysctl net.ipv4.conf.up0.rp_filter=loose") {
+		t.Fatalf("Close: %v, want the refused rp_filter write", err)
+	}
+	got := readStateT(t, state)
+	if len(got.VIPs) != 0 || len(got.Sysctls) != 1 || got.Sysctls[0] != (sysctlJ{Key: rpFilter, Old: "loose", New: "2"}) {
+		t.Errorf("state file after a partly failed Close: %+v, want only the rp_filter change kept", got)
+	}
+	if nsSysctl(t, p1, arpIgn) != "0" || loAddrs(t, p1)[vip4] {
+		t.Errorf("the changes that could be undone were not: arp_ignore %s, VIP on lo %v", nsSysctl(t, p1, arpIgn), loAddrs(t, p1)[vip4])
+	}
+}
+
+func readStateT(t *testing.T, path string) stateFile {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("read state file: %v", err)
+	}
+	var st stateFile
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatalf("state file: %v\n%s", err, b)
+	}
+	return st
+}
+
+func writeStateT(t *testing.T, path string, st stateFile) {
+	t.Helper()
+	b, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}

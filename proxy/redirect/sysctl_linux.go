@@ -1,7 +1,9 @@
 package redirect
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"slices"
 	"strconv"
@@ -145,14 +147,22 @@ func (a *Agent) applySysctls() error {
 }
 
 // restoreSysctls puts back every value the agent changed, newest first.
-// A value someone else changed since is left alone.
+// A value someone else changed since is left alone. A key that is gone
+// (its interface was deleted) has nothing to restore. A change it could
+// not undo stays the agent's, and in the state file, for a later attempt.
 func (a *Agent) restoreSysctls() error {
 	var errs []error
+	var left []sysctlChange
 	for i := len(a.sysctls) - 1; i >= 0; i-- {
 		c := a.sysctls[i]
 		cur, err := readSysctl(c.key)
+		if errors.Is(err, fs.ErrNotExist) {
+			a.log.Warn("sysctl is gone (its interface was deleted); nothing to restore", "key", sysctlName(c.key), "before_us", c.old)
+			continue
+		}
 		if err != nil {
 			errs = append(errs, err)
+			left = append(left, c)
 			continue
 		}
 		if cur != c.new {
@@ -161,10 +171,12 @@ func (a *Agent) restoreSysctls() error {
 		}
 		if err := writeSysctl(c.key, c.old); err != nil {
 			errs = append(errs, err)
+			left = append(left, c)
 			continue
 		}
 		a.log.Info("sysctl restored", "key", sysctlName(c.key), "old", c.new, "new", c.old)
 	}
-	a.sysctls = nil
+	slices.Reverse(left) // back in the order they were made
+	a.sysctls = left
 	return joinErrs(errs)
 }

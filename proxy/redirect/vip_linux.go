@@ -77,14 +77,19 @@ func (a *Agent) missingVIPs() ([]netip.Addr, error) {
 	return missing, nil
 }
 
-// removeVIPs takes the agent's own VIPs off lo.
-func (a *Agent) removeVIPs() error {
+// removeVIPs takes vs off lo and returns the ones it could not remove:
+// they stay the agent's, and in the state file, for a later attempt. A
+// VIP someone else removed already counts as removed.
+func (a *Agent) removeVIPs(vs []netip.Addr) (left []netip.Addr, err error) {
+	if len(vs) == 0 {
+		return nil, nil
+	}
 	lo, err := a.nl.LinkByName("lo")
 	if err != nil {
-		return fmt.Errorf("find lo: %w", err)
+		return vs, fmt.Errorf("find lo: %w", err)
 	}
 	var errs []error
-	for _, v := range a.vips {
+	for _, v := range vs {
 		err := a.nl.AddrDel(lo, hostAddr(v))
 		if errors.Is(err, unix.EADDRNOTAVAIL) {
 			a.log.Warn("VIP was already gone from lo", "vip", hostPrefix(v))
@@ -92,12 +97,12 @@ func (a *Agent) removeVIPs() error {
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("remove VIP %s from lo: %w", v, err))
+			left = append(left, v)
 			continue
 		}
 		a.log.Info("VIP removed", "vip", hostPrefix(v), "dev", "lo")
 	}
-	a.vips = nil
-	return joinErrs(errs)
+	return left, joinErrs(errs)
 }
 
 func hostPrefix(v netip.Addr) netip.Prefix { return netip.PrefixFrom(v, v.BitLen()) }
