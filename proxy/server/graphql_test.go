@@ -257,8 +257,9 @@ func holdArrivals(f *fixture) (arrived chan struct{}, release chan struct{}) {
 }
 
 // concurrently sends body twice at once and waits until both calls have
-// reached GitHub: requests that were merged would never both arrive.
-func concurrently(t *testing.T, f *fixture, client, body string) [2]reply {
+// reached GitHub: requests that were merged would never both arrive. The
+// first request carries hdr (name, value pairs), the second does not.
+func concurrently(t *testing.T, f *fixture, client, body string, hdr ...string) [2]reply {
 	t.Helper()
 	arrived, release := holdArrivals(f)
 	defer func() { f.sim.Hold = nil }()
@@ -266,7 +267,11 @@ func concurrently(t *testing.T, f *fixture, client, body string) [2]reply {
 	var wg sync.WaitGroup
 	for i := range 2 {
 		wg.Add(1)
-		go func() { defer wg.Done(); out[i] = f.do(t, client, "POST", "/graphql", body) }()
+		h := hdr
+		if i > 0 {
+			h = nil
+		}
+		go func() { defer wg.Done(); out[i] = f.do(t, client, "POST", "/graphql", body, h...) }()
 	}
 	for range 2 {
 		select {
@@ -454,3 +459,37 @@ func TestIdentityQuery(t *testing.T) {
 }
 
 var clientsGrant30s = clients.Grant{MaxAge: 30 * time.Second}
+
+// TestGraphQLPreconditionsNeverShared: as for REST, a query with If-Match,
+// If-Unmodified-Since, Range or If-Range goes to GitHub with the header,
+// as BYPASS: never answered from the store within max_age, never merged
+// with the same query without the header (whose answer may be a 412 or a
+// part for one of them), never stored.
+func TestGraphQLPreconditionsNeverShared(t *testing.T) {
+	f := newFixture(t, []string{"bot"}, graphQLClients, nil)
+	q := issuesQuery("owner", "name", "states")
+	if r := f.do(t, "gq-fresh", "POST", "/graphql", q); r.header.Get(cache.Header) != cache.Miss {
+		t.Fatalf("first: %d %s", r.status, r.header.Get(cache.Header))
+	}
+	for _, h := range [][2]string{
+		{"If-Match", `"abc"`},
+		{"If-Unmodified-Since", "Mon, 01 Jan 2001 00:00:00 GMT"},
+		{"Range", "bytes=0-9"},
+		{"If-Range", `"abc"`},
+	} {
+		before := f.gqlStats().Calls
+		r := f.do(t, "gq-fresh", "POST", "/graphql", q, h[0], h[1])
+		if r.header.Get(cache.Header) != cache.Bypass || f.gqlStats().Calls != before+1 {
+			t.Errorf("%s within max_age: %d %s, %d calls; want BYPASS and GitHub asked", h[0], r.status, r.header.Get(cache.Header), f.gqlStats().Calls-before)
+		}
+		replies := concurrently(t, f, "gq", q, h[0], h[1])
+		if m := replies[0].header.Get(cache.Header); m != cache.Bypass {
+			t.Errorf("%s in flight: %s, want BYPASS", h[0], m)
+		}
+	}
+	// Nothing the preconditioned requests got replaced the stored answer.
+	before := f.gqlStats().Calls
+	if r := f.do(t, "gq-fresh", "POST", "/graphql", q); r.header.Get(cache.Header) != cache.Hit || f.gqlStats().Calls != before {
+		t.Errorf("plain query after them: %s, %d calls; want a HIT", r.header.Get(cache.Header), f.gqlStats().Calls-before)
+	}
+}

@@ -51,7 +51,8 @@ var forwarded = []string{"Accept", "Content-Type", "User-Agent", "X-GitHub-Api-V
 // passes through with no cache policy: never served from the store,
 // never coalesced, never stored. Stripping them instead would answer a
 // client that asked "only if unchanged" with a resource that may have
-// changed. They are rare on API GETs, so bypassing costs little.
+// changed. They are rare on API GETs, so bypassing costs little. GraphQL
+// queries, shared too, follow the same rule.
 func unconditional(h http.Header) bool {
 	for _, k := range []string{"If-Match", "If-Unmodified-Since", "If-Range", "Range"} {
 		if h.Get(k) != "" {
@@ -348,8 +349,9 @@ func (x *exchange) graphql(c *clients.Client) {
 	ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
 	defer cancel()
 	// Only after the scope check: a client without a query scope never
-	// reaches a shared answer.
-	if pol, ok := graphQLPolicy(g, grant); ok && !p.opt.NoGraphQLShare {
+	// reaches a shared answer. Preconditions and ranges are forwarded but
+	// not keyed, so such a query is not shared either (unconditional).
+	if pol, ok := graphQLPolicy(g, grant); ok && !p.opt.NoGraphQLShare && unconditional(r.Header) {
 		ctx = cache.WithPolicy(ctx, pol)
 	}
 	ctx = credentials.WithChoice(ctx, x.choice)
