@@ -56,7 +56,7 @@ back VIPs and sysctls that someone else removed or reverted.
 
 Restarts without a gap: the tcx link and the counters are pinned under
 --bpffs, and what the agent changed (VIPs it added, each sysctl's value
-from before) is recorded in --state-file after every change.
+from before) is recorded in --state-file before each change.
   SIGTERM      detach, remove the VIPs, restore the sysctls, remove the
                pins and the state file: a clean stop (systemctl stop).
   SIGUSR2, or SIGTERM with --keep-attached

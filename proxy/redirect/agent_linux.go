@@ -39,6 +39,9 @@ type Agent struct {
 	collector *collector
 	closed    bool
 	lock      *os.File // held from Start to Close or Leave (lock_linux.go)
+	// recorded, when set (tests), is called after a change is written to
+	// the state file and before it is made: what a crash there would leave.
+	recorded func(what string)
 
 	adopted      bool // a.tcx is a link an earlier agent pinned
 	adoptedState bool // the state file of an earlier agent was read

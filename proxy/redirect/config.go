@@ -39,7 +39,7 @@ type Config struct {
 	PinPath string
 	// StateFile is where the agent records what it changed on the host
 	// (the VIPs it added, each sysctl's value from before), rewritten
-	// after every change, so the agent that adopts a pinned link after a
+	// before every change, so the agent that adopts a pinned link after a
 	// Leave or a crash knows what to undo at its own Close. It must not be
 	// on a BPF filesystem, which holds no regular files. Empty records
 	// nothing.

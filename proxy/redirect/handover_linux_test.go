@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -531,5 +532,51 @@ func writeStateT(t *testing.T, path string, st stateFile) {
 	}
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRecordedBeforeMade: every change is in the state file before it is
+// made, so a SIGKILL between the two never leaves a change unrecorded.
+// The hook stands where such a crash would be: it reads the state file
+// and the host as the next agent would find them.
+func TestRecordedBeforeMade(t *testing.T) {
+	testenv.RequireRoot(t)
+	p1 := newLAN(t).host(t, "p1", netip.MustParseAddr("10.1.0.11"))
+	rpFilter := "net/ipv4/conf/up0/rp_filter"
+	setNSSysctl(t, p1, rpFilter, "1")
+	state := filepath.Join(t.TempDir(), "up0.json")
+	var a *Agent
+	if err := p1.Do(t, func() error {
+		var err error
+		a, err = Start(Config{Iface: "up0", VIPs: []netip.Addr{vip4}, StateFile: state})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p1.Do(t, a.Close) })
+
+	// Undo both changes behind the agent's back; Reconcile makes them
+	// again, recording each first.
+	p1.IP(t, "addr", "del", vip4.String()+"/32", "dev", "lo")
+	setNSSysctl(t, p1, rpFilter, "1")
+	seen := map[string]string{}
+	a.recorded = func(what string) {
+		st := readStateT(t, state)
+		switch what {
+		case vip4.String():
+			seen[what] = fmt.Sprintf("recorded %v, on lo %v", slices.Contains(st.VIPs, what), loAddrs(t, p1)[vip4])
+		case rpFilter:
+			i := slices.IndexFunc(st.Sysctls, func(s sysctlJ) bool { return s.Key == rpFilter })
+			seen[what] = fmt.Sprintf("recorded %v, value %s", i >= 0 && st.Sysctls[i].Old == "1" && st.Sysctls[i].New == "2", nsSysctl(t, p1, rpFilter))
+		}
+	}
+	if err := p1.Do(t, a.Reconcile); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{vip4.String(): "recorded true, on lo false", rpFilter: "recorded true, value 1"}
+	for k, w := range want {
+		if seen[k] != w {
+			t.Errorf("just before %s was changed: %q, want %q", k, seen[k], w)
+		}
 	}
 }

@@ -128,20 +128,42 @@ func (a *Agent) applySysctls() error {
 			continue
 		}
 		want := strconv.Itoa(r.want)
-		if err := writeSysctl(r.key, want); err != nil {
-			return err
+		// Record the change before making it: a crash in between leaves
+		// a record of a change not made (restoreSysctls finds the old
+		// value in place and skips it), never a change without a record.
+		i := slices.IndexFunc(a.sysctls, func(c sysctlChange) bool { return c.key == r.key })
+		again := i >= 0
+		var prev sysctlChange
+		if again {
+			prev = a.sysctls[i]
+			a.sysctls[i].new = want
+		} else {
+			a.sysctls = append(a.sysctls, sysctlChange{key: r.key, old: cur, new: want})
+		}
+		err = a.saveState()
+		if err == nil {
+			if a.recorded != nil {
+				a.recorded(r.key)
+			}
+			err = writeSysctl(r.key, want)
+		}
+		if err != nil {
+			if again {
+				a.sysctls[i] = prev
+			} else {
+				a.sysctls = a.sysctls[:len(a.sysctls)-1]
+			}
+			return err // the caller saves the state without it
 		}
 		args := []any{"key", sysctlName(r.key), "old", cur, "new", want, "why", r.why}
 		if r.maxWith != "" {
 			args = append(args, "effective_before", v)
 		}
-		if i := slices.IndexFunc(a.sysctls, func(c sysctlChange) bool { return c.key == r.key }); i >= 0 {
-			a.sysctls[i].new = want
+		if again {
 			a.log.Info("sysctl changed again", args...)
-			continue
+		} else {
+			a.log.Info("sysctl changed", args...)
 		}
-		a.sysctls = append(a.sysctls, sysctlChange{key: r.key, old: cur, new: want})
-		a.log.Info("sysctl changed", args...)
 	}
 	return nil
 }
@@ -164,6 +186,9 @@ func (a *Agent) restoreSysctls() error {
 			errs = append(errs, err)
 			left = append(left, c)
 			continue
+		}
+		if cur == c.old {
+			continue // recorded, but never made (a crash between the two) or already undone
 		}
 		if cur != c.new {
 			a.log.Warn("sysctl changed by someone else; leaving it", "key", sysctlName(c.key), "ours", c.new, "now", cur, "before_us", c.old)
