@@ -13,11 +13,26 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/glb-project/glb/bpf"
+	"golang.org/x/sys/unix"
 )
 
 // linkPinName is the tcx link's name in Config.PinPath; the counters map
 // is pinned beside it under its own name (bpf.RedirectMapRedirectStats).
 const linkPinName = "link"
+
+// progPinName is the program in the pinned link, pinned beside it so the
+// next agent can check the link holds glb-redirect's program: looking a
+// program up by id needs CAP_SYS_ADMIN, which the unit does not grant.
+// At a swap the new program is pinned as progNextPinName first and
+// renamed over progPinName after, so a crash at any point leaves the
+// link's program under one of the two names.
+const (
+	progPinName     = "prog"
+	progNextPinName = "prog_next" // bpffs refuses names with a dot
+)
+
+// progName is the name the kernel knows bpf/redirect.c's program by.
+const progName = "glb_redirect"
 
 // stateVersion is the layout of the state file; a file of another
 // version is refused rather than half understood.
@@ -188,16 +203,80 @@ func (a *Agent) loadPinnedLink() (link.Link, error) {
 			"another glb-redirect's pins? Give each uplink its own --bpffs; if that program should go, "+
 			"remove %s (which detaches it) and start again", pin, tcx.Ifindex, a.cfg.Iface, a.ifindex, a.cfg.PinPath)
 	}
+	if err := a.checkLinkProgram(pin, info.Program); err != nil {
+		l.Close()
+		return nil, err
+	}
 	a.log.Info("found a pinned link on the uplink; adopting it", "pin", pin, "link_id", info.ID, "old_program_id", info.Program)
 	return l, nil
+}
+
+// checkLinkProgram makes sure the program in the pinned link is
+// glb-redirect's, so an agent never swaps its program into (or detaches)
+// another tool's link that ended up in its pin directory.
+func (a *Agent) checkLinkProgram(pin string, id ebpf.ProgramID) error {
+	name := ""
+	for _, p := range []string{progPinName, progNextPinName} {
+		prog, err := ebpf.LoadPinnedProgram(filepath.Join(a.cfg.PinPath, p), nil)
+		if err != nil {
+			continue
+		}
+		info, err := prog.Info()
+		prog.Close()
+		if pid, ok := info.ID(); err == nil && ok && pid == id {
+			name = info.Name
+			break
+		}
+	}
+	if name == "" {
+		// Not pinned beside the link: look it up by id (root only).
+		prog, err := ebpf.NewProgramFromID(id)
+		if err != nil {
+			return fmt.Errorf("pinned link %s holds program %d, which is not pinned beside it as %q and cannot be looked up (%w): "+
+				"not a glb-redirect pin directory? If that program should go, remove %s (which detaches it) and start again",
+				pin, id, progPinName, err, a.cfg.PinPath)
+		}
+		info, err := prog.Info()
+		prog.Close()
+		if err != nil {
+			return fmt.Errorf("pinned link %s: program %d: %w", pin, id, err)
+		}
+		name = info.Name
+	}
+	if name != progName {
+		return fmt.Errorf("pinned link %s holds program %d named %q, not %s: %s is another tool's, not a glb-redirect pin directory; "+
+			"give --bpffs a directory of its own, or if that program should go, remove %s (which detaches it) and start again",
+			pin, id, name, progName, a.cfg.PinPath, a.cfg.PinPath)
+	}
+	return nil
+}
+
+// pinProgram pins the loaded program under name in PinPath, replacing a
+// pin left there before.
+func (a *Agent) pinProgram(name string) error {
+	path := filepath.Join(a.cfg.PinPath, name)
+	if err := removePin(path); err != nil {
+		return fmt.Errorf("remove old program pin: %w", err)
+	}
+	if err := a.objs.GlbRedirect.Pin(path); err != nil {
+		return fmt.Errorf("pin program: %w", err)
+	}
+	return nil
 }
 
 // attach puts the loaded program on the uplink: into the adopted link
 // with one atomic update, or in a new link, pinned when PinPath is set.
 func (a *Agent) attach() error {
 	if a.tcx != nil {
+		if err := a.pinProgram(progNextPinName); err != nil {
+			return err
+		}
 		if err := a.tcx.Update(a.objs.GlbRedirect); err != nil {
+			_ = removePin(filepath.Join(a.cfg.PinPath, progNextPinName))
 			return fmt.Errorf("swap the program into the pinned link on %s: %w (the old program stays attached)", a.cfg.Iface, err)
+		}
+		if err := os.Rename(filepath.Join(a.cfg.PinPath, progNextPinName), filepath.Join(a.cfg.PinPath, progPinName)); err != nil {
+			return fmt.Errorf("rename the program pin: %w", err)
 		}
 		info, err := a.tcx.Info()
 		if err != nil {
@@ -206,6 +285,11 @@ func (a *Agent) attach() error {
 		a.linkPinned = true
 		a.log.Info("program swapped into the adopted link", "iface", a.cfg.Iface, "link_id", info.ID, "program_id", info.Program)
 	} else {
+		if a.cfg.PinPath != "" {
+			if err := a.pinProgram(progPinName); err != nil {
+				return err
+			}
+		}
 		l, err := link.AttachTCX(link.TCXOptions{
 			Interface: a.ifindex,
 			Program:   a.objs.GlbRedirect,
@@ -283,6 +367,13 @@ func (a *Agent) unpin() []error {
 			errs = append(errs, fmt.Errorf("unpin link: %w", err))
 		}
 	}
+	if a.cfg.PinPath != "" {
+		for _, p := range []string{progPinName, progNextPinName} {
+			if err := removePin(filepath.Join(a.cfg.PinPath, p)); err != nil {
+				errs = append(errs, fmt.Errorf("unpin program: %w", err))
+			}
+		}
+	}
 	if a.objs != nil && a.objs.RedirectStats.IsPinned() {
 		if err := a.objs.RedirectStats.Unpin(); err != nil {
 			errs = append(errs, fmt.Errorf("unpin counters: %w", err))
@@ -313,4 +404,12 @@ func (a *Agent) dropUnconfiguredVIPs() error {
 	// One that could not be removed stays recorded, for Close to retry.
 	a.vips = slices.DeleteFunc(a.vips, func(v netip.Addr) bool { return slices.Contains(gone, v) && !slices.Contains(left, v) })
 	return err
+}
+
+// removePin removes a pin if it is there.
+func removePin(path string) error {
+	if err := unix.Unlink(path); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("remove %s: %w", path, err)
+	}
+	return nil
 }

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 	"github.com/glb-project/glb/internal/nstest"
 	"github.com/glb-project/glb/internal/syncbuf"
@@ -578,5 +580,113 @@ func TestRecordedBeforeMade(t *testing.T) {
 		if seen[k] != w {
 			t.Errorf("just before %s was changed: %q, want %q", k, seen[k], w)
 		}
+	}
+}
+
+// TestAdoptRefusesForeignProgram: a pinned tcx link on the uplink that
+// holds another program (another tool's pins in --bpffs) is refused
+// before any swap, and stays attached; glb-redirect's own link is
+// recognised by the program pinned beside it.
+func TestAdoptRefusesForeignProgram(t *testing.T) {
+	testenv.RequireRoot(t)
+	p1 := newLAN(t).host(t, "p1", netip.MustParseAddr("10.1.0.11"))
+	pins := privateBPFFS(t)
+	if err := os.MkdirAll(pins, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: "other_tool", Type: ebpf.SchedCLS, License: "GPL",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()}}) // TC_ACT_OK
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prog.Close()
+	var other link.Link
+	if err := p1.Do(t, func() error {
+		ifi, err := net.InterfaceByName("up0")
+		if err != nil {
+			return err
+		}
+		other, err = link.AttachTCX(link.TCXOptions{Interface: ifi.Index, Program: prog, Attach: ebpf.AttachTCXIngress})
+		if err != nil {
+			return err
+		}
+		return other.Pin(filepath.Join(pins, linkPinName))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = other.Unpin(); other.Close() })
+	otherInfo, err := other.Info()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	cfg := Config{Iface: "up0", VIPs: []netip.Addr{vip4}, PinPath: pins, StateFile: filepath.Join(t.TempDir(), "up0.json")}
+	err = p1.Do(t, func() error {
+		a, err := Start(cfg)
+		if err == nil {
+			a.Close()
+		}
+		return err
+	})
+	if want := `named "other_tool", not glb_redirect`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Start over another program's pinned link: %v, want %q", err, want)
+	}
+	if info, err := other.Info(); err != nil || info.Program != otherInfo.Program || tcxPrograms(t, p1, "up0") != 1 {
+		t.Errorf("the refused start changed the foreign link: %v %v, %d programs", info, err, tcxPrograms(t, p1, "up0"))
+	}
+	if _, err := os.Stat(filepath.Join(pins, linkPinName)); err != nil {
+		t.Errorf("the refused start unpinned the foreign link: %v", err)
+	}
+
+	// glb-redirect's own link: the program pinned beside it is the one
+	// in the link, before and after a swap.
+	_ = other.Unpin()
+	other.Close()
+	var a *Agent
+	if err := p1.Do(t, func() error {
+		a, err = Start(cfg)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if a != nil {
+			_ = p1.Do(t, a.Close)
+		}
+	})
+	pinnedProg := func() uint32 {
+		t.Helper()
+		p, err := ebpf.LoadPinnedProgram(filepath.Join(pins, progPinName), nil)
+		if err != nil {
+			t.Fatalf("program pin: %v", err)
+		}
+		defer p.Close()
+		info, err := p.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, _ := info.ID()
+		if info.Name != progName {
+			t.Errorf("pinned program is named %q, want %s", info.Name, progName)
+		}
+		return uint32(id)
+	}
+	if _, p := linkIDs(t, a); pinnedProg() != p {
+		t.Errorf("pinned program %d, link holds %d", pinnedProg(), p)
+	}
+	if err := p1.Do(t, a.Leave); err != nil {
+		t.Fatal(err)
+	}
+	if err := p1.Do(t, func() error {
+		a, err = Start(cfg)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, p := linkIDs(t, a); pinnedProg() != p {
+		t.Errorf("after the swap: pinned program %d, link holds %d", pinnedProg(), p)
+	}
+	if _, err := os.Stat(filepath.Join(pins, progNextPinName)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("%s left after the swap: %v", progNextPinName, err)
 	}
 }
