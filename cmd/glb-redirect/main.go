@@ -62,6 +62,11 @@ from before) is recorded in --state-file before each change.
   SIGUSR2, or SIGTERM with --keep-attached
                exit and leave the program attached and working, the VIPs
                on lo and the sysctls as they are (systemctl restart).
+  --cleanup    undo what an agent left for --iface (after SIGUSR2 or a
+               crash): detach the pinned program, remove the VIPs and
+               restore the sysctls the state file lists, then exit 0 (also
+               when there is nothing to clean). The unit runs it after
+               every stop that is not a restart's handover.
   start        a link pinned for --iface is adopted: the new program is
                swapped in atomically (no packet meets an uplink without
                one), the counters go on, and the state file's VIPs and
@@ -189,6 +194,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	pinDir := fs.String("bpffs", "", "`DIR` on a BPF filesystem for the pinned link and counters (default /sys/fs/bpf/glb-redirect/IFACE; outside the host's network namespace .../glb-redirect/netns-INODE/IFACE)")
 	stateFile := fs.String("state-file", "", "`FILE` recording the VIPs and sysctls the agent changed, for the agent that adopts its program (default /run/glb-redirect/IFACE.json; outside the host's network namespace /run/glb-redirect/netns-INODE/IFACE.json)")
 	keepAttached := fs.Bool("keep-attached", false, "on SIGTERM leave the program attached and pinned, the VIPs and sysctls in place, as SIGUSR2 does")
+	cleanup := fs.Bool("cleanup", false, "undo what a glb-redirect left for --iface (a pinned program, the VIPs and sysctls in --state-file) and exit; "+
+		"nothing to clean is no error. The unit runs it after a stop; --vip is not needed")
 	metricsAddr := fs.String("metrics-addr", ":9523", "`ADDR` to serve Prometheus metrics on (/metrics); empty disables")
 	logLevel := fs.String("log-level", "info", "log `LEVEL`: debug, info, warn or error")
 	showVersion := fs.Bool("version", false, "print the version and exit")
@@ -212,7 +219,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("--log-level %q: want debug, info, warn or error", *logLevel)
 	}
-	if *iface == "" || len(vips) == 0 {
+	if *iface == "" || len(vips) == 0 && !*cleanup {
 		return errors.New("--iface and at least one --vip are required (see glb-redirect --help)")
 	}
 	if strings.ContainsRune(*iface, '/') || *iface == "." || *iface == ".." {
@@ -232,6 +239,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		*stateFile = filepath.Join("/run/glb-redirect", scope, *iface+".json")
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if *cleanup {
+		return runCleanup(*iface, *pinDir, *stateFile, scope, log)
+	}
 
 	// The default actions of SIGHUP and SIGUSR2 kill the process. Catch
 	// them before Start changes the host, so a signal sent while the
@@ -278,6 +288,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	log.Info("glb-redirect running", "version", version.Version, "iface", *iface, "vips", vips.String(), "self", agent.Self(),
 		"bpffs", *pinDir, "state_file", *stateFile)
+	if err := notifyReady(os.Getenv("NOTIFY_SOCKET")); err != nil {
+		log.Error("could not tell systemd the agent is ready; it will time the start out", "err", err)
+	}
 	keep := *keepAttached
 	for {
 		select {
@@ -313,6 +326,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		_ = os.Remove(filepath.Join("/run/glb-redirect", scope))
 	}
 	log.Info("stopped")
+	return nil
+}
+
+// runCleanup is --cleanup: undo whatever an agent left for iface.
+func runCleanup(iface, pinDir, stateFile, scope string, log *slog.Logger) error {
+	found, err := redirect.Cleanup(redirect.Config{Iface: iface, PinPath: pinDir, StateFile: stateFile, Log: log})
+	if err != nil {
+		return fmt.Errorf("clean up: %w", err)
+	}
+	if scope != "" {
+		_ = os.Remove(filepath.Join(bpffs.Default, "glb-redirect", scope))
+		_ = os.Remove(filepath.Join("/run/glb-redirect", scope))
+	}
+	if !found {
+		log.Info("nothing to clean", "iface", iface, "bpffs", pinDir, "state_file", stateFile)
+		return nil
+	}
+	log.Info("cleaned up: program detached, VIPs removed, sysctls restored", "iface", iface, "bpffs", pinDir, "state_file", stateFile)
 	return nil
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -47,6 +48,8 @@ func TestFlags(t *testing.T) {
 		{"help lists --bpffs", []string{"--help"}, "-bpffs DIR", ""},
 		{"help lists --state-file", []string{"--help"}, "-state-file FILE", ""},
 		{"help lists --keep-attached", []string{"--help"}, "-keep-attached", ""},
+		{"help lists --cleanup", []string{"--help"}, "-cleanup", ""},
+		{"--cleanup needs --iface", []string{"--cleanup"}, "", "--iface and at least one --vip are required"},
 		{"help explains SIGUSR2", []string{"--help"}, "SIGUSR2, or SIGTERM with --keep-attached", ""},
 		{"an interface name with a slash", []string{"--iface", "a/b", "--vip", "10.0.0.1"}, "", `--iface "a/b" is not an interface name`},
 		{"IPv6 --self-ip", []string{"--iface", "eth0", "--vip", "10.0.0.1", "--self-ip", "fd00::1"}, "", `not an IPv4 address: "fd00::1"`},
@@ -286,5 +289,104 @@ func TestBinaryRestart(t *testing.T) {
 		if _, err := os.Stat(p); !os.IsNotExist(err) {
 			t.Errorf("%s left after SIGTERM: %v", p, err)
 		}
+	}
+}
+
+// TestBinaryCleanup: the real glb-redirect tells systemd it is ready
+// (READY=1 on $NOTIFY_SOCKET) once it runs; a second agent or --cleanup
+// on the same state file is refused while it runs; after it leaves on
+// SIGUSR2, --cleanup undoes everything, and a second --cleanup finds
+// nothing to clean. Both exit 0.
+func TestBinaryCleanup(t *testing.T) {
+	testenv.RequireRoot(t)
+	bin := testenv.BuildBinary(t, "./cmd/glb-redirect")
+	ns := nstest.New(t, "rdr")
+	nstest.Veth(t, ns, "up0", ns, "up0p")
+	ns.IP(t, "addr", "add", "10.1.0.11/24", "dev", "up0")
+	rpFilter := "/proc/sys/net/ipv4/conf/up0/rp_filter"
+	ns.Exec(t, "sh", "-c", "echo 1 > "+rpFilter)
+	pins := privateBPFFS(t)
+	state := filepath.Join(t.TempDir(), "up0.json")
+	where := []string{"--iface", "up0", "--bpffs", pins, "--state-file", state}
+	args := append([]string{"--vip", "10.100.0.1", "--metrics-addr", "", "--gue-from", "10.1.0.0/24"}, where...)
+
+	sock := filepath.Join(t.TempDir(), "notify")
+	notify, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer notify.Close()
+	t.Setenv("NOTIFY_SOCKET", sock)
+	a := ns.Start(t, bin, args...)
+	notify.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 64)
+	n, err := notify.Read(buf)
+	if err != nil || string(buf[:n]) != "READY=1" {
+		t.Fatalf("notify socket got %q, %v; want READY=1\n%s", buf[:n], err, a.Output())
+	}
+	if !strings.Contains(a.Output(), "glb-redirect running") {
+		t.Errorf("READY=1 came before the agent was running:\n%s", a.Output())
+	}
+	t.Setenv("NOTIFY_SOCKET", "")
+
+	runIn := func(args ...string) (string, error) {
+		out, err := ns.Command(context.Background(), bin, args...).CombinedOutput()
+		return string(out), err
+	}
+	holder := fmt.Sprintf("another glb-redirect (pid %d)", a.Cmd.Process.Pid)
+	for _, extra := range [][]string{args, append([]string{"--cleanup"}, where...)} {
+		out, err := runIn(extra...)
+		if err == nil || !strings.Contains(out, holder) {
+			t.Errorf("glb-redirect %q while an agent runs: %v, want a refusal naming %q:\n%s", extra, err, holder, out)
+		}
+	}
+
+	if err := a.Cmd.Process.Signal(syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Err(); err != nil {
+		t.Fatalf("exit status after SIGUSR2: %v\n%s", err, a.Output())
+	}
+	programs := func() int {
+		t.Helper()
+		var n int
+		if err := ns.Do(t, func() error {
+			ifi, err := net.InterfaceByName("up0")
+			if err != nil {
+				return err
+			}
+			res, err := link.QueryPrograms(link.QueryOptions{Target: ifi.Index, Attach: ebpf.AttachTCXIngress})
+			n = len(res.Programs)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	vipOnLo := func() bool { return strings.Contains(ns.IP(t, "addr", "show", "dev", "lo"), "10.100.0.1/32") }
+	rp := func() string { return strings.TrimSpace(ns.Exec(t, "cat", rpFilter)) }
+	if programs() != 1 || !vipOnLo() || rp() != "2" {
+		t.Fatalf("after SIGUSR2: %d programs, VIP on lo %v, rp_filter %s; want all left in place", programs(), vipOnLo(), rp())
+	}
+
+	out, err := runIn(append([]string{"--cleanup"}, where...)...)
+	if err != nil {
+		t.Fatalf("--cleanup: %v\n%s", err, out)
+	}
+	if programs() != 0 || vipOnLo() || rp() != "1" {
+		t.Errorf("after --cleanup: %d programs, VIP on lo %v, rp_filter %s; want the host as before the agent\n%s", programs(), vipOnLo(), rp(), out)
+	}
+	for _, p := range []string{pins, state, state + ".lock"} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s left after --cleanup: %v", p, err)
+		}
+	}
+	if !strings.Contains(out, "cleaned up") {
+		t.Errorf("--cleanup logs no \"cleaned up\":\n%s", out)
+	}
+
+	out, err = runIn(append([]string{"--cleanup"}, where...)...)
+	if err != nil || !strings.Contains(out, "nothing to clean") {
+		t.Errorf("a second --cleanup: %v, want exit 0 and \"nothing to clean\":\n%s", err, out)
 	}
 }

@@ -36,3 +36,6 @@ func (*Agent) Close() error { return nil }
 
 // Leave fails off Linux.
 func (*Agent) Leave() error { return errNotLinux }
+
+// Cleanup fails off Linux.
+func Cleanup(cfg Config) (bool, error) { return false, errNotLinux }

@@ -374,8 +374,15 @@ func (a *Agent) unpin() []error {
 			}
 		}
 	}
-	if a.objs != nil && a.objs.RedirectStats.IsPinned() {
+	switch {
+	case a.objs != nil && a.objs.RedirectStats.IsPinned():
 		if err := a.objs.RedirectStats.Unpin(); err != nil {
+			errs = append(errs, fmt.Errorf("unpin counters: %w", err))
+		}
+	case a.objs == nil && a.cfg.PinPath != "":
+		// Nothing loaded (Cleanup, or a Start that failed early): the
+		// counters an earlier agent pinned go with its link.
+		if err := removePin(filepath.Join(a.cfg.PinPath, bpf.RedirectMapRedirectStats)); err != nil {
 			errs = append(errs, fmt.Errorf("unpin counters: %w", err))
 		}
 	}
