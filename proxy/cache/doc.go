@@ -28,7 +28,7 @@
 // the store is down).
 //
 // GraphQL. Queries (Policy.GraphQL, keyed by GraphQLKey: the canonical
-// JSON body) are coalesced like GETs. GitHub sends no validators on
+// JSON body, at most MaxGraphQLKey bytes) are coalesced like GETs. GitHub sends no validators on
 // /graphql, so a query is stored only when its scope has a max_age, only
 // as a 200 with data and no errors, and only for max_age; mutations never
 // get a Policy.
@@ -41,7 +41,8 @@
 //
 // The key. SHA-256 over the upstream, the method, the normalised path
 // (owner and repository in lower case; route.Request.Key), the canonical
-// query, Accept, X-GitHub-Api-Version and Time-Zone. It holds no token and
+// query, Accept, X-GitHub-Api-Version and Time-Zone (every value of a
+// repeated header; GraphQL-Features too for GraphQL). It holds no token and
 // no client identity: every client reaches GitHub through the same pool,
 // and the scope check runs before the cache, so a client only ever reads
 // entries for paths it may read. Responses that describe the caller's own

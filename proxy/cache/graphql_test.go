@@ -3,8 +3,10 @@ package cache
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,6 +36,8 @@ func TestGraphQLKey(t *testing.T) {
 		{"invalid UTF-8", "{\"query\":\"q\xff\"}", false, "UTF-8"},
 		{"lone surrogate", `{"query":"q\ud800"}`, false, "UTF-8"},
 		{"empty", ``, false, "not JSON"},
+		{"longer than the cap", `{"query":"` + strings.Repeat("x", MaxGraphQLKey) + `"}`, false, "longer than"},
+		{"long only in whitespace", `{"query":"query($a: Int) { x(a: $a) }",` + strings.Repeat(" ", 2*MaxGraphQLKey) + `"variables":{"a":1,"b":{"c":[1,"x"],"d":null}}}`, true, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			want, err := GraphQLKey([]byte(base))
@@ -55,6 +59,90 @@ func TestGraphQLKey(t *testing.T) {
 			}
 			if !strings.HasPrefix(got, "graphql {") {
 				t.Errorf("key %q can collide with a REST key", got)
+			}
+		})
+	}
+}
+
+// TestGraphQLKeyForm: strings keep their characters (no HTML escaping,
+// which would make a body of "<" six times longer) and only the escapes
+// JSON requires; a key just under the cap is kept.
+func TestGraphQLKeyForm(t *testing.T) {
+	for _, tt := range []struct{ body, want string }{
+		{`{"query":"{ a(q: \"<b>&\") }"}`, `graphql {"query":"{ a(q: \"<b>&\") }"}`},
+		{`{"b":"\u00e9\u2028\/","a":"\u0001\t\\"}`, "graphql {\"a\":\"\\u0001\\t\\\\\",\"b\":\"é\u2028/\"}"},
+		{`{"z":{"y":1,"x":[{"b":2,"a":1}]},"a":0}`, `graphql {"a":0,"z":{"x":[{"a":1,"b":2}],"y":1}}`},
+		{`{"query":"` + strings.Repeat("<", MaxGraphQLKey-20) + `"}`, `graphql {"query":"` + strings.Repeat("<", MaxGraphQLKey-20) + `"}`},
+	} {
+		got, err := GraphQLKey([]byte(tt.body))
+		if err != nil || got != tt.want {
+			t.Errorf("GraphQLKey(%.60q) = %.80q, %v; want %.80q", tt.body, got, err, tt.want)
+		}
+	}
+}
+
+// bigBodies are 4 MiB bodies (the GraphQL body limit) that used to cost
+// tens of MiB: a string of '<', and objects nested 32 deep whose keys
+// arrive in reverse order at every level.
+func bigBodies() map[string][]byte {
+	const size = 4 << 20
+	nested := func(leaf string) []byte {
+		var b strings.Builder
+		for range maxJSONDepth {
+			b.WriteString(`{"z":1,"a":`)
+		}
+		b.WriteString(leaf)
+		b.WriteString(strings.Repeat("}", maxJSONDepth))
+		return []byte(b.String())
+	}
+	pad := func(n int) string { return `"` + strings.Repeat("<", n) + `"` }
+	var wide strings.Builder
+	wide.WriteString("{")
+	for i := 0; wide.Len() < size; i++ {
+		fmt.Fprintf(&wide, `"k%07d":[1,{"b":2,"a":1}],`, 1<<22-i)
+	}
+	wide.WriteString(`"a":0}`)
+	return map[string][]byte{
+		"string of <":         []byte(`{"query":` + pad(size) + `}`),
+		"deep, unsorted":      nested(pad(size)),
+		"wide, unsorted":      []byte(wide.String()),
+		"deep, under the cap": nested(pad(MaxGraphQLKey / 2)),
+	}
+}
+
+// TestGraphQLKeyAllocationIsBounded: whatever the 4 MiB body, building
+// its key allocates well under the body's size (the key is capped, and
+// built in one buffer).
+func TestGraphQLKeyAllocationIsBounded(t *testing.T) {
+	for name, body := range bigBodies() {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		key, err := GraphQLKey(body)
+		runtime.ReadMemStats(&after)
+		if name == "deep, under the cap" {
+			if err != nil {
+				t.Errorf("%s: %v", name, err)
+			}
+		} else if !errors.Is(err, ErrNotCanonical) || !strings.Contains(err.Error(), "longer than") {
+			t.Errorf("%s: key of %d bytes, err %v; want it refused as too long", name, len(key), err)
+		}
+		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 16*MaxGraphQLKey {
+			t.Errorf("%s: %d bytes allocated for a %d-byte body; want at most %d", name, alloc, len(body), 16*MaxGraphQLKey)
+		}
+	}
+}
+
+// BenchmarkGraphQLKey: the key of an ordinary query (what gh pr list
+// sends) and of the 4 MiB bodies above; compare B/op with the body size.
+func BenchmarkGraphQLKey(b *testing.B) {
+	bodies := bigBodies()
+	bodies["gh pr list"] = []byte(`{"query":"query PullRequestList($owner: String!, $repo: String!, $limit: Int!, $endCursor: String, $state: [PullRequestState!] = OPEN) { repository(owner: $owner, name: $repo) { pullRequests(states: $state, first: $limit, after: $endCursor, orderBy: {field: CREATED_AT, direction: DESC}) { totalCount nodes { number title state url headRefName isDraft author { login } } pageInfo { hasNextPage endCursor } } } }","variables":{"repo":"widgets","owner":"acme","limit":30,"state":["OPEN"]}}`)
+	for name, body := range bodies {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				GraphQLKey(body)
 			}
 		})
 	}
