@@ -310,6 +310,24 @@ func TestBinaryCleanup(t *testing.T) {
 	where := []string{"--iface", "up0", "--bpffs", pins, "--state-file", state}
 	args := append([]string{"--vip", "10.100.0.1", "--metrics-addr", "", "--gue-from", "10.1.0.0/24"}, where...)
 
+	programs := func() int {
+		t.Helper()
+		var n int
+		if err := ns.Do(t, func() error {
+			ifi, err := net.InterfaceByName("up0")
+			if err != nil {
+				return err
+			}
+			res, err := link.QueryPrograms(link.QueryOptions{Target: ifi.Index, Attach: ebpf.AttachTCXIngress})
+			n = len(res.Programs)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	vipOnLo := func() bool { return strings.Contains(ns.IP(t, "addr", "show", "dev", "lo"), "10.100.0.1/32") }
+	rp := func() string { return strings.TrimSpace(ns.Exec(t, "cat", rpFilter)) }
 	sock := filepath.Join(t.TempDir(), "notify")
 	notify, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
 	if err != nil {
@@ -324,8 +342,8 @@ func TestBinaryCleanup(t *testing.T) {
 	if err != nil || string(buf[:n]) != "READY=1" {
 		t.Fatalf("notify socket got %q, %v; want READY=1\n%s", buf[:n], err, a.Output())
 	}
-	if !strings.Contains(a.Output(), "glb-redirect running") {
-		t.Errorf("READY=1 came before the agent was running:\n%s", a.Output())
+	if programs() != 1 || !vipOnLo() || rp() != "2" {
+		t.Errorf("at READY=1: %d programs, VIP on lo %v, rp_filter %s; want the agent set up", programs(), vipOnLo(), rp())
 	}
 	t.Setenv("NOTIFY_SOCKET", "")
 
@@ -347,24 +365,6 @@ func TestBinaryCleanup(t *testing.T) {
 	if err := a.Err(); err != nil {
 		t.Fatalf("exit status after SIGUSR2: %v\n%s", err, a.Output())
 	}
-	programs := func() int {
-		t.Helper()
-		var n int
-		if err := ns.Do(t, func() error {
-			ifi, err := net.InterfaceByName("up0")
-			if err != nil {
-				return err
-			}
-			res, err := link.QueryPrograms(link.QueryOptions{Target: ifi.Index, Attach: ebpf.AttachTCXIngress})
-			n = len(res.Programs)
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
-	vipOnLo := func() bool { return strings.Contains(ns.IP(t, "addr", "show", "dev", "lo"), "10.100.0.1/32") }
-	rp := func() string { return strings.TrimSpace(ns.Exec(t, "cat", rpFilter)) }
 	if programs() != 1 || !vipOnLo() || rp() != "2" {
 		t.Fatalf("after SIGUSR2: %d programs, VIP on lo %v, rp_filter %s; want all left in place", programs(), vipOnLo(), rp())
 	}

@@ -47,6 +47,7 @@ type Agent struct {
 	adoptedState bool // the state file of an earlier agent was read
 	stateOwned   bool // the state file is this agent's to write and remove
 	linkPinned   bool // a.tcx is pinned in PinPath
+	pinsOwned    bool // PinPath holds this agent's pins, or none: Close removes them
 	staleStats   bool // the pinned counters map had another layout
 }
 
@@ -120,6 +121,7 @@ func Start(cfg Config) (_ *Agent, err error) {
 			return nil, err
 		}
 		a.adopted = a.tcx != nil
+		a.pinsOwned = true
 	}
 	if cfg.StateFile != "" {
 		if err := a.adoptState(); err != nil {

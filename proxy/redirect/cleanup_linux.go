@@ -64,6 +64,7 @@ func Cleanup(cfg Config) (found bool, err error) {
 			return abort(err)
 		}
 		a.linkPinned = a.tcx != nil
+		a.pinsOwned = true
 	}
 	if cfg.StateFile != "" {
 		if err := a.adoptState(); err != nil {

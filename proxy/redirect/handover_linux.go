@@ -361,6 +361,9 @@ func (a *Agent) Leave() error {
 // unpin removes the agent's pins (at a full Close) and the directory
 // if nothing else is in it.
 func (a *Agent) unpin() []error {
+	if !a.pinsOwned {
+		return nil // another agent's, or another tool's (a refused start)
+	}
 	var errs []error
 	if a.linkPinned {
 		if err := a.tcx.Unpin(); err != nil {

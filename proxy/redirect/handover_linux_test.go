@@ -20,6 +20,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
+	"github.com/glb-project/glb/bpf"
 	"github.com/glb-project/glb/internal/nstest"
 	"github.com/glb-project/glb/internal/syncbuf"
 	"github.com/glb-project/glb/internal/testenv"
@@ -369,6 +370,11 @@ func TestAdoptRefusals(t *testing.T) {
 	}
 	if n := tcxPrograms(t, p1, "up0"); n != 1 {
 		t.Errorf("%d programs on up0 after the refused start, want A's", n)
+	}
+	for _, pin := range []string{linkPinName, progPinName, bpf.RedirectMapRedirectStats} {
+		if _, err := os.Stat(filepath.Join(pins, pin)); err != nil {
+			t.Errorf("A's pin %s after the refused start: %v", pin, err)
+		}
 	}
 	if err := p1.Do(t, a.Leave); err != nil {
 		t.Fatal(err)
