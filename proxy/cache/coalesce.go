@@ -109,9 +109,8 @@ func (c *Coalesce) RoundTrip(req *http.Request) (*http.Response, error) {
 			cancel()
 			return nil, err
 		}
-		body, whole, err := readUpTo(resp.Body, maxBytes)
+		body, whole, err := readBody(resp, maxBytes)
 		if err != nil {
-			resp.Body.Close()
 			cancel()
 			return nil, err
 		}
@@ -120,7 +119,7 @@ func (c *Coalesce) RoundTrip(req *http.Request) (*http.Response, error) {
 			resp.Body = struct {
 				io.Reader
 				io.Closer
-			}{io.MultiReader(bytes.NewReader(body), rest), closerFunc(func() error { cancel(); return rest.Close() })}
+			}{rest, closerFunc(func() error { cancel(); return rest.Close() })}
 			return &flight{leader: me, resp: resp, big: true, used: shared.Used, spent: shared.Spent}, nil
 		}
 		resp.Body.Close()

@@ -238,17 +238,12 @@ func (l *Layer) RoundTrip(req *http.Request) (*http.Response, error) {
 		resp.Header.Set(Header, mode)
 		return resp, nil
 	}
-	body, whole, err := readUpTo(resp.Body, l.maxEntry())
+	body, whole, err := readBody(resp, l.maxEntry())
 	if err != nil {
-		resp.Body.Close()
 		return nil, fmt.Errorf("read upstream body: %w", err)
 	}
 	if !whole {
 		// Too big to store: stream it on.
-		resp.Body = struct {
-			io.Reader
-			io.Closer
-		}{io.MultiReader(bytes.NewReader(body), resp.Body), resp.Body}
 		resp.Header.Set(Header, mode)
 		return resp, nil
 	}
@@ -317,16 +312,11 @@ func (l *Layer) graphQL(req *http.Request, pol Policy) (*http.Response, error) {
 	if resp.StatusCode != http.StatusOK {
 		return resp, nil
 	}
-	body, whole, err := readUpTo(resp.Body, l.maxEntry())
+	body, whole, err := readBody(resp, l.maxEntry())
 	if err != nil {
-		resp.Body.Close()
 		return nil, fmt.Errorf("read upstream body: %w", err)
 	}
 	if !whole {
-		resp.Body = struct {
-			io.Reader
-			io.Closer
-		}{io.MultiReader(bytes.NewReader(body), resp.Body), resp.Body}
 		return resp, nil
 	}
 	resp.Body.Close()
@@ -463,13 +453,21 @@ func merge304(e *Entry, h http.Header) {
 	}
 }
 
-// readUpTo reads at most limit bytes; whole is false when more remain.
-func readUpTo(r io.Reader, limit int64) (b []byte, whole bool, err error) {
-	b, err = io.ReadAll(io.LimitReader(r, limit+1))
+// readBody reads resp's body if it is at most limit bytes (whole) and
+// leaves resp.Body alone for the caller to close. A longer body is not
+// read further: resp.Body is set to stream what was read and the rest, with
+// the same Closer. On error the body is closed.
+func readBody(resp *http.Response, limit int64) (b []byte, whole bool, err error) {
+	b, err = io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
+		resp.Body.Close()
 		return nil, false, err
 	}
 	if int64(len(b)) > limit {
+		resp.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(bytes.NewReader(b), resp.Body), resp.Body}
 		return b, false, nil
 	}
 	return b, true, nil
