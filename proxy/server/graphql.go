@@ -48,6 +48,8 @@ func graphQLPolicy(g route.GraphQLRequest, grant clients.Grant) (cache.Policy, b
 //     marketplaceListings(viewerCanAdmin: true)), and the affiliations
 //     and ownerAffiliations arguments (repositories(affiliations: ...)
 //     lists what the caller is a collaborator or member of);
+//   - the same names as keys of input objects in the variables, at any
+//     depth (issues(filterBy: $f) with {"f": {"viewerSubscribed": true}});
 //   - rateLimit (the credential's own points);
 //   - "@me" in any string: an argument (search(query: "author:@me")), a
 //     default value, or a variable (canonicalKey is the canonical body,
@@ -64,9 +66,10 @@ func identityQuery(body []byte, canonicalKey string) bool {
 		return true
 	}
 	var in struct {
-		Query string `json:"query"`
+		Query     string `json:"query"`
+		Variables any    `json:"variables"`
 	}
-	if json.Unmarshal(body, &in) != nil {
+	if json.Unmarshal(body, &in) != nil || variablesNameIdentity(in.Variables) {
 		return true
 	}
 	doc, err := parser.ParseQuery(&ast.Source{Input: in.Query})
@@ -86,6 +89,28 @@ func identityQuery(body []byte, canonicalKey string) bool {
 	for _, f := range doc.Fragments {
 		if directivesNameMe(f.Directives) || selectsIdentity(f.SelectionSet) {
 			return true
+		}
+	}
+	return false
+}
+
+// variablesNameIdentity reports whether the variables hold, at any depth,
+// an input object field that identityArgument names: a filter such as
+// issues(filterBy: $f) with {"f": {"viewerSubscribed": true}} depends on
+// the caller as much as the same filter written in the query.
+func variablesNameIdentity(v any) bool {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, c := range v {
+			if identityArgument(k) || variablesNameIdentity(c) {
+				return true
+			}
+		}
+	case []any:
+		for _, c := range v {
+			if variablesNameIdentity(c) {
+				return true
+			}
 		}
 	}
 	return false

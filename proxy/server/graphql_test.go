@@ -414,34 +414,44 @@ func TestGraphQLBodies(t *testing.T) {
 
 func TestIdentityQuery(t *testing.T) {
 	for _, tt := range []struct {
-		query string
-		want  bool
+		query     string
+		want      bool
+		variables string // JSON; empty: none
 	}{
-		{`{ viewer { login } }`, true},
-		{`query { repository(owner: "a", name: "b") { name } }`, false},
-		{`query { repository(owner: "a", name: "b") { viewerHasStarred } }`, true},
-		{`query { repository(owner: "a", name: "b") { viewers } }`, true}, // loose on purpose
-		{`query { user(login: "a") { isFollowingViewer } }`, true},
-		{`query { user(login: "a") { isSponsoringViewer } }`, true},
-		{`query { organization(login: "a") { ViewerIsAMember: name } }`, false}, // an alias is not a field
-		{`query { user(login: "a") { starredRepositories(ownedByViewer: true) { totalCount } } }`, true},
-		{`query { marketplaceListings(viewerCanAdmin: true, first: 5) { totalCount } }`, true},
-		{`query { user(login: "a") { repositories(affiliations: [COLLABORATOR], first: 5) { totalCount } } }`, true},
-		{`query { user(login: "a") { repositories(ownerAffiliations: [OWNER], first: 5) { totalCount } } }`, true},
-		{`query($a: [RepositoryAffiliation]) { organization(login: "a") { repositories(affiliations: $a) { totalCount } } }`, true},
-		{`query { repository(owner: "a", name: "b") { issues(filterBy: {viewerSubscribed: true}) { totalCount } } }`, true},
-		{`query { user(login: "a") { repositories(first: 5, privacy: PUBLIC) { totalCount } } }`, false},
-		{`query { repository(owner: "a", name: "b") { issues(filterBy: {states: [OPEN]}) { totalCount } } }`, false},
-		{`fragment F on User { login isViewer } query { user(login: "a") { ...F } }`, true},
-		{`query { user(login: "a") { isViewer } }`, true},
-		{`query { a: repository(owner: "a", name: "b") { name } } fragment F on User { viewerCanFollow }`, true},
-		{`query { search(query: "is:open author:@ME", type: ISSUE) { issueCount } }`, true},
-		{`query($q: String = "involves:@me") { search(query: $q, type: ISSUE) { issueCount } }`, true},
-		{`query { search(query: """mentions:@me""", type: ISSUE) { issueCount } }`, true},
-		{`query { repository(owner: "a", name: "b") @include(if: true) { issues(filterBy: {createdBy: "@me"}) { totalCount } } }`, true},
-		{`query { repository(owner: "a", name: "b") { name } rateLimit { cost } }`, true},
+		{query: `query($f: IssueFilters) { repository(owner: "a", name: "b") { issues(filterBy: $f) { totalCount } } }`,
+			variables: `{"f": {"viewerSubscribed": true}}`, want: true},
+		{query: `query($f: IssueFilters) { repository(owner: "a", name: "b") { issues(filterBy: $f) { totalCount } } }`,
+			variables: `{"f": {"states": ["OPEN"]}}`, want: false},
+		{query: `query($a: [X]) { node(id: "1") { id } }`, variables: `{"a": [{"deep": {"ViewerCanAdmin": true}}]}`, want: true},
+		{`{ viewer { login } }`, true, ""},
+		{`query { repository(owner: "a", name: "b") { name } }`, false, ""},
+		{`query { repository(owner: "a", name: "b") { viewerHasStarred } }`, true, ""},
+		{`query { repository(owner: "a", name: "b") { viewers } }`, true, ""}, // loose on purpose
+		{`query { user(login: "a") { isFollowingViewer } }`, true, ""},
+		{`query { user(login: "a") { isSponsoringViewer } }`, true, ""},
+		{`query { organization(login: "a") { ViewerIsAMember: name } }`, false, ""}, // an alias is not a field
+		{`query { user(login: "a") { starredRepositories(ownedByViewer: true) { totalCount } } }`, true, ""},
+		{`query { marketplaceListings(viewerCanAdmin: true, first: 5) { totalCount } }`, true, ""},
+		{`query { user(login: "a") { repositories(affiliations: [COLLABORATOR], first: 5) { totalCount } } }`, true, ""},
+		{`query { user(login: "a") { repositories(ownerAffiliations: [OWNER], first: 5) { totalCount } } }`, true, ""},
+		{`query($a: [RepositoryAffiliation]) { organization(login: "a") { repositories(affiliations: $a) { totalCount } } }`, true, ""},
+		{`query { repository(owner: "a", name: "b") { issues(filterBy: {viewerSubscribed: true}) { totalCount } } }`, true, ""},
+		{`query { user(login: "a") { repositories(first: 5, privacy: PUBLIC) { totalCount } } }`, false, ""},
+		{`query { repository(owner: "a", name: "b") { issues(filterBy: {states: [OPEN]}) { totalCount } } }`, false, ""},
+		{`fragment F on User { login isViewer } query { user(login: "a") { ...F } }`, true, ""},
+		{`query { user(login: "a") { isViewer } }`, true, ""},
+		{`query { a: repository(owner: "a", name: "b") { name } } fragment F on User { viewerCanFollow }`, true, ""},
+		{`query { search(query: "is:open author:@ME", type: ISSUE) { issueCount } }`, true, ""},
+		{`query($q: String = "involves:@me") { search(query: $q, type: ISSUE) { issueCount } }`, true, ""},
+		{`query { search(query: """mentions:@me""", type: ISSUE) { issueCount } }`, true, ""},
+		{`query { repository(owner: "a", name: "b") @include(if: true) { issues(filterBy: {createdBy: "@me"}) { totalCount } } }`, true, ""},
+		{`query { repository(owner: "a", name: "b") { name } rateLimit { cost } }`, true, ""},
 	} {
-		g, err := route.ParseGraphQL([]byte(`{"query":` + strconv.Quote(tt.query) + `}`))
+		body := `{"query":` + strconv.Quote(tt.query) + `}`
+		if tt.variables != "" {
+			body = `{"query":` + strconv.Quote(tt.query) + `,"variables":` + tt.variables + `}`
+		}
+		g, err := route.ParseGraphQL([]byte(body))
 		if err != nil {
 			t.Fatalf("%s: %v", tt.query, err)
 		}
