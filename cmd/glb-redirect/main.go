@@ -65,8 +65,8 @@ from before) is recorded in --state-file before each change.
   --cleanup    undo what an agent left for --iface (after SIGUSR2 or a
                crash): detach the pinned program, remove the VIPs and
                restore the sysctls the state file lists, then exit 0 (also
-               when there is nothing to clean). The unit runs it after
-               every stop that is not a restart's handover.
+               when there is nothing to clean). The unit runs it when it
+               is stopped (not on a restart's handover or after a crash).
   start        a link pinned for --iface is adopted: the new program is
                swapped in atomically (no packet meets an uplink without
                one), the counters go on, and the state file's VIPs and
