@@ -220,7 +220,11 @@ glb_director_config_last_reload_success 0
 
 	// Reload (SIGHUP) re-reads even an unchanged file.
 	writeFile(t, path, configA)
-	nstest.WaitFor(t, 5*time.Second, "config A back", func() bool { return primary(t, prog, syn(client, 443)) == "10.1.0.1" })
+	// The kernel holds config A a moment before the reload is counted
+	// (the count comes after the apply): wait for both.
+	nstest.WaitFor(t, 5*time.Second, "config A back and counted", func() bool {
+		return primary(t, prog, syn(client, 443)) == "10.1.0.1" && testutil.ToFloat64(d.metrics.lastOK) == 1
+	})
 	before := testutil.ToFloat64(d.metrics.reloads.WithLabelValues("success"))
 	d.Reload()
 	nstest.WaitFor(t, 5*time.Second, "reload counted", func() bool {
