@@ -49,7 +49,9 @@ char __license[] SEC("license") = "Dual BSD/GPL";
 /* This host's IPv4 address in network byte order, set by the loader.
  * GUE to any other address passes untouched, forwarded packets leave with
  * it as their source, and a next hop equal to it is taken locally. Zero
- * means "the outer destination", as GLB's kernel module does. */
+ * means "the outer destination", as GLB's kernel module does. Either way,
+ * once a packet is past the entry checks its outer destination is this
+ * host's address, and the program uses that (gue_pkt.outer_daddr). */
 volatile const __be32 cfg_self_ipv4 = 0;
 
 /* Puts enum outcome into the BTF, for bpf2go -type, and lets the
@@ -79,7 +81,7 @@ struct gue_pkt {
 	__u32 wire_len;	    /* skb->len on entry, for the byte counters */
 	__u32 strip;	    /* outer IPv4 + UDP + GUE + private data */
 	__u32 udp_len;	    /* the outer UDP header's length field */
-	__be32 outer_daddr; /* the address the packet was sent to */
+	__be32 outer_daddr; /* this host's address (see cfg_self_ipv4) */
 	__be32 hop;	    /* hops[next_hop], valid when next_hop < hop_count */
 	__u8 next_hop;
 	__u8 hop_count;
@@ -117,11 +119,6 @@ static __always_inline bool bogus_hop(__be32 hop)
 	__u32 first = bpf_ntohl(hop) >> 24;
 
 	return first == 0 || first == 127 || first >= 224;
-}
-
-static __always_inline __be32 self_ipv4(const struct gue_pkt *g)
-{
-	return cfg_self_ipv4 ? cfg_self_ipv4 : g->outer_daddr;
 }
 
 /* Strips everything between the Ethernet header and the inner IP header.
@@ -174,7 +171,7 @@ static __always_inline __sum16 csum_replace8(__sum16 check, __be32 from1, __be32
  * GLB's module re-sends the packet as a local one. */
 static __always_inline int forward(struct __sk_buff *skb, const struct gue_pkt *g)
 {
-	__be32 self = self_ipv4(g);
+	__be32 self = g->outer_daddr;
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 	struct iphdr *ip = data + OUTER_IP_OFF;
@@ -256,7 +253,7 @@ static __always_inline int tcp_path(struct __sk_buff *skb, const struct gue_pkt 
 	 * before a change in the next slot of the hop list. */
 	if (g->next_hop >= g->hop_count)
 		return decap(skb, g, OUTCOME_ACCEPTED_LAST_RESORT);
-	if (g->hop == self_ipv4(g) || g->hop == g->outer_daddr)
+	if (g->hop == g->outer_daddr)
 		return decap(skb, g, OUTCOME_FORWARDED_TO_SELF);
 	if (bogus_hop(g->hop))
 		return count(OUTCOME_MALFORMED_HOP_ADDRESS, g->wire_len, VERDICT_DROP);
