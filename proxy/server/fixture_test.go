@@ -2,18 +2,21 @@ package server
 
 import (
 	"fmt"
-	"github.com/glb-project/glb/internal/syncbuf"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/glb-project/glb/internal/syncbuf"
 	"github.com/glb-project/glb/proxy/clients"
 	"github.com/glb-project/glb/proxy/config"
 	"github.com/glb-project/glb/test/githubsim"
@@ -166,4 +169,23 @@ func (f *fixture) metrics(t *testing.T) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
+}
+
+// waitWaiting polls the proxy's coalesce gauge until n requests wait on
+// shared flights (GitHub holds the leader meanwhile).
+func (f *fixture) waitWaiting(t *testing.T, n int, release chan struct{}) {
+	t.Helper()
+	waiting := regexp.MustCompile(`(?m)^glb_proxy_coalesce_waiting_requests (\d+)$`)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		m := waiting.FindStringSubmatch(f.metrics(t))
+		if m != nil && m[1] == strconv.Itoa(n) {
+			return
+		}
+		if time.Now().After(deadline) {
+			close(release)
+			t.Fatalf("requests waiting on a flight: %v, want %d", m, n)
+		}
+		time.Sleep(5 * time.Millisecond) // polling a condition with a deadline
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/glb-project/glb/internal/fakeclock"
 	"github.com/glb-project/glb/proxy/cache"
 	"github.com/glb-project/glb/proxy/clients"
 	"github.com/glb-project/glb/proxy/redistest"
@@ -37,24 +38,6 @@ func issuesQuery(order ...string) string {
 	return fmt.Sprintf(`{"query": %q, "variables": {%s}}`, q, strings.Join(parts, ", "))
 }
 
-// clock is an injected clock that tests move by hand.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // gqlStats are githubsim's GraphQL counts.
 func (f *fixture) gqlStats() githubsim.ResourceStats {
 	var sum githubsim.ResourceStats
@@ -65,25 +48,6 @@ func (f *fixture) gqlStats() githubsim.ResourceStats {
 		sum.Points += r.Points
 	}
 	return sum
-}
-
-// waitWaiting polls the proxy's coalesce gauge until n requests wait on
-// shared flights (GitHub holds the leader meanwhile).
-func (f *fixture) waitWaiting(t *testing.T, n int, release chan struct{}) {
-	t.Helper()
-	waiting := regexp.MustCompile(`(?m)^glb_proxy_coalesce_waiting_requests (\d+)$`)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		m := waiting.FindStringSubmatch(f.metrics(t))
-		if m != nil && m[1] == strconv.Itoa(n) {
-			return
-		}
-		if time.Now().After(deadline) {
-			close(release)
-			t.Fatalf("requests waiting on a flight: %v, want %d", m, n)
-		}
-		time.Sleep(5 * time.Millisecond) // polling a condition with a deadline
-	}
 }
 
 // TestGraphQLConcurrentQueriesOneUpstreamCall: N identical queries (the
@@ -159,8 +123,8 @@ func TestGraphQLMaxAge(t *testing.T) {
 				rs := redistest.Start(t)
 				yaml = fmt.Sprintf("cache: {redis: %q}\n", "redis://"+rs.Addr+"/0")
 			}
-			clk := &clock{t: time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)}
-			f := newFixtureWith(t, []string{"bot"}, graphQLClients, fixtureOptions{yaml: yaml, proxy: func(o *Options) { o.Now = clk.now }})
+			clk := fakeclock.New(time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC))
+			f := newFixtureWith(t, []string{"bot"}, graphQLClients, fixtureOptions{yaml: yaml, proxy: func(o *Options) { o.Now = clk.Now }})
 			q := issuesQuery("owner", "name", "states")
 			total := func(r reply) int {
 				var out struct {
@@ -192,7 +156,7 @@ func TestGraphQLMaxAge(t *testing.T) {
 			first := step("gq-fresh", cache.Miss, 1)
 			step("gq-fresh", cache.Hit, 0)
 			f.sim.CreateIssue("acme", "widgets", "seen after the window", "")
-			clk.add(29 * time.Second)
+			clk.Advance(29 * time.Second)
 			if r := step("gq-fresh", cache.Hit, 0); total(r) != total(first) {
 				t.Errorf("HIT within the window: %d issues, want the stored %d", total(r), total(first))
 			}
@@ -205,7 +169,7 @@ func TestGraphQLMaxAge(t *testing.T) {
 			if r := f.do(t, "rest-only", "POST", "/graphql", q); r.status != http.StatusForbidden || f.gqlStats().Calls != before || strings.Contains(r.body, "totalCount") {
 				t.Fatalf("client without a graphql scope: %d %s", r.status, r.body)
 			}
-			clk.add(2 * time.Second) // 31s after the store
+			clk.Advance(2 * time.Second) // 31s after the store
 			if r := step("gq-fresh", cache.Miss, 1); total(r) != total(first)+1 {
 				t.Errorf("after the window: %d issues, want the new %d", total(r), total(first)+1)
 			}
@@ -350,8 +314,8 @@ func TestGraphQLIdentityQueriesNeverShared(t *testing.T) {
 // does not resolve, a bad field, every credential RATE_LIMITED) is not
 // kept for the window: the next identical query asks GitHub again.
 func TestGraphQLErrorsNeverStored(t *testing.T) {
-	clk := &clock{t: time.Now()}
-	f := newFixture(t, []string{"bot"}, graphQLClients, func(o *Options) { o.Now = clk.now })
+	clk := fakeclock.New(time.Now())
+	f := newFixture(t, []string{"bot"}, graphQLClients, func(o *Options) { o.Now = clk.Now })
 	for _, q := range []string{
 		`{"query":"{ repository(owner: \"acme\", name: \"nope\") { name } }"}`,
 		`{"query":"{ repository(owner: \"acme\", name: \"widgets\") { noSuchField } }"}`,
@@ -375,7 +339,7 @@ func TestGraphQLErrorsNeverStored(t *testing.T) {
 	}
 	// Points back, and the proxy's clock past the bench.
 	f.sim.ResetLimits()
-	clk.add(2 * time.Hour)
+	clk.Advance(2 * time.Hour)
 	before := f.gqlStats().Calls
 	if r := f.do(t, "gq-fresh", "POST", "/graphql", q); r.status != 200 || r.header.Get(cache.Header) != cache.Miss || f.gqlStats().Calls != before+1 {
 		t.Errorf("after points came back: %d %s; want a MISS from GitHub", r.status, r.header.Get(cache.Header))

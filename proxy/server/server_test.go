@@ -4,8 +4,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
-	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -235,19 +233,7 @@ func TestConcurrentClientsOneUpstreamCallEach(t *testing.T) {
 	// GitHub holds the first call until all n requests wait on it: only
 	// then can one upstream call prove that they were merged (serial
 	// requests would pass a count of calls made by revalidation).
-	waiting := regexp.MustCompile(`(?m)^glb_proxy_coalesce_waiting_requests (\d+)$`)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		m := waiting.FindStringSubmatch(f.metrics(t))
-		if m != nil && m[1] == strconv.Itoa(n) {
-			break
-		}
-		if time.Now().After(deadline) {
-			close(release)
-			t.Fatalf("requests waiting on the flight: %v, want %d", m, n)
-		}
-		time.Sleep(5 * time.Millisecond) // polling a condition with a deadline
-	}
+	f.waitWaiting(t, n, release)
 	close(release)
 	wg.Wait()
 	if st := f.sim.Stats().Total; st.Calls != 1 || st.Counted != 1 {
