@@ -1,11 +1,7 @@
 package consul
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/netip"
 	"regexp"
 	"sort"
@@ -28,13 +24,8 @@ func validSource(s string) error {
 // DecodeHealthReport parses a stored health report, strictly.
 func DecodeHealthReport(data []byte) (HealthReport, error) {
 	var r HealthReport
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&r); err != nil {
+	if err := strictDecode(data, &r); err != nil {
 		return HealthReport{}, fmt.Errorf("decode health report: %w", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return HealthReport{}, errors.New("decode health report: trailing data")
 	}
 	if err := validSource(r.Source); err != nil {
 		return HealthReport{}, err
