@@ -482,7 +482,3 @@ func (s *KVStore) WatchClients(ctx context.Context, apply func(data []byte)) err
 	}
 	return nil
 }
-
-// ErrNoConsul is returned by helpers that need a Consul store when given a
-// file.
-var ErrNoConsul = errors.New("this needs a Consul state (consul://HOST:PORT/PREFIX)")
