@@ -176,6 +176,14 @@ func (f *flight) copy(req *http.Request, mode string) *http.Response {
 	return &r
 }
 
+// graphQLRateLimited reports whether a GraphQL answer is a RATE_LIMITED
+// refusal, or may be one (it mentions RATE_LIMITED but does not decode):
+// either speaks for the credential that got it, not for the query.
+func graphQLRateLimited(body []byte) bool {
+	limited, sure := credentials.GraphQLRateLimited(body)
+	return limited || !sure
+}
+
 type closerFunc func() error
 
 func (f closerFunc) Close() error { return f() }

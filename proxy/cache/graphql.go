@@ -444,28 +444,6 @@ func graphQLStorable(resp *http.Response, body []byte) bool {
 	return len(data) > 0 && data[0] == '{'
 }
 
-// graphQLRateLimited reports whether a GraphQL answer is a RATE_LIMITED
-// refusal: it speaks for the credential that got it, not for the query.
-func graphQLRateLimited(body []byte) bool {
-	if !bytes.Contains(body, []byte("RATE_LIMITED")) {
-		return false
-	}
-	var r struct {
-		Errors []struct {
-			Type string `json:"type"`
-		} `json:"errors"`
-	}
-	if json.Unmarshal(body, &r) != nil {
-		return true // unreadable and mentions it: do not share
-	}
-	for _, e := range r.Errors {
-		if e.Type == "RATE_LIMITED" {
-			return true
-		}
-	}
-	return false
-}
-
 // topLevel decodes a JSON object into its raw fields, refusing duplicate
 // keys and trailing data.
 func topLevel(body []byte) (map[string]json.RawMessage, error) {

@@ -222,6 +222,7 @@ func TestGraphQLFlightSharesAllButRateLimited(t *testing.T) {
 		{"data", `{"data":{"a":1}}`, 1},
 		{"query error", `{"data":null,"errors":[{"type":"NOT_FOUND"}]}`, 1},
 		{"rate limited", `{"errors":[{"type":"RATE_LIMITED","message":"API rate limit exceeded"}]}`, 3},
+		{"unreadable, mentions rate limited", `{"errors":[{"type":"RATE_LIMITED"`, 3},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var calls atomic.Int32

@@ -567,7 +567,7 @@ func (p *Pool) judge(c *cred, resource string, resp *http.Response) (verdict, er
 		if err != nil {
 			return deliver, err
 		}
-		if graphQLRateLimited(body) {
+		if limited, _ := GraphQLRateLimited(body); limited {
 			until := p.now().Add(unknownResetBench)
 			if r, err := strconv.ParseInt(resp.Header.Get("X-RateLimit-Reset"), 10, 64); err == nil && time.Unix(r, 0).After(p.now()) {
 				until = time.Unix(r, 0)
@@ -599,9 +599,14 @@ func inspect(resp *http.Response) ([]byte, error) {
 	return b, nil
 }
 
-func graphQLRateLimited(body []byte) bool {
+// GraphQLRateLimited reports whether a GraphQL answer is a RATE_LIMITED
+// refusal (one of its errors has that type): it speaks for the
+// credential that got it, not for the query. sure is false when the body
+// mentions RATE_LIMITED but does not decode: the pool cannot tell and
+// delivers it; the coalescer does not share it.
+func GraphQLRateLimited(body []byte) (limited, sure bool) {
 	if !bytes.Contains(body, []byte("RATE_LIMITED")) {
-		return false
+		return false, true
 	}
 	var r struct {
 		Errors []struct {
@@ -609,14 +614,14 @@ func graphQLRateLimited(body []byte) bool {
 		} `json:"errors"`
 	}
 	if json.Unmarshal(body, &r) != nil {
-		return false
+		return false, false
 	}
 	for _, e := range r.Errors {
 		if e.Type == "RATE_LIMITED" {
-			return true
+			return true, true
 		}
 	}
-	return false
+	return false, true
 }
 
 // refused remembers GitHub's rate-limit answer for resources: its status
