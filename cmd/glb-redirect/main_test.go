@@ -73,26 +73,7 @@ func TestFlags(t *testing.T) {
 func TestBinary(t *testing.T) {
 	testenv.RequireRoot(t)
 	bin := testenv.BuildBinary(t, "./cmd/glb-redirect")
-	ns := nstest.New(t, "rdr")
-	nstest.Veth(t, ns, "up0", ns, "up0p")
-	ns.IP(t, "addr", "add", "10.1.0.11/24", "dev", "up0")
-	rpFilter := "/proc/sys/net/ipv4/conf/up0/rp_filter"
-	sysctl := func(value string) string {
-		t.Helper()
-		var got []byte
-		if err := ns.Do(t, func() error {
-			if value != "" {
-				return os.WriteFile(rpFilter, []byte(value), 0o644)
-			}
-			var err error
-			got, err = os.ReadFile(rpFilter)
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		return strings.TrimSpace(string(got))
-	}
-	sysctl("1")
+	ns := newHost(t)
 
 	p := ns.Start(t, bin, "--iface", "up0", "--vip", "10.100.0.1", "--vip", "fd00:100::1", "--metrics-addr", "127.0.0.1:9523",
 		"--bpffs", privateBPFFS(t), "--state-file", filepath.Join(t.TempDir(), "up0.json"),
@@ -135,7 +116,7 @@ func TestBinary(t *testing.T) {
 	if !strings.Contains(lo(), "10.100.0.1/32") || !strings.Contains(lo(), "fd00:100::1/128") {
 		t.Fatalf("VIPs not on lo:\n%s", lo())
 	}
-	if got := sysctl(""); got != "2" {
+	if got := rpFilter(t, ns); got != "2" {
 		t.Errorf("rp_filter %s, want 2", got)
 	}
 
@@ -154,24 +135,11 @@ func TestBinary(t *testing.T) {
 	if strings.Contains(lo(), "10.100.0.1") || strings.Contains(lo(), "fd00:100::1") {
 		t.Errorf("VIPs left on lo after exit:\n%s", lo())
 	}
-	if got := sysctl(""); got != "1" {
+	if got := rpFilter(t, ns); got != "1" {
 		t.Errorf("rp_filter %s after exit, want 1 back", got)
 	}
-	if err := ns.Do(t, func() error {
-		ifi, err := net.InterfaceByName("up0")
-		if err != nil {
-			return err
-		}
-		res, err := link.QueryPrograms(link.QueryOptions{Target: ifi.Index, Attach: ebpf.AttachTCXIngress})
-		if err != nil {
-			return err
-		}
-		if len(res.Programs) != 0 {
-			t.Errorf("%d programs still on tcx ingress of up0 after exit", len(res.Programs))
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
+	if n := tcxPrograms(t, ns); n != 0 {
+		t.Errorf("%d programs still on tcx ingress of up0 after exit", n)
 	}
 	for _, want := range []string{`msg="sysctl changed" key=net.ipv4.conf.up0.rp_filter old=1 new=2`, `msg="VIP missing from lo; adding it back"`, `msg=stopped`,
 		`msg="GUE accepted only from trusted sources" gue_from="[10.1.0.2/32 10.1.0.8/29]"`} {
@@ -193,6 +161,47 @@ func privateBPFFS(t *testing.T) string {
 	return filepath.Join(mnt, "glb-redirect", "up0")
 }
 
+// newHost makes the host every binary test starts from: a namespace
+// whose uplink up0 has 10.1.0.11/24 and rp_filter 1 (strict), which
+// glb-redirect changes to 2 and must put back.
+func newHost(t *testing.T) *nstest.NS {
+	t.Helper()
+	ns := nstest.New(t, "rdr")
+	nstest.Veth(t, ns, "up0", ns, "up0p")
+	ns.IP(t, "addr", "add", "10.1.0.11/24", "dev", "up0")
+	ns.Exec(t, "sh", "-c", "echo 1 > "+rpFilterPath)
+	return ns
+}
+
+const rpFilterPath = "/proc/sys/net/ipv4/conf/up0/rp_filter"
+
+// rpFilter reads up0's rp_filter in ns.
+func rpFilter(t *testing.T, ns *nstest.NS) string {
+	t.Helper()
+	return strings.TrimSpace(ns.Exec(t, "cat", rpFilterPath))
+}
+
+// tcxPrograms counts the programs attached to up0's tcx ingress in ns.
+func tcxPrograms(t *testing.T, ns *nstest.NS) int {
+	t.Helper()
+	var n int
+	if err := ns.Do(t, func() error {
+		ifi, err := net.InterfaceByName("up0")
+		if err != nil {
+			return err
+		}
+		res, err := link.QueryPrograms(link.QueryOptions{Target: ifi.Index, Attach: ebpf.AttachTCXIngress})
+		if err != nil {
+			return err
+		}
+		n = len(res.Programs)
+		return nil
+	}); err != nil {
+		t.Fatalf("query tcx ingress of up0: %v", err)
+	}
+	return n
+}
+
 // TestBinaryRestart restarts the real glb-redirect the ways systemd does:
 // SIGUSR2 (systemctl restart) leaves the program attached and the next
 // start adopts it; SIGKILL (a crash) leaves it attached too and the next
@@ -201,11 +210,7 @@ func privateBPFFS(t *testing.T) string {
 func TestBinaryRestart(t *testing.T) {
 	testenv.RequireRoot(t)
 	bin := testenv.BuildBinary(t, "./cmd/glb-redirect")
-	ns := nstest.New(t, "rdr")
-	nstest.Veth(t, ns, "up0", ns, "up0p")
-	ns.IP(t, "addr", "add", "10.1.0.11/24", "dev", "up0")
-	rpFilter := "/proc/sys/net/ipv4/conf/up0/rp_filter"
-	ns.Exec(t, "sh", "-c", "echo 1 > "+rpFilter)
+	ns := newHost(t)
 	pins := privateBPFFS(t)
 	state := filepath.Join(t.TempDir(), "run", "up0.json")
 	args := []string{"--iface", "up0", "--vip", "10.100.0.1", "--metrics-addr", "", "--gue-from", "10.1.0.0/24",
@@ -223,29 +228,10 @@ func TestBinaryRestart(t *testing.T) {
 		})
 		return p
 	}
-	programs := func() int {
-		t.Helper()
-		var n int
-		if err := ns.Do(t, func() error {
-			ifi, err := net.InterfaceByName("up0")
-			if err != nil {
-				return err
-			}
-			res, err := link.QueryPrograms(link.QueryOptions{Target: ifi.Index, Attach: ebpf.AttachTCXIngress})
-			if err != nil {
-				return err
-			}
-			n = len(res.Programs)
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
+	programs := func() int { return tcxPrograms(t, ns) }
 	hostState := func() (rp string, vip bool) {
 		t.Helper()
-		rp = strings.TrimSpace(ns.Exec(t, "cat", rpFilter))
-		return rp, strings.Contains(ns.IP(t, "addr", "show", "dev", "lo"), "10.100.0.1/32")
+		return rpFilter(t, ns), strings.Contains(ns.IP(t, "addr", "show", "dev", "lo"), "10.100.0.1/32")
 	}
 
 	a := start()
@@ -300,34 +286,15 @@ func TestBinaryRestart(t *testing.T) {
 func TestBinaryCleanup(t *testing.T) {
 	testenv.RequireRoot(t)
 	bin := testenv.BuildBinary(t, "./cmd/glb-redirect")
-	ns := nstest.New(t, "rdr")
-	nstest.Veth(t, ns, "up0", ns, "up0p")
-	ns.IP(t, "addr", "add", "10.1.0.11/24", "dev", "up0")
-	rpFilter := "/proc/sys/net/ipv4/conf/up0/rp_filter"
-	ns.Exec(t, "sh", "-c", "echo 1 > "+rpFilter)
+	ns := newHost(t)
 	pins := privateBPFFS(t)
 	state := filepath.Join(t.TempDir(), "up0.json")
 	where := []string{"--iface", "up0", "--bpffs", pins, "--state-file", state}
 	args := append([]string{"--vip", "10.100.0.1", "--metrics-addr", "", "--gue-from", "10.1.0.0/24"}, where...)
 
-	programs := func() int {
-		t.Helper()
-		var n int
-		if err := ns.Do(t, func() error {
-			ifi, err := net.InterfaceByName("up0")
-			if err != nil {
-				return err
-			}
-			res, err := link.QueryPrograms(link.QueryOptions{Target: ifi.Index, Attach: ebpf.AttachTCXIngress})
-			n = len(res.Programs)
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
+	programs := func() int { return tcxPrograms(t, ns) }
 	vipOnLo := func() bool { return strings.Contains(ns.IP(t, "addr", "show", "dev", "lo"), "10.100.0.1/32") }
-	rp := func() string { return strings.TrimSpace(ns.Exec(t, "cat", rpFilter)) }
+	rp := func() string { return rpFilter(t, ns) }
 	sock := filepath.Join(t.TempDir(), "notify")
 	notify, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
 	if err != nil {
