@@ -187,9 +187,7 @@ func WithChoice(ctx context.Context, c *Choice) context.Context {
 }
 
 // ChoiceFrom returns the Choice attached to ctx, or nil.
-func ChoiceFrom(ctx context.Context) *Choice { return choiceFrom(ctx) }
-
-func choiceFrom(ctx context.Context) *Choice {
+func ChoiceFrom(ctx context.Context) *Choice {
 	c, _ := ctx.Value(choiceKey{}).(*Choice)
 	return c
 }
@@ -296,7 +294,7 @@ func (c *cred) token(ctx context.Context) (string, error) {
 // http.NewRequest does for in-memory bodies) to be retried.
 func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
-	ch := choiceFrom(ctx)
+	ch := ChoiceFrom(ctx)
 	prefer := ""
 	if ch != nil {
 		prefer = ch.Prefer
