@@ -706,20 +706,12 @@ func (d *Dataplane) Apply(tables []Table) (Result, error) {
 		st.tableSlots.free(slot)
 	}
 	st.foreign = nil
-	for k, bi := range st.binds {
-		if _, ok := newBinds[k]; !ok {
-			st.bindSlots.free(bi.slot)
-		}
-	}
-	// Slots an adopted trie used but no new bind took are free now too.
-	inUse := map[uint32]bool{}
+	// The bind slots in use are exactly the new binds': those of removed
+	// binds, and those an adopted trie used that no new bind took, are
+	// free now.
+	clear(st.bindSlots.used)
 	for _, bi := range newBinds {
-		inUse[bi.slot] = true
-	}
-	for i := range st.bindSlots.used {
-		if !inUse[uint32(i)] {
-			st.bindSlots.used[i] = false
-		}
+		st.bindSlots.used[bi.slot] = true
 	}
 	st.binds = newBinds
 	sort.Strings(res.Swapped)
