@@ -48,6 +48,31 @@ func TestEndLabels(t *testing.T) {
 	}
 }
 
+// TestMapLimits fails when the limits Apply checks drift from the map
+// sizes in bpf/include/director.h.
+func TestMapLimits(t *testing.T) {
+	spec, err := bpf.LoadDirector()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		got  uint32
+		want int
+	}{
+		{bpf.DirectorMapGlbTables, spec.Maps[bpf.DirectorMapGlbTables].MaxEntries, MaxTables},
+		{bpf.DirectorMapGlbTables + " inner", spec.Maps[bpf.DirectorMapGlbTables].InnerMap.MaxEntries, numRows + 1},
+		{bpf.DirectorMapGlbBinds, spec.Maps[bpf.DirectorMapGlbBinds].MaxEntries, MaxPrefixes},
+		{bpf.DirectorMapGlbBindStats, spec.Maps[bpf.DirectorMapGlbBindStats].MaxEntries, MaxBinds},
+		{bpf.DirectorMapGlbPorts, spec.Maps[bpf.DirectorMapGlbPorts].MaxEntries, MaxPortRanges},
+		{bpf.DirectorMapGlbEnds, spec.Maps[bpf.DirectorMapGlbEnds].MaxEntries, int(bpf.DirectorGlbEndEND_LEN)},
+	} {
+		if int(c.got) != c.want {
+			t.Errorf("%s holds %d entries, the Go side assumes %d", c.name, c.got, c.want)
+		}
+	}
+}
+
 func TestModes(t *testing.T) {
 	for _, s := range []string{"auto", "native", "generic"} {
 		if m, err := ParseMode(s); err != nil || string(m) != s {
