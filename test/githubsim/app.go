@@ -176,16 +176,6 @@ func (s *Server) installationOf(c *call) (*app, int64, *response) {
 	return a, id, nil
 }
 
-func (s *Server) getInstallation(c *call) *response {
-	a, id, resp := s.installationOf(c)
-	if resp != nil {
-		return resp
-	}
-	s.dataMu.RLock()
-	defer s.dataMu.RUnlock()
-	return ok(s.installation(c, a, id), seedEpoch)
-}
-
 func (s *Server) getRepoInstallation(c *call) *response {
 	a, resp := s.appOf(c)
 	if resp != nil {

@@ -42,18 +42,6 @@ func (s *Server) addIssue(owner, repo, title, body string) (int, error) {
 	return s.world.addIssue(r, title, body, s.world.user("octocat"), s.now()).number, nil
 }
 
-// CloseIssue closes an issue (or pull request) as completed.
-func (s *Server) CloseIssue(owner, repo string, number int) {
-	s.init()
-	s.dataMu.Lock()
-	defer s.dataMu.Unlock()
-	r := s.world.repo(owner, repo)
-	if r == nil || r.issue(number) == nil {
-		panic(fmt.Sprintf("githubsim: CloseIssue: no issue %s/%s#%d", owner, repo, number))
-	}
-	s.world.closeIssue(r.issue(number), s.now(), "completed")
-}
-
 // PushCommit adds a commit to branch (created from the default branch if
 // missing) that appends message to CHANGELOG.md, and returns its sha. The
 // commit shows in REST, GraphQL and `git fetch` alike. It panics if the

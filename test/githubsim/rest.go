@@ -67,7 +67,6 @@ func (s *Server) routes() *http.ServeMux {
 	h("GET /search/repositories", s.searchRepos)
 	h("GET /app", s.getApp)
 	h("GET /app/installations", s.listInstallations)
-	h("GET /app/installations/{id}", s.getInstallation)
 	h("POST /app/installations/{id}/access_tokens", s.mintToken)
 	h("GET /installation/repositories", s.listInstallationRepos)
 	return mux
