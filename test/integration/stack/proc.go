@@ -58,9 +58,6 @@ func (s *Stack) start(ns *nstest.NS, name string, env []string, bin string, args
 	return p
 }
 
-// Done is closed when the process has exited.
-func (p *Proc) Done() <-chan struct{} { return p.done }
-
 // Running reports whether the process is still running.
 func (p *Proc) Running() bool {
 	select {
@@ -70,12 +67,6 @@ func (p *Proc) Running() bool {
 		return true
 	}
 }
-
-// Err waits for the process and returns its exit error.
-func (p *Proc) Err() error { <-p.done; return p.err }
-
-// Signal sends sig to the process.
-func (p *Proc) Signal(sig os.Signal) error { return p.proc.Signal(sig) }
 
 // Stop sends SIGTERM and waits up to 15 seconds before SIGKILL. It returns
 // the exit error (nil for a clean exit).
