@@ -10,14 +10,15 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"github.com/glb-project/glb/internal/syncbuf"
 	"os/exec"
 	"runtime"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/glb-project/glb/internal/syncbuf"
 	"github.com/glb-project/glb/internal/testenv"
 	"github.com/vishvananda/netns"
 )
@@ -208,7 +209,7 @@ func (p *Process) Stop() {
 		return
 	default:
 	}
-	_ = p.Cmd.Process.Signal(termSignal)
+	_ = p.Cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
 	case <-time.After(5 * time.Second):
