@@ -104,6 +104,23 @@ func tcxPrograms(tb testing.TB, ns *nstest.NS, iface string) int {
 	return n
 }
 
+// startAgent starts an agent with cfg inside ns and closes it when the
+// test ends (Close does nothing for an agent that already left or
+// closed).
+func startAgent(tb testing.TB, ns *nstest.NS, cfg Config) (*Agent, error) {
+	tb.Helper()
+	var a *Agent
+	err := ns.Do(tb, func() error {
+		var err error
+		a, err = Start(cfg)
+		return err
+	})
+	if a != nil {
+		tb.Cleanup(func() { _ = ns.Do(tb, a.Close) })
+	}
+	return a, err
+}
+
 // TestAgent starts the agent on a proxy host of a small LAN, checks what
 // it changed, sends it real GUE from a director namespace (one packet it
 // must take, one it must pass to a second proxy host), and checks that
@@ -132,13 +149,9 @@ func TestAgent(t *testing.T) {
 
 	reg := prometheus.NewPedanticRegistry()
 	var logs syncbuf.Buffer
-	var a *Agent
-	if err := p1.Do(t, func() error {
-		var err error
-		a, err = Start(Config{Iface: "up0", VIPs: []netip.Addr{vip4, foreign, vip6}, Registerer: reg,
-			Log: slog.New(slog.NewTextHandler(&logs, nil))})
-		return err
-	}); err != nil {
+	a, err := startAgent(t, p1, Config{Iface: "up0", VIPs: []netip.Addr{vip4, foreign, vip6}, Registerer: reg,
+		Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
 		t.Fatalf("start: %v", err)
 	}
 	closed := false
@@ -409,12 +422,8 @@ func TestAgentRPFilter(t *testing.T) {
 			setNSSysctl(t, ns, all, c.all)
 			setNSSysctl(t, ns, up, c.up)
 			var logs syncbuf.Buffer
-			var a *Agent
-			if err := ns.Do(t, func() error {
-				var err error
-				a, err = Start(Config{Iface: "up0", VIPs: []netip.Addr{vip4}, Log: slog.New(slog.NewTextHandler(&logs, nil))})
-				return err
-			}); err != nil {
+			a, err := startAgent(t, ns, Config{Iface: "up0", VIPs: []netip.Addr{vip4}, Log: slog.New(slog.NewTextHandler(&logs, nil))})
+			if err != nil {
 				t.Fatal(err)
 			}
 			gotAll, gotUp := nsSysctl(t, ns, all), nsSysctl(t, ns, up)
@@ -455,16 +464,8 @@ func TestAgentSelfAddress(t *testing.T) {
 	ns.IP(t, "addr", "add", "10.1.0.11/24", "dev", "up0")
 	start := func(self netip.Addr) (*Agent, string, error) {
 		var logs syncbuf.Buffer
-		var a *Agent
-		err := ns.Do(t, func() error {
-			var err error
-			a, err = Start(Config{Iface: "up0", VIPs: []netip.Addr{vip4}, Self: self, GUEFrom: trustedForTests,
-				Log: slog.New(slog.NewTextHandler(&logs, nil))})
-			return err
-		})
-		if a != nil {
-			t.Cleanup(func() { ns.Do(t, a.Close) })
-		}
+		a, err := startAgent(t, ns, Config{Iface: "up0", VIPs: []netip.Addr{vip4}, Self: self, GUEFrom: trustedForTests,
+			Log: slog.New(slog.NewTextHandler(&logs, nil))})
 		return a, logs.String(), err
 	}
 

@@ -154,15 +154,10 @@ func TestHandover(t *testing.T) {
 		PinPath: pins, StateFile: state, Log: slog.New(slog.NewTextHandler(&logs, nil))}
 	start := func(cfg Config) *Agent {
 		t.Helper()
-		var a *Agent
-		if err := p1.Do(t, func() error {
-			var err error
-			a, err = Start(cfg)
-			return err
-		}); err != nil {
+		a, err := startAgent(t, p1, cfg)
+		if err != nil {
 			t.Fatalf("start: %v\n%s", err, logs.String())
 		}
-		t.Cleanup(func() { _ = p1.Do(t, a.Close) })
 		return a
 	}
 	a := start(cfg)
@@ -282,12 +277,8 @@ func TestAdoptAfterCrash(t *testing.T) {
 			state := filepath.Join(t.TempDir(), "up0.json")
 			var logs syncbuf.Buffer
 			cfg := Config{Iface: "up0", VIPs: []netip.Addr{vip4}, PinPath: pins, StateFile: state, Log: slog.New(slog.NewTextHandler(&logs, nil))}
-			var a, b *Agent
-			if err := p1.Do(t, func() error {
-				var err error
-				a, err = Start(cfg)
-				return err
-			}); err != nil {
+			a, err := startAgent(t, p1, cfg)
+			if err != nil {
 				t.Fatal(err)
 			}
 			linkA, _ := linkIDs(t, a)
@@ -298,14 +289,10 @@ func TestAdoptAfterCrash(t *testing.T) {
 			if n := tcxPrograms(t, p1, "up0"); n != 1 {
 				t.Fatalf("%d programs on tcx ingress after the crash, want the pinned one", n)
 			}
-			if err := p1.Do(t, func() error {
-				var err error
-				b, err = Start(cfg)
-				return err
-			}); err != nil {
+			b, err := startAgent(t, p1, cfg)
+			if err != nil {
 				t.Fatalf("start after crash: %v", err)
 			}
-			t.Cleanup(func() { _ = p1.Do(t, b.Close) })
 			if linkB, _ := linkIDs(t, b); linkB != linkA {
 				t.Errorf("B made link %d, want A's %d adopted", linkB, linkA)
 			}
@@ -348,18 +335,7 @@ func TestAdoptRefusals(t *testing.T) {
 	p1.IP(t, "addr", "add", "10.2.0.11/24", "dev", "up1")
 	pins := privateBPFFS(t)
 	state := filepath.Join(t.TempDir(), "up0.json")
-	startIn := func(cfg Config) (*Agent, error) {
-		var a *Agent
-		err := p1.Do(t, func() error {
-			var err error
-			a, err = Start(cfg)
-			return err
-		})
-		if a != nil {
-			t.Cleanup(func() { _ = p1.Do(t, a.Close) })
-		}
-		return a, err
-	}
+	startIn := func(cfg Config) (*Agent, error) { return startAgent(t, p1, cfg) }
 	a, err := startIn(Config{Iface: "up0", VIPs: []netip.Addr{vip4}, PinPath: pins, StateFile: state})
 	if err != nil {
 		t.Fatal(err)
@@ -414,18 +390,7 @@ func TestSecondAgentRefused(t *testing.T) {
 	pins := privateBPFFS(t)
 	state := filepath.Join(t.TempDir(), "up0.json")
 	cfg := Config{Iface: "up0", VIPs: []netip.Addr{vip4}, PinPath: pins, StateFile: state}
-	startIn := func() (*Agent, error) {
-		var a *Agent
-		err := p1.Do(t, func() error {
-			var err error
-			a, err = Start(cfg)
-			return err
-		})
-		if a != nil {
-			t.Cleanup(func() { _ = p1.Do(t, a.Close) })
-		}
-		return a, err
-	}
+	startIn := func() (*Agent, error) { return startAgent(t, p1, cfg) }
 	a, err := startIn()
 	if err != nil {
 		t.Fatal(err)
@@ -482,15 +447,11 @@ func TestCloseKeepsWhatFailed(t *testing.T) {
 	state := filepath.Join(t.TempDir(), "up0.json")
 	cfg := Config{Iface: "up0", VIPs: []netip.Addr{vip4}, PinPath: pins, StateFile: state}
 	startIn := func() *Agent {
-		var a *Agent
-		if err := p1.Do(t, func() error {
-			var err error
-			a, err = Start(cfg)
-			return err
-		}); err != nil {
+		t.Helper()
+		a, err := startAgent(t, p1, cfg)
+		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = p1.Do(t, a.Close) })
 		return a
 	}
 	a := startIn()
@@ -553,15 +514,10 @@ func TestRecordedBeforeMade(t *testing.T) {
 	rpFilter := "net/ipv4/conf/up0/rp_filter"
 	setNSSysctl(t, p1, rpFilter, "1")
 	state := filepath.Join(t.TempDir(), "up0.json")
-	var a *Agent
-	if err := p1.Do(t, func() error {
-		var err error
-		a, err = Start(Config{Iface: "up0", VIPs: []netip.Addr{vip4}, StateFile: state})
-		return err
-	}); err != nil {
+	a, err := startAgent(t, p1, Config{Iface: "up0", VIPs: []netip.Addr{vip4}, StateFile: state})
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = p1.Do(t, a.Close) })
 
 	// Undo both changes behind the agent's back; Reconcile makes them
 	// again, recording each first.
@@ -627,13 +583,7 @@ func TestAdoptRefusesForeignProgram(t *testing.T) {
 	}
 
 	cfg := Config{Iface: "up0", VIPs: []netip.Addr{vip4}, PinPath: pins, StateFile: filepath.Join(t.TempDir(), "up0.json")}
-	err = p1.Do(t, func() error {
-		a, err := Start(cfg)
-		if err == nil {
-			a.Close()
-		}
-		return err
-	})
+	_, err = startAgent(t, p1, cfg)
 	if want := `named "other_tool", not glb_redirect`; err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("Start over another program's pinned link: %v, want %q", err, want)
 	}
@@ -648,18 +598,10 @@ func TestAdoptRefusesForeignProgram(t *testing.T) {
 	// in the link, before and after a swap.
 	_ = other.Unpin()
 	other.Close()
-	var a *Agent
-	if err := p1.Do(t, func() error {
-		a, err = Start(cfg)
-		return err
-	}); err != nil {
+	a, err := startAgent(t, p1, cfg)
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if a != nil {
-			_ = p1.Do(t, a.Close)
-		}
-	})
 	pinnedProg := func() uint32 {
 		t.Helper()
 		p, err := ebpf.LoadPinnedProgram(filepath.Join(pins, progPinName), nil)
@@ -683,10 +625,7 @@ func TestAdoptRefusesForeignProgram(t *testing.T) {
 	if err := p1.Do(t, a.Leave); err != nil {
 		t.Fatal(err)
 	}
-	if err := p1.Do(t, func() error {
-		a, err = Start(cfg)
-		return err
-	}); err != nil {
+	if a, err = startAgent(t, p1, cfg); err != nil {
 		t.Fatal(err)
 	}
 	if _, p := linkIDs(t, a); pinnedProg() != p {
