@@ -54,7 +54,7 @@ func newMetrics(reg prometheus.Registerer, p *Proxy) (*metrics, error) {
 		}, []string{"reason"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "glb_proxy_rejected_requests_total",
-			Help: "Requests refused before reaching upstream, by reason (bad_path, scope, bad_graphql, method, too_large, not_ready).",
+			Help: "Requests refused before reaching upstream, by reason (bad_path, scope, bad_graphql, method, too_large, body_timeout, bad_body, not_ready).",
 		}, []string{"reason"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "glb_proxy_clients_reloads_total",
