@@ -249,9 +249,6 @@ func (s *KVStore) WatchEvents(ctx context.Context, emit func(Event)) error {
 			// (a health report, the client registry): nothing changed.
 			index = max(last, 1)
 			s.tr.ok(index)
-			if s.tr.m != nil {
-				s.tr.m.index.Set(float64(index))
-			}
 			continue
 		}
 		index = max(last, 1) // never block on 0: see Consul's blocking-query notes
@@ -264,9 +261,6 @@ func (s *KVStore) WatchEvents(ctx context.Context, emit func(Event)) error {
 		}
 		decoded, stateSum = true, sum
 		s.tr.ok(last)
-		if s.tr.m != nil {
-			s.tr.m.index.Set(float64(last))
-		}
 		s.tr.offer(st.cfg, emit)
 	}
 	return nil

@@ -157,7 +157,8 @@ func TestConsulTwoDirectorsAgree(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "both directors to see the idempotent write", func() bool {
-		return a.st.Status().Index >= p.ModifyIndex+1 && b.st.Status().Index >= p.ModifyIndex+1
+		return a.st.Status().Index >= p.ModifyIndex+1 && b.st.Status().Index >= p.ModifyIndex+1 &&
+			gauge(t, a.reg, "glb_state_index") >= float64(p.ModifyIndex+1)
 	})
 	a.quiet(t)
 	b.quiet(t)

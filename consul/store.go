@@ -306,8 +306,8 @@ func (t *tracker) fail(kind string, err error, emit func(Event)) {
 	}
 }
 
-// ok records a successful read of a valid state at index: the state in
-// use is current again.
+// ok records a successful read of a valid state at index (0 for a file):
+// the state in use is current again.
 func (t *tracker) ok(index uint64) {
 	now := t.now()
 	t.mu.Lock()
@@ -316,6 +316,7 @@ func (t *tracker) ok(index uint64) {
 	t.mu.Unlock()
 	if t.m != nil {
 		t.m.lastSuccess.Set(float64(now.UnixNano()) / 1e9)
+		t.m.index.Set(float64(index))
 		t.m.reads.Inc()
 		t.m.stale.Set(0)
 		t.m.invalid.Set(0)
