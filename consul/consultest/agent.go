@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -279,7 +280,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) error {
 		for _, cid := range old.checks {
 			if keep[cid] {
 				sv.checks = append(sv.checks, cid)
-			} else if s.checks[cid] != nil && !contains(sv.checks, cid) {
+			} else if s.checks[cid] != nil && !slices.Contains(sv.checks, cid) {
 				s.removeCheck(cid)
 			}
 		}
@@ -288,15 +289,6 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) error {
 	s.catIndex = idx
 	s.wake()
 	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 func sameCheck(a, b *check) bool {
@@ -586,7 +578,7 @@ func (s *Server) reaper(ctx context.Context) {
 func (s *Server) entries(name, tag string, passing bool) []*api.ServiceEntry {
 	out := []*api.ServiceEntry{}
 	for _, sv := range s.sortedServices() {
-		if sv.svc.Service != name || tag != "" && !contains(sv.svc.Tags, tag) {
+		if sv.svc.Service != name || tag != "" && !slices.Contains(sv.svc.Tags, tag) {
 			continue
 		}
 		a := sv.svc
@@ -630,7 +622,7 @@ func (s *Server) serveCatalogService(w http.ResponseWriter, r *http.Request, nam
 		n := s.node()
 		out := []*api.CatalogService{}
 		for _, sv := range s.sortedServices() {
-			if sv.svc.Service != name || tag != "" && !contains(sv.svc.Tags, tag) {
+			if sv.svc.Service != name || tag != "" && !slices.Contains(sv.svc.Tags, tag) {
 				continue
 			}
 			a := sv.svc
@@ -657,7 +649,7 @@ func (s *Server) serveCatalogServices(w http.ResponseWriter, r *http.Request) er
 				tags = []string{}
 			}
 			for _, t := range sv.svc.Tags {
-				if !contains(tags, t) {
+				if !slices.Contains(tags, t) {
 					tags = append(tags, t)
 				}
 			}

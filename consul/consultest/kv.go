@@ -238,7 +238,7 @@ func (s *Server) kvDelete(w http.ResponseWriter, r *http.Request, key string) er
 			return errorf(http.StatusBadRequest, "Invalid cas index: %v", err)
 		}
 		// A delete-cas of a missing key fails unless the index is 0.
-		if e == nil && n != 0 || e != nil && e.ModifyIndex != n {
+		if !casMatches(e, n) {
 			return writeJSON(w, false)
 		}
 	}
