@@ -148,6 +148,11 @@ func TestProgramGolden(t *testing.T) {
 		notGUE[i].wantOutcome = "passed_not_gue"
 	}
 
+	// Packets dropped and counted: the output is not checked.
+	drop := func(name string, in []byte, outcome string) progCase {
+		return progCase{name: name, in: in, wantVerdict: verdictDrop, wantOutcome: outcome}
+	}
+
 	cases := append(notGUE, []progCase{
 		{name: "GUE to another host's address passes untouched",
 			in:          ether(selfMAC, dirMAC, ethIPv4, gueOuter{src: directorIP, dst: peerIP}.wrap(gueHdr{hops: hops1}, innerAck)),
@@ -155,81 +160,56 @@ func TestProgramGolden(t *testing.T) {
 			wantOut: ether(selfMAC, dirMAC, ethIPv4, gueOuter{src: directorIP, dst: peerIP}.wrap(gueHdr{hops: hops1}, innerAck))},
 
 		// Malformed GUE: dropped and counted.
-		{name: "GUE with outer IPv4 options is malformed",
-			in:          ether(selfMAC, dirMAC, ethIPv4, gueOuter{src: directorIP, dst: selfIP, ip: ipv4Opts{options: []byte{1, 1, 1, 0}}}.wrap(gueHdr{hops: hops1}, innerAck)),
-			wantVerdict: verdictDrop, wantOutcome: "malformed_outer"},
-		{name: "the first fragment of a GUE packet is malformed",
-			in:          ether(selfMAC, dirMAC, ethIPv4, gueOuter{src: directorIP, dst: selfIP, ip: ipv4Opts{flags: 0x2000}}.wrap(gueHdr{hops: hops1}, innerAck)),
-			wantVerdict: verdictDrop, wantOutcome: "malformed_outer"},
-		{name: "GUE cut inside the GUE header is malformed",
-			in:          ether(selfMAC, dirMAC, ethIPv4, ipv4(directorIP, selfIP, protoUDP, udp(directorIP, selfIP, 1, guePort, []byte{2, 4, 0, 0, 0}, false), ipv4Opts{})),
-			wantVerdict: verdictDrop, wantOutcome: "malformed_short"},
-		{name: "GUE version 1 is malformed",
-			in:          fromDirector(gueHdr{hops: hops1, verC: 0x40}, innerAck),
-			wantVerdict: verdictDrop, wantOutcome: "malformed_gue_version"},
-		{name: "a GUE control message is malformed",
-			in:          fromDirector(gueHdr{hops: hops1, verC: 0x20}, innerAck),
-			wantVerdict: verdictDrop, wantOutcome: "malformed_gue_version"},
-		{name: "GUE flags are malformed",
-			in:          fromDirector(gueHdr{hops: hops1, flags: 0x8000}, innerAck),
-			wantVerdict: verdictDrop, wantOutcome: "malformed_gue_flags"},
-		{name: "a GUE proto other than 4 or 41 is malformed",
-			in:          fromDirector(gueHdr{hops: hops1, proto: 17}, innerAck),
-			wantVerdict: verdictDrop, wantOutcome: "malformed_gue_proto"},
-		{name: "hlen larger than 1 + hop_count is malformed",
-			in:          fromDirector(gueHdr{hops: hops1, hlen: 3}, innerAck),
-			wantVerdict: verdictDrop, wantOutcome: "malformed_gue_hlen"},
-		{name: "hlen 0 is malformed",
-			in:          fromDirector(gueHdr{hops: nil, hlen: 32}, innerAck), // 32 & 0x1f == 0
-			wantVerdict: verdictDrop, wantOutcome: "malformed_gue_hlen"},
-		{name: "hop_count larger than hlen allows is malformed",
-			in:          fromDirector(gueHdr{hops: hops1, hopCount: 5}, innerAck),
-			wantVerdict: verdictDrop, wantOutcome: "malformed_gue_hlen"},
-		{name: "a GLB private data type other than 0 is malformed",
-			in:          fromDirector(gueHdr{hops: hops1, privType: 1}, innerAck),
-			wantVerdict: verdictDrop, wantOutcome: "malformed_private_type"},
-		{name: "next_hop beyond hop_count is malformed",
-			in:          fromDirector(gueHdr{hops: hops1, nextHop: 2}, innerAck),
-			wantVerdict: verdictDrop, wantOutcome: "malformed_next_hop"},
-		{name: "a hop list cut short is malformed",
-			in:          ether(selfMAC, dirMAC, ethIPv4, ipv4(directorIP, selfIP, protoUDP, udp(directorIP, selfIP, 1, guePort, gueHdr{hops: []netip.Addr{peerIP, peerIP, peerIP}}.bytes(nil)[:14], false), ipv4Opts{})),
-			wantVerdict: verdictDrop, wantOutcome: "malformed_short"},
-		{name: "an IPv6 packet under proto 4 is malformed",
-			in:          fromDirector(gueHdr{hops: hops1, proto: 4}, innerAck6),
-			wantVerdict: verdictDrop, wantOutcome: "malformed_inner"},
-		{name: "an IPv4 packet under proto 41 is malformed",
-			in:          fromDirector(gueHdr{hops: hops1, proto: 41}, innerAck),
-			wantVerdict: verdictDrop, wantOutcome: "malformed_inner"},
-		{name: "an inner IPv4 header with ihl below 5 is malformed",
-			in:          fromDirector(gueHdr{hops: hops1}, append([]byte{0x44}, innerAck[1:]...)),
-			wantVerdict: verdictDrop, wantOutcome: "malformed_inner"},
-		{name: "an inner TCP header cut short is malformed",
-			in:          fromDirector(gueHdr{hops: hops1}, innerAck[:30]),
-			wantVerdict: verdictDrop, wantOutcome: "malformed_short"},
-		{name: "an inner IPv6 header cut short is malformed",
-			in:          fromDirector(gueHdr{hops: hops1}, innerAck6[:30]),
-			wantVerdict: verdictDrop, wantOutcome: "malformed_short"},
-		{name: "inner GRE is dropped: GLB forwards only TCP, UDP and ICMP",
-			in:          fromDirector(gueHdr{hops: hops1}, ipv4(remote, vip4, 47, make([]byte, 8), ipv4Opts{})),
-			wantVerdict: verdictDrop, wantOutcome: "dropped_inner_proto"},
-		{name: "GRE behind an inner IPv6 hop-by-hop header is dropped",
-			in:          fromDirector(gueHdr{hops: hops1}, ipv6ext(remote6, vip6, []ext6{hopByHop()}, 47, make([]byte, 8))),
-			wantVerdict: verdictDrop, wantOutcome: "dropped_inner_proto"},
-		{name: "an inner IPv6 hop-by-hop header with no next header is dropped",
-			in:          fromDirector(gueHdr{hops: hops1}, ipv6ext(remote6, vip6, []ext6{hopByHop()}, ext6NoNext, nil)),
-			wantVerdict: verdictDrop, wantOutcome: "dropped_inner_proto"},
-		{name: "an inner IPv6 extension header cut short is malformed",
-			in:          fromDirector(gueHdr{hops: hops1}, ipv6ext(remote6, vip6, []ext6{hopByHop(), destOpts()}, protoTCP, nil)[:40+8+4]),
-			wantVerdict: verdictDrop, wantOutcome: "malformed_short"},
-		{name: "an inner IPv6 extension header longer than the packet is malformed",
-			in:          fromDirector(gueHdr{hops: hops1}, ipv6ext(remote6, vip6, []ext6{{ext6DestOpts, append([]byte{1, 4}, make([]byte, 12)...)}}, protoTCP, nil)[:40+8]),
-			wantVerdict: verdictDrop, wantOutcome: "malformed_short"},
-		{name: "a TCP header cut short behind inner IPv6 extension headers is malformed",
-			in:          fromDirector(gueHdr{hops: hops1}, v6tcpExt(remote6, vip6, 40001, 443, ackSeg, hopByHop(), destOpts())[:40+16+19]),
-			wantVerdict: verdictDrop, wantOutcome: "malformed_short"},
-		{name: "eight inner IPv6 extension headers are malformed, as the director counts them",
-			in:          fromDirector(gueHdr{hops: hops1}, v6tcpExt(remote6, vip6, 40000, 443, synSeg, hopByHop(), destOpts(), destOpts(), destOpts(), destOpts(), destOpts(), destOpts(), destOpts())),
-			wantVerdict: verdictDrop, wantOutcome: "malformed_inner"},
+		drop("GUE with outer IPv4 options is malformed",
+			ether(selfMAC, dirMAC, ethIPv4, gueOuter{src: directorIP, dst: selfIP, ip: ipv4Opts{options: []byte{1, 1, 1, 0}}}.wrap(gueHdr{hops: hops1}, innerAck)), "malformed_outer"),
+		drop("the first fragment of a GUE packet is malformed",
+			ether(selfMAC, dirMAC, ethIPv4, gueOuter{src: directorIP, dst: selfIP, ip: ipv4Opts{flags: 0x2000}}.wrap(gueHdr{hops: hops1}, innerAck)), "malformed_outer"),
+		drop("GUE cut inside the GUE header is malformed",
+			ether(selfMAC, dirMAC, ethIPv4, ipv4(directorIP, selfIP, protoUDP, udp(directorIP, selfIP, 1, guePort, []byte{2, 4, 0, 0, 0}, false), ipv4Opts{})), "malformed_short"),
+		drop("GUE version 1 is malformed",
+			fromDirector(gueHdr{hops: hops1, verC: 0x40}, innerAck), "malformed_gue_version"),
+		drop("a GUE control message is malformed",
+			fromDirector(gueHdr{hops: hops1, verC: 0x20}, innerAck), "malformed_gue_version"),
+		drop("GUE flags are malformed",
+			fromDirector(gueHdr{hops: hops1, flags: 0x8000}, innerAck), "malformed_gue_flags"),
+		drop("a GUE proto other than 4 or 41 is malformed",
+			fromDirector(gueHdr{hops: hops1, proto: 17}, innerAck), "malformed_gue_proto"),
+		drop("hlen larger than 1 + hop_count is malformed",
+			fromDirector(gueHdr{hops: hops1, hlen: 3}, innerAck), "malformed_gue_hlen"),
+		drop("hlen 0 is malformed",
+			fromDirector(gueHdr{hops: nil, hlen: 32}, innerAck), "malformed_gue_hlen"), // 32 & 0x1f == 0
+		drop("hop_count larger than hlen allows is malformed",
+			fromDirector(gueHdr{hops: hops1, hopCount: 5}, innerAck), "malformed_gue_hlen"),
+		drop("a GLB private data type other than 0 is malformed",
+			fromDirector(gueHdr{hops: hops1, privType: 1}, innerAck), "malformed_private_type"),
+		drop("next_hop beyond hop_count is malformed",
+			fromDirector(gueHdr{hops: hops1, nextHop: 2}, innerAck), "malformed_next_hop"),
+		drop("a hop list cut short is malformed",
+			ether(selfMAC, dirMAC, ethIPv4, ipv4(directorIP, selfIP, protoUDP, udp(directorIP, selfIP, 1, guePort, gueHdr{hops: []netip.Addr{peerIP, peerIP, peerIP}}.bytes(nil)[:14], false), ipv4Opts{})), "malformed_short"),
+		drop("an IPv6 packet under proto 4 is malformed",
+			fromDirector(gueHdr{hops: hops1, proto: 4}, innerAck6), "malformed_inner"),
+		drop("an IPv4 packet under proto 41 is malformed",
+			fromDirector(gueHdr{hops: hops1, proto: 41}, innerAck), "malformed_inner"),
+		drop("an inner IPv4 header with ihl below 5 is malformed",
+			fromDirector(gueHdr{hops: hops1}, append([]byte{0x44}, innerAck[1:]...)), "malformed_inner"),
+		drop("an inner TCP header cut short is malformed",
+			fromDirector(gueHdr{hops: hops1}, innerAck[:30]), "malformed_short"),
+		drop("an inner IPv6 header cut short is malformed",
+			fromDirector(gueHdr{hops: hops1}, innerAck6[:30]), "malformed_short"),
+		drop("inner GRE is dropped: GLB forwards only TCP, UDP and ICMP",
+			fromDirector(gueHdr{hops: hops1}, ipv4(remote, vip4, 47, make([]byte, 8), ipv4Opts{})), "dropped_inner_proto"),
+		drop("GRE behind an inner IPv6 hop-by-hop header is dropped",
+			fromDirector(gueHdr{hops: hops1}, ipv6ext(remote6, vip6, []ext6{hopByHop()}, 47, make([]byte, 8))), "dropped_inner_proto"),
+		drop("an inner IPv6 hop-by-hop header with no next header is dropped",
+			fromDirector(gueHdr{hops: hops1}, ipv6ext(remote6, vip6, []ext6{hopByHop()}, ext6NoNext, nil)), "dropped_inner_proto"),
+		drop("an inner IPv6 extension header cut short is malformed",
+			fromDirector(gueHdr{hops: hops1}, ipv6ext(remote6, vip6, []ext6{hopByHop(), destOpts()}, protoTCP, nil)[:40+8+4]), "malformed_short"),
+		drop("an inner IPv6 extension header longer than the packet is malformed",
+			fromDirector(gueHdr{hops: hops1}, ipv6ext(remote6, vip6, []ext6{{ext6DestOpts, append([]byte{1, 4}, make([]byte, 12)...)}}, protoTCP, nil)[:40+8]), "malformed_short"),
+		drop("a TCP header cut short behind inner IPv6 extension headers is malformed",
+			fromDirector(gueHdr{hops: hops1}, v6tcpExt(remote6, vip6, 40001, 443, ackSeg, hopByHop(), destOpts())[:40+16+19]), "malformed_short"),
+		drop("eight inner IPv6 extension headers are malformed, as the director counts them",
+			fromDirector(gueHdr{hops: hops1}, v6tcpExt(remote6, vip6, 40000, 443, synSeg, hopByHop(), destOpts(), destOpts(), destOpts(), destOpts(), destOpts(), destOpts(), destOpts())), "malformed_inner"),
 	}...)
 
 	// Packets this host takes: the output is the inner packet exactly.
@@ -316,9 +296,6 @@ func TestProgramGolden(t *testing.T) {
 
 	// Trusted sources, next hops no director would list, and outer
 	// headers whose lengths lie.
-	drop := func(name string, in []byte, outcome string) progCase {
-		return progCase{name: name, in: in, wantVerdict: verdictDrop, wantOutcome: outcome}
-	}
 	untrusted := gueOuter{src: untrustedIP, dst: selfIP}
 	fromPeer := gueOuter{src: peerIP, dst: selfIP}
 	syn := v4tcp(remote, vip4, 40000, 443, synSeg)
@@ -384,6 +361,12 @@ func TestProgramGolden(t *testing.T) {
 		cases = append(cases, fwd("an unknown ACK whose next hop is "+hop+" goes on", gueHdr{hops: []netip.Addr{h}}, director, innerAck, h))
 	}
 
+	e.runCases(t, cases)
+}
+
+// runCases runs each case through the program as a subtest.
+func (e *progEnv) runCases(t *testing.T, cases []progCase) {
+	t.Helper()
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			verdict, out, outcome := e.run(t, c.in)
@@ -429,12 +412,5 @@ func TestProgramWithoutSelfAddress(t *testing.T) {
 			wantOut:     ether(selfMAC, dirMAC, ethIPv4, gueOuter{src: other, dst: peerIP}.wrap(gueHdr{hops: hops1, nextHop: 1}, innerAck)),
 			wantOutcome: "forwarded_to_alternate"},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			verdict, out, outcome := e.run(t, c.in)
-			if verdict != c.wantVerdict || outcome != c.wantOutcome || !bytes.Equal(out, c.wantOut) {
-				t.Errorf("got verdict %#x outcome %s out %x\nwant verdict %#x outcome %s out %x", verdict, outcome, out, c.wantVerdict, c.wantOutcome, c.wantOut)
-			}
-		})
-	}
+	e.runCases(t, cases)
 }
