@@ -89,13 +89,10 @@ func ParseSlashCommand(body []byte) (SlashCommand, error) {
 		return SlashCommand{}, errors.New("slash command: a field is too long")
 	case len(c.Text) > maxTextLen:
 		return SlashCommand{}, fmt.Errorf("slash command: text is longer than %d bytes", maxTextLen)
-	case !utf8.ValidString(c.Text) || !utf8.ValidString(c.UserID):
+	case !utf8.ValidString(c.Text):
 		return SlashCommand{}, errors.New("slash command: not UTF-8")
-	}
-	for _, r := range c.UserID {
-		if !(r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_' || r == '-' || r == '.') {
-			return SlashCommand{}, fmt.Errorf("slash command: user_id %q is not a Slack ID", c.UserID)
-		}
+	case !userID.MatchString(c.UserID):
+		return SlashCommand{}, fmt.Errorf("slash command: user_id %q is not a Slack ID", c.UserID)
 	}
 	return c, nil
 }
