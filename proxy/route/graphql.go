@@ -36,6 +36,11 @@ type GraphQLRequest struct {
 	// Body is the canonical JSON body to forward: query, operationName
 	// and variables as parsed, nothing else.
 	Body []byte
+	// Document is Body's query, parsed (for callers that inspect it
+	// without parsing it again).
+	Document *ast.QueryDocument
+	// Variables is Body's variables object as sent; nil without one.
+	Variables json.RawMessage
 }
 
 type graphQLBody struct {
@@ -121,7 +126,7 @@ func ParseGraphQL(body []byte) (GraphQLRequest, error) {
 	if err != nil {
 		return GraphQLRequest{}, fmt.Errorf("%w: encode: %v", ErrBadGraphQL, err)
 	}
-	return GraphQLRequest{Operation: kind, Name: op.Name, Body: out}, nil
+	return GraphQLRequest{Operation: kind, Name: op.Name, Body: out, Document: doc, Variables: in.Variables}, nil
 }
 
 // topLevelFields decodes a JSON object into its raw fields, refusing

@@ -53,6 +53,9 @@ func TestParseGraphQL(t *testing.T) {
 			if g.Operation != tt.wantOp || g.Name != tt.wantName {
 				t.Errorf("got %s %q, want %s %q", g.Operation, g.Name, tt.wantOp, tt.wantName)
 			}
+			if g.Document == nil || len(g.Document.Operations) == 0 {
+				t.Errorf("no parsed document for %s", tt.body)
+			}
 			// The forwarded body classifies the same way.
 			again, err := ParseGraphQL(g.Body)
 			if err != nil || again.Operation != g.Operation || again.Name != g.Name {

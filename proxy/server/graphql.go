@@ -5,7 +5,6 @@ import (
 	"strings"
 
 	"github.com/vektah/gqlparser/v2/ast"
-	"github.com/vektah/gqlparser/v2/parser"
 
 	"github.com/glb-project/glb/proxy/cache"
 	"github.com/glb-project/glb/proxy/clients"
@@ -27,7 +26,7 @@ func graphQLPolicy(g route.GraphQLRequest, grant clients.Grant) (cache.Policy, b
 	if err != nil {
 		return cache.Policy{}, false
 	}
-	if identityQuery(g.Body, key) {
+	if identityQuery(g, key) {
 		return cache.Policy{}, false
 	}
 	return cache.Policy{Key: key, MaxAge: grant.MaxAge, GraphQL: true}, true
@@ -59,21 +58,19 @@ func graphQLPolicy(g route.GraphQLRequest, grant clients.Grant) (cache.Policy, b
 // Names are matched loosely on purpose: a field that merely mentions a
 // viewer goes to GitHub unshared, which costs a call; sharing one that
 // depends on the caller would show one credential's view to every client.
-// A document that does not parse here counts as identity-dependent: it
-// parsed in route.ParseGraphQL, so that does not happen.
-func identityQuery(body []byte, canonicalKey string) bool {
+// It reads the document and variables that route.ParseGraphQL parsed; a
+// request without a document, or with variables that do not decode,
+// counts as identity-dependent (ParseGraphQL returns neither).
+func identityQuery(g route.GraphQLRequest, canonicalKey string) bool {
 	if strings.Contains(strings.ToLower(canonicalKey), "@me") {
 		return true
 	}
-	var in struct {
-		Query     string `json:"query"`
-		Variables any    `json:"variables"`
-	}
-	if json.Unmarshal(body, &in) != nil || variablesNameIdentity(in.Variables) {
+	var vars any
+	if g.Variables != nil && json.Unmarshal(g.Variables, &vars) != nil || variablesNameIdentity(vars) {
 		return true
 	}
-	doc, err := parser.ParseQuery(&ast.Source{Input: in.Query})
-	if err != nil {
+	doc := g.Document
+	if doc == nil {
 		return true
 	}
 	for _, op := range doc.Operations {

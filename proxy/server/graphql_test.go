@@ -423,7 +423,7 @@ func TestIdentityQuery(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := identityQuery(g.Body, key); got != tt.want {
+		if got := identityQuery(g, key); got != tt.want {
 			t.Errorf("%s: identity %v, want %v", tt.query, got, tt.want)
 		}
 		if _, shared := graphQLPolicy(g, clientsGrant30s); shared == tt.want {
