@@ -82,8 +82,8 @@ func writeTableDiffs(e env, before, after *table.Config, health table.Health, na
 	return nil
 }
 
-// hostChange is the --drain/--fill/--activate/--remove flag set shared by
-// table diff.
+// hostChange is table diff's pending change: --drain, --fill, --activate
+// or --remove HOST, with --reason, --by and --force.
 type hostChange struct {
 	hosts  map[table.State]*string
 	reason *string
@@ -91,15 +91,13 @@ type hostChange struct {
 	force  *bool
 }
 
-func hostChangeFlags(fs *flag.FlagSet, withReason bool) hostChange {
+func hostChangeFlags(fs *flag.FlagSet) hostChange {
 	hc := hostChange{hosts: map[table.State]*string{}}
 	for _, s := range []table.State{table.Draining, table.Filling, table.Active, table.Inactive} {
 		hc.hosts[s] = fs.String(consul.Verb(s), "", "preview glbctl "+consul.Verb(s)+" `HOST` (address or name) against the state")
 	}
-	if withReason {
-		hc.reason = fs.String("reason", "", "the reason to record (for the preview only)")
-		hc.by = fs.String("by", "", "who the change is by (for the preview only)")
-	}
+	hc.reason = fs.String("reason", "", "the reason to record (for the preview only)")
+	hc.by = fs.String("by", "", "who the change is by (for the preview only)")
 	hc.force = fs.Bool("force", false, "preview as if --force overrode the one-at-a-time rule")
 	return hc
 }
@@ -112,12 +110,9 @@ func (hc hostChange) change(e env) (*consul.Change, error) {
 			if c != nil {
 				return nil, fmt.Errorf("preview one change at a time: --%s and --%s are both set", consul.Verb(c.To), consul.Verb(s))
 			}
-			c = &consul.Change{Host: h, To: s, By: defaultBy(e), At: e.now(), Force: *hc.force}
-			if hc.reason != nil {
-				c.Reason = *hc.reason
-			}
-			if hc.by != nil && *hc.by != "" {
-				c.By = *hc.by
+			c = &consul.Change{Host: h, To: s, Reason: *hc.reason, By: *hc.by, At: e.now(), Force: *hc.force}
+			if c.By == "" {
+				c.By = defaultBy(e)
 			}
 		}
 	}

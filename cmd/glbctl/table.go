@@ -80,7 +80,7 @@ overriding the rule would do).`,
 			to := fs.String("to", "", "the proposed config `FILE`")
 			name := fs.String("table", "", "only this table `NAME`")
 			state := stateFlag(fs)
-			pending := hostChangeFlags(fs, true)
+			pending := hostChangeFlags(fs)
 			return func(ctx context.Context, e env) error {
 				c, err := pending.change(e)
 				if err != nil {
