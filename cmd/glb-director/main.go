@@ -104,7 +104,9 @@ glb_director_end_total{reason}, glb_director_bind_packets_total{table,bind},
 glb_director_table_generation{table}, glb_director_config_*,
 glb_healthcheck_backend_healthy{backend}, glb_healthcheck_results_total and more.
 
-Needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN to mount bpffs).
+Needs root, or CAP_BPF, CAP_PERFMON (the verifier needs it for the
+program's packet-pointer arithmetic), CAP_NET_ADMIN, CAP_NET_RAW (GUE
+checks) and CAP_SYS_ADMIN (to mount bpffs).
 
 Flags:
 `
@@ -329,7 +331,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	dp, err := dataplane.Open(dataplane.Config{PinPath: o.bpffs, SrcIP: o.srcIP, GatewayMAC: o.gatewayMAC, Interfaces: o.ifaces, Log: log})
 	if err != nil {
 		if errors.Is(err, os.ErrPermission) {
-			err = fmt.Errorf("%w (glb-director needs root: CAP_BPF, CAP_NET_ADMIN)", err)
+			// Without CAP_PERFMON the verifier refuses the program's
+			// packet-pointer arithmetic.
+			err = fmt.Errorf("%w (glb-director needs root, or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN)", err)
 		}
 		return err
 	}

@@ -147,11 +147,6 @@ func Open(cfg Config) (*Dataplane, error) {
 		if errors.Is(err, ebpf.ErrMapIncompatible) {
 			return nil, fmt.Errorf("load director: %w (maps pinned in %s come from an incompatible glb-director: remove that directory, which detaches the old program, and start again)", err, cfg.PinPath)
 		}
-		if errors.Is(err, os.ErrPermission) {
-			// Without CAP_PERFMON the verifier refuses the program's
-			// packet-pointer arithmetic.
-			return nil, fmt.Errorf("load director: %w: glb-director needs CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN (or root)", err)
-		}
 		return nil, fmt.Errorf("load director: %w", err)
 	}
 	d.state.init()
