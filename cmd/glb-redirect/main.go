@@ -319,12 +319,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := agent.Close(); err != nil {
 		return fmt.Errorf("undo changes: %w", err)
 	}
-	if scope != "" {
-		// The namespace's own directories, if the defaults made them
-		// and nothing else is in them.
-		_ = os.Remove(filepath.Join(bpffs.Default, "glb-redirect", scope))
-		_ = os.Remove(filepath.Join("/run/glb-redirect", scope))
-	}
+	removeScopeDirs(scope)
 	log.Info("stopped")
 	return nil
 }
@@ -335,16 +330,24 @@ func runCleanup(iface, pinDir, stateFile, scope string, log *slog.Logger) error 
 	if err != nil {
 		return fmt.Errorf("clean up: %w", err)
 	}
-	if scope != "" {
-		_ = os.Remove(filepath.Join(bpffs.Default, "glb-redirect", scope))
-		_ = os.Remove(filepath.Join("/run/glb-redirect", scope))
-	}
+	removeScopeDirs(scope)
 	if !found {
 		log.Info("nothing to clean", "iface", iface, "bpffs", pinDir, "state_file", stateFile)
 		return nil
 	}
 	log.Info("cleaned up: program detached, VIPs removed, sysctls restored", "iface", iface, "bpffs", pinDir, "state_file", stateFile)
 	return nil
+}
+
+// removeScopeDirs removes a network namespace's own directories (scope
+// from netnsScope) under the default pin and state directories, if the
+// defaults made them and nothing else is in them.
+func removeScopeDirs(scope string) {
+	if scope == "" {
+		return
+	}
+	_ = os.Remove(filepath.Join(bpffs.Default, "glb-redirect", scope))
+	_ = os.Remove(filepath.Join("/run/glb-redirect", scope))
 }
 
 // initNetNSInode is the inode of the kernel's initial network namespace
