@@ -124,55 +124,15 @@ func (f *fakeHealth) set(h table.Health) {
 
 func TestDaemonFollowsConfigAndHealth(t *testing.T) {
 	testenv.RequireRoot(t)
-	dir := t.TempDir()
-	path := filepath.Join(dir, "forwarding_table.json")
+	path := filepath.Join(t.TempDir(), "forwarding_table.json")
 	writeFile(t, path, configA)
-
-	dp, err := dataplane.Open(dataplane.Config{SrcIP: netip.MustParseAddr("192.0.2.1"), GatewayMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dp.Close() })
-	var logs syncbuf.Buffer
-	reg := prometheus.NewPedanticRegistry()
-	health := &fakeHealth{changed: make(chan struct{})}
-	store := consul.NewFileStore(path, consul.Options{PollInterval: 5 * time.Millisecond, Registerer: reg})
-	d, err := New(Config{
-		State:      store,
-		Health:     health,
-		Plane:      dp,
-		Log:        slog.New(slog.NewTextHandler(&logs, nil)),
-		Registerer: reg,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	if err := d.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
-
+	dp := openPlane(t, "")
+	storeReg := prometheus.NewPedanticRegistry()
+	store := consul.NewFileStore(path, consul.Options{PollInterval: 5 * time.Millisecond, Registerer: storeReg})
+	w := startWorld(t, store, dp, Config{})
+	d, reg, health, logs := w.d, w.reg, w.health, w.logs
 	prog := dp.Program()
-	// Find a client whose primary under config A is 10.1.0.1.
-	var client string
-	for i := range 256 {
-		c := netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}).String()
-		if primary(t, prog, syn(c, 443)) == "10.1.0.1" {
-			client = c
-			break
-		}
-	}
-	if client == "" {
-		t.Fatal("no client maps to 10.1.0.1")
-	}
+	client := clientOf(t, prog, "10.1.0.1")
 
 	// A health change moves the client off its unhealthy primary.
 	health.set(table.Health{netip.MustParseAddr("10.1.0.1"): false})
@@ -198,7 +158,7 @@ func TestDaemonFollowsConfigAndHealth(t *testing.T) {
 	// running tables stay.
 	writeFile(t, path, `{"tables": [{"name": "api"}]}`)
 	nstest.WaitFor(t, 5*time.Second, "the invalid file counted as a failed reload", func() bool {
-		return gauge(t, reg, "glb_state_invalid") == 1 && testutil.ToFloat64(d.metrics.reloads.WithLabelValues("failure")) == 1
+		return gauge(t, storeReg, "glb_state_invalid") == 1 && testutil.ToFloat64(d.metrics.reloads.WithLabelValues("failure")) == 1
 	})
 	d.Reload()
 	nstest.WaitFor(t, 5*time.Second, "reload failure counted", func() bool {
