@@ -42,7 +42,7 @@ func TestRealClients(t *testing.T) {
 	t.Run("gh", func(t *testing.T) {
 		gh := testenv.RequireBinary(t, "gh")
 		home := t.TempDir()
-		env := append(os.Environ(), "GH_HOST="+host, "GH_ENTERPRISE_TOKEN="+w.tokens["gh-ci"], "SSL_CERT_FILE="+p.caFile,
+		env := append(os.Environ(), "GH_HOST="+host, "GH_ENTERPRISE_TOKEN="+w.tokens["gh-ci"], "SSL_CERT_FILE="+p.CAFile,
 			"GH_CONFIG_DIR="+filepath.Join(home, "gh"), "HOME="+home, "NO_COLOR=1", "GH_NO_UPDATE_NOTIFIER=1",
 			"GH_PROMPT_DISABLED=1", "GH_PAGER=cat", "GH_REPO="+host+"/acme/widgets")
 		run := func(args ...string) string {
@@ -166,7 +166,7 @@ func TestRealClients(t *testing.T) {
 
 	t.Run("go-github", func(t *testing.T) {
 		ctx := context.Background()
-		gc, err := github.NewClient(p.client()).WithAuthToken(w.tokens["gogithub"]).WithEnterpriseURLs(px.main+"/", px.main+"/")
+		gc, err := github.NewClient(tlsClient(p)).WithAuthToken(w.tokens["gogithub"]).WithEnterpriseURLs(px.main+"/", px.main+"/")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -213,7 +213,7 @@ func TestRealClients(t *testing.T) {
 		do := func(args ...string) (status int, headers, body string) {
 			t.Helper()
 			hdrFile := filepath.Join(t.TempDir(), "h")
-			base := []string{"-sS", "--cacert", p.caFile, "-D", hdrFile, "-o", "-", "-w", "\n%{http_code}"}
+			base := []string{"-sS", "--cacert", p.CAFile, "-D", hdrFile, "-o", "-", "-w", "\n%{http_code}"}
 			out, err := exec.Command(curl, append(base, args...)...).Output()
 			if err != nil {
 				t.Fatalf("curl %v: %v", args, err)
@@ -265,7 +265,7 @@ func TestRealClients(t *testing.T) {
 		dst := filepath.Join(home, "widgets")
 		url := "https://x-access-token:" + w.tokens["git-clone"] + "@" + host + "/acme/widgets.git"
 		cmd := exec.Command(git, "clone", "--quiet", url, dst)
-		cmd.Env = append(os.Environ(), "GIT_SSL_CAINFO="+p.caFile, "HOME="+home, "GIT_TERMINAL_PROMPT=0", "GIT_CONFIG_NOSYSTEM=1")
+		cmd.Env = append(os.Environ(), "GIT_SSL_CAINFO="+p.CAFile, "HOME="+home, "GIT_TERMINAL_PROMPT=0", "GIT_CONFIG_NOSYSTEM=1")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("git clone: %v\n%s", err, strings.ReplaceAll(string(out), w.tokens["git-clone"], "[token]"))
 		}
@@ -279,7 +279,7 @@ func TestRealClients(t *testing.T) {
 		// A client without a git scope cannot clone.
 		bad := "https://x:" + w.tokens["curl-job"] + "@" + host + "/acme/widgets.git"
 		cmd = exec.Command(git, "clone", "--quiet", bad, filepath.Join(home, "nope"))
-		cmd.Env = append(os.Environ(), "GIT_SSL_CAINFO="+p.caFile, "HOME="+home, "GIT_TERMINAL_PROMPT=0", "GIT_CONFIG_NOSYSTEM=1")
+		cmd.Env = append(os.Environ(), "GIT_SSL_CAINFO="+p.CAFile, "HOME="+home, "GIT_TERMINAL_PROMPT=0", "GIT_CONFIG_NOSYSTEM=1")
 		if err := cmd.Run(); err == nil {
 			t.Error("git clone without a git scope succeeded")
 		}

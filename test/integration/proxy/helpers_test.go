@@ -2,20 +2,14 @@ package proxy_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"github.com/glb-project/glb/internal/syncbuf"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,7 +19,9 @@ import (
 	"time"
 
 	"github.com/glb-project/glb/internal/nstest"
+	"github.com/glb-project/glb/internal/syncbuf"
 	"github.com/glb-project/glb/internal/testenv"
+	"github.com/glb-project/glb/internal/testpki"
 	"github.com/glb-project/glb/proxy/clients"
 	"github.com/glb-project/glb/test/githubsim"
 )
@@ -67,61 +63,17 @@ func freeAddr(t testing.TB) string {
 	return l.Addr().String()
 }
 
-// pki is a throw-away CA and a server certificate for 127.0.0.1 and
-// localhost, written to files.
-type pki struct {
-	caFile, certFile, keyFile string
-	pool                      *x509.CertPool
-}
-
-func newPKI(t testing.TB) *pki {
+func newPKI(t testing.TB) *testpki.PKI {
 	t.Helper()
-	dir := t.TempDir()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	p, err := testpki.Write(t.TempDir(), netip.MustParseAddr("127.0.0.1"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "glb-proxy test CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "glb-proxy"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &pki{caFile: filepath.Join(dir, "ca.pem"), certFile: filepath.Join(dir, "tls.crt"), keyFile: filepath.Join(dir, "tls.key"),
-		pool: x509.NewCertPool()}
-	p.pool.AddCert(ca)
-	write := func(path, typ string, b []byte) {
-		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write(p.caFile, "CERTIFICATE", caDER)
-	write(p.certFile, "CERTIFICATE", der)
-	write(p.keyFile, "PRIVATE KEY", keyDER)
 	return p
 }
 
-func (p *pki) client() *http.Client {
-	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.pool}}, Timeout: 30 * time.Second}
+func tlsClient(p *testpki.PKI) *http.Client {
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.Pool}}, Timeout: 30 * time.Second}
 }
 
 // world is githubsim (in this process, so its stats are at hand) with
@@ -199,14 +151,14 @@ type proc struct {
 // startProxy runs glb-proxy with a configuration; extra is appended to a
 // configuration that already has listen, listen_plain, tls (if p is set),
 // upstream and clients_file.
-func startProxy(t testing.TB, w *world, p *pki, extra string, env ...string) *proc {
+func startProxy(t testing.TB, w *world, p *testpki.PKI, extra string, env ...string) *proc {
 	t.Helper()
 	mainAddr, plainAddr := freeAddr(t), freeAddr(t)
 	var cfg strings.Builder
 	fmt.Fprintf(&cfg, "listen: %q\nlisten_plain: %q\nupstream: {rest: %q}\nclients_file: %q\nclients_poll: 50ms\n", mainAddr, plainAddr, w.ts.URL, w.clients)
 	scheme := "http"
 	if p != nil {
-		fmt.Fprintf(&cfg, "tls: {cert_file: %q, key_file: %q}\n", p.certFile, p.keyFile)
+		fmt.Fprintf(&cfg, "tls: {cert_file: %q, key_file: %q}\n", p.CertFile, p.KeyFile)
 		scheme = "https"
 	}
 	cfg.WriteString(extra)

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/glb-project/glb/internal/nstest"
+	"github.com/glb-project/glb/internal/testpki"
 	"github.com/glb-project/glb/proxy/clients"
 )
 
@@ -287,11 +288,11 @@ func (s *Stack) secrets() {
 	var sans []netip.Addr
 	sans = append(sans, VIP, netip.MustParseAddr("127.0.0.1"))
 	sans = append(sans, ProxyIPs...)
-	ca, err := newPKI(s.cfg.Dir, sans)
+	ca, err := testpki.Write(s.cfg.Dir, sans...)
 	if err != nil {
 		tb.Fatalf("stack: make the CA: %v", err)
 	}
-	s.CAFile, s.certFile, s.keyFile = ca.caFile, ca.certFile, ca.keyFile
+	s.CAFile, s.certFile, s.keyFile = ca.CAFile, ca.CertFile, ca.KeyFile
 
 	if s.Token, err = clients.NewToken(); err != nil {
 		tb.Fatalf("stack: client token: %v", err)

@@ -1,4 +1,4 @@
-package stack
+package testpki
 
 import (
 	"crypto/ecdsa"
@@ -15,17 +15,24 @@ import (
 	"time"
 )
 
-type pki struct{ caFile, certFile, keyFile string }
+// PKI names the files Write made.
+type PKI struct {
+	CAFile   string         // the CA certificate, for clients to trust
+	CertFile string         // the server certificate
+	KeyFile  string         // the server key (mode 0600)
+	Pool     *x509.CertPool // holds the CA, for Go clients
+}
 
-// newPKI makes a throw-away CA and a server certificate for ips, valid for
-// a week, and writes them as PEM files into dir.
-func newPKI(dir string, ips []netip.Addr) (*pki, error) {
+// Write makes a CA and a server certificate for localhost and ips, valid
+// from an hour ago for a week, and writes them into dir as ca.pem, tls.crt
+// and tls.key.
+func Write(dir string, ips ...netip.Addr) (*PKI, error) {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
 	}
 	now := time.Now()
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "glb stack CA"},
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "glb test CA"},
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(7 * 24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
 		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
 	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
@@ -55,12 +62,14 @@ func newPKI(dir string, ips []netip.Addr) (*pki, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &pki{caFile: filepath.Join(dir, "ca.pem"), certFile: filepath.Join(dir, "tls.crt"), keyFile: filepath.Join(dir, "tls.key")}
+	p := &PKI{CAFile: filepath.Join(dir, "ca.pem"), CertFile: filepath.Join(dir, "tls.crt"), KeyFile: filepath.Join(dir, "tls.key"),
+		Pool: x509.NewCertPool()}
+	p.Pool.AddCert(ca)
 	for _, f := range []struct {
 		path, typ string
 		der       []byte
 		mode      os.FileMode
-	}{{p.caFile, "CERTIFICATE", caDER, 0o644}, {p.certFile, "CERTIFICATE", der, 0o644}, {p.keyFile, "PRIVATE KEY", keyDER, 0o600}} {
+	}{{p.CAFile, "CERTIFICATE", caDER, 0o644}, {p.CertFile, "CERTIFICATE", der, 0o644}, {p.KeyFile, "PRIVATE KEY", keyDER, 0o600}} {
 		if err := os.WriteFile(f.path, pem.EncodeToMemory(&pem.Block{Type: f.typ, Bytes: f.der}), f.mode); err != nil {
 			return nil, err
 		}
