@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"github.com/glb-project/glb/internal/syncbuf"
 	"io"
 	"net/http"
 	"net/url"
@@ -17,6 +16,8 @@ import (
 
 	"github.com/glb-project/glb/chatops"
 	"github.com/glb-project/glb/director/table"
+	"github.com/glb-project/glb/internal/nstest"
+	"github.com/glb-project/glb/internal/syncbuf"
 )
 
 const (
@@ -57,21 +58,26 @@ func chatServer(t *testing.T, state string) (string, *syncbuf.Buffer) {
 		}
 	})
 	re := regexp.MustCompile(`chatops listening on (\S+)`)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	var addr string
+	exited := false
+	nstest.WaitFor(t, 30*time.Second, "chatops serve to listen", func() bool {
 		if m := re.FindStringSubmatch(stdout.String()); m != nil {
-			return "http://" + m[1], &stderr
+			addr = m[1]
+			return true
 		}
 		select {
 		case err := <-done:
-			t.Fatalf("chatops serve exited: %v\n%s", err, stderr.String())
+			done <- err // for the cleanup, which reports it
+			exited = true
+			return true
 		default:
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("chatops serve did not start")
-		}
-		time.Sleep(5 * time.Millisecond)
+	})
+	if exited {
+		t.Fatalf("chatops serve exited before it listened:\n%s", stderr.String())
 	}
+	return "http://" + addr, &stderr
 }
 
 type slackAnswer struct {
