@@ -44,7 +44,7 @@ test: deps vet check-generated
 
 ## fuzz: run each fuzz target for FUZZTIME (default 10s)
 fuzz:
-	@./scripts/fuzz.sh $(FUZZTIME)
+	@GO=$(GO) ./scripts/fuzz.sh $(FUZZTIME)
 
 ## bench: every issue's benchmark, each beside its baseline (root for BPF and e2e)
 bench: deps

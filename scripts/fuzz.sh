@@ -4,9 +4,10 @@
 set -euo pipefail
 fuzztime=${1:-10s}
 cd "$(dirname "$0")/.."
-for pkg in $(go list ./...); do
-	for target in $(go test -list '^Fuzz' "$pkg" 2>/dev/null | grep '^Fuzz' || true); do
+GO=${GO:-go}
+for pkg in $("$GO" list ./...); do
+	for target in $("$GO" test -list '^Fuzz' "$pkg" 2>/dev/null | grep '^Fuzz' || true); do
 		echo "fuzz: $pkg $target for $fuzztime"
-		go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg"
+		"$GO" test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg"
 	done
 done
