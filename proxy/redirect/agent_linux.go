@@ -67,19 +67,9 @@ func Start(cfg Config) (_ *Agent, err error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	a := &Agent{cfg: cfg, log: cfg.Log, foreign: map[netip.Addr]bool{}}
-	if a.log == nil {
-		a.log = slog.New(slog.DiscardHandler)
-	}
-	if cfg.StateFile != "" {
-		if a.lock, err = lockState(lockPath(cfg.StateFile)); err != nil {
-			return nil, err
-		}
-	}
-	a.nl, err = netlink.NewHandle()
+	a, err := openAgent(cfg)
 	if err != nil {
-		unlockState(a.lock, false)
-		return nil, fmt.Errorf("open netlink: %w", err)
+		return nil, err
 	}
 	defer func() {
 		if err == nil {
@@ -171,6 +161,29 @@ func Start(cfg Config) (_ *Agent, err error) {
 	return a, nil
 }
 
+// openAgent makes an Agent for cfg holding the state file's lock (when there
+// is a state file) and a netlink handle: what Start and Cleanup begin
+// with.
+func openAgent(cfg Config) (*Agent, error) {
+	a := &Agent{cfg: cfg, log: cfg.Log, foreign: map[netip.Addr]bool{}}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.StateFile != "" {
+		var err error
+		if a.lock, err = lockState(lockPath(cfg.StateFile)); err != nil {
+			return nil, err
+		}
+	}
+	nl, err := netlink.NewHandle()
+	if err != nil {
+		unlockState(a.lock, false)
+		return nil, fmt.Errorf("open netlink: %w", err)
+	}
+	a.nl = nl
+	return a, nil
+}
+
 // leaveAfterError closes the handles of an agent that failed to start
 // after adopting a pinned link, leaving the old program attached.
 func (a *Agent) leaveAfterError() error {
@@ -239,12 +252,7 @@ func (a *Agent) selfAddress(uplink netlink.Link) (netip.Addr, error) {
 }
 
 func (a *Agent) hasIPv6() bool {
-	for _, v := range a.cfg.VIPs {
-		if v.Is6() {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(a.cfg.VIPs, netip.Addr.Is6)
 }
 
 // Self is the address the program treats as this host's.
@@ -266,26 +274,11 @@ func (a *Agent) Reconcile() error {
 	for _, v := range missing {
 		a.log.Warn("VIP missing from lo; adding it back", "vip", hostPrefix(v))
 	}
-	kept := a.vips[:0]
-	for _, v := range a.vips {
-		if !containsAddr(missing, v) {
-			kept = append(kept, v)
-		}
-	}
-	a.vips = kept
+	a.vips = slices.DeleteFunc(a.vips, func(v netip.Addr) bool { return slices.Contains(missing, v) })
 	if err := a.addVIPs(); err != nil {
 		return errors.Join(err, a.saveState())
 	}
 	return errors.Join(a.applySysctls(), a.saveState())
-}
-
-func containsAddr(list []netip.Addr, v netip.Addr) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // Counters returns the program's packet counters, summed over CPUs, by

@@ -3,8 +3,6 @@ package redirect
 import (
 	"errors"
 	"fmt"
-	"log/slog"
-	"net/netip"
 
 	"github.com/vishvananda/netlink"
 )
@@ -25,18 +23,9 @@ func Cleanup(cfg Config) (found bool, err error) {
 	if cfg.Iface == "" || cfg.Iface == "lo" {
 		return false, fmt.Errorf("uplink %q: give the uplink the agent ran on", cfg.Iface)
 	}
-	a := &Agent{cfg: cfg, log: cfg.Log, foreign: map[netip.Addr]bool{}}
-	if a.log == nil {
-		a.log = slog.New(slog.DiscardHandler)
-	}
-	if cfg.StateFile != "" {
-		if a.lock, err = lockState(lockPath(cfg.StateFile)); err != nil {
-			return false, err
-		}
-	}
-	if a.nl, err = netlink.NewHandle(); err != nil {
-		unlockState(a.lock, false)
-		return false, fmt.Errorf("open netlink: %w", err)
+	a, err := openAgent(cfg)
+	if err != nil {
+		return false, err
 	}
 	abort := func(err error) (bool, error) {
 		if a.tcx != nil {
