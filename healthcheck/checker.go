@@ -1,6 +1,7 @@
 package healthcheck
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -115,7 +116,7 @@ func (c *Checker) Validate() error {
 	if c.Timeout < 0 {
 		errs = append(errs, fmt.Errorf("health check timeout %v is negative: use a positive duration, or 0 for %v", c.Timeout, DefaultTimeout))
 	}
-	interval, timeout := cmpOr(c.Interval, DefaultInterval), cmpOr(c.Timeout, DefaultTimeout)
+	interval, timeout := cmp.Or(c.Interval, DefaultInterval), cmp.Or(c.Timeout, DefaultTimeout)
 	if c.Interval >= 0 && c.Timeout >= 0 && timeout > interval {
 		errs = append(errs, fmt.Errorf("health check timeout %v is longer than the interval %v: lower the timeout or raise the interval", timeout, interval))
 	}
@@ -128,22 +129,14 @@ func (c *Checker) Validate() error {
 	return errors.Join(errs...)
 }
 
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
-}
-
 // init applies the defaults and makes the maps, once. c.mu is held.
 func (c *Checker) init() {
 	if c.inited {
 		return
 	}
 	c.inited = true
-	c.interval, c.timeout = cmpOr(c.Interval, DefaultInterval), cmpOr(c.Timeout, DefaultTimeout)
-	c.rise, c.fall = cmpOr(c.Rise, DefaultRise), cmpOr(c.Fall, DefaultFall)
+	c.interval, c.timeout = cmp.Or(c.Interval, DefaultInterval), cmp.Or(c.Timeout, DefaultTimeout)
+	c.rise, c.fall = cmp.Or(c.Rise, DefaultRise), cmp.Or(c.Fall, DefaultFall)
 	if c.clock == nil {
 		c.clock = realClock{}
 	}
@@ -498,6 +491,6 @@ func (c *Checker) String() string {
 	if c.SrcIP.IsValid() {
 		src = c.SrcIP.String()
 	}
-	return "interval " + cmpOr(c.Interval, DefaultInterval).String() + ", timeout " + cmpOr(c.Timeout, DefaultTimeout).String() +
-		", rise " + strconv.Itoa(cmpOr(c.Rise, DefaultRise)) + ", fall " + strconv.Itoa(cmpOr(c.Fall, DefaultFall)) + ", gue source " + src
+	return "interval " + cmp.Or(c.Interval, DefaultInterval).String() + ", timeout " + cmp.Or(c.Timeout, DefaultTimeout).String() +
+		", rise " + strconv.Itoa(cmp.Or(c.Rise, DefaultRise)) + ", fall " + strconv.Itoa(cmp.Or(c.Fall, DefaultFall)) + ", gue source " + src
 }
