@@ -16,7 +16,7 @@ import (
 // is the cost of a change in Consul round trips.
 func BenchmarkPropagation(b *testing.B) {
 	srv := consultest.New(b)
-	ctl := openKVB(b, srv)
+	ctl := openKV(b, srv, Options{})
 	cfg := parseState(b, testState)
 	if _, _, err := ctl.Update(context.Background(), func(c *table.Config) error { *c = *cfg.Clone(); return nil }); err != nil {
 		b.Fatal(err)
@@ -24,7 +24,7 @@ func BenchmarkPropagation(b *testing.B) {
 	var dirs []chan *table.Config
 	for range 2 {
 		got := make(chan *table.Config, 4)
-		st := openKVB(b, srv)
+		st := openKV(b, srv, Options{})
 		st.opts.MinWatchInterval = time.Microsecond
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan struct{})
@@ -55,7 +55,7 @@ func BenchmarkPropagation(b *testing.B) {
 // BenchmarkKVRoundTrip is the baseline: one KV Put and one Get.
 func BenchmarkKVRoundTrip(b *testing.B) {
 	srv := consultest.New(b)
-	kv := openKVB(b, srv).Client().KV()
+	kv := openKV(b, srv, Options{}).Client().KV()
 	b.ResetTimer()
 	for range b.N {
 		if _, err := kv.Put(&api.KVPair{Key: "glb/bench", Value: []byte("x")}, nil); err != nil {
@@ -65,13 +65,4 @@ func BenchmarkKVRoundTrip(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-}
-
-func openKVB(b *testing.B, srv *consultest.Server) *KVStore {
-	b.Helper()
-	st, err := NewKVStore(srv.Addr(), "glb", Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return st
 }

@@ -22,7 +22,7 @@ func fast(reg prometheus.Registerer) Options {
 		MinWatchInterval: time.Millisecond, WaitTime: 30 * time.Second}
 }
 
-func openKV(t *testing.T, srv *consultest.Server, opts Options) *KVStore {
+func openKV(t testing.TB, srv *consultest.Server, opts Options) *KVStore {
 	t.Helper()
 	st, err := Open("consul://"+srv.Addr()+"/glb", opts)
 	if err != nil {
