@@ -81,7 +81,6 @@ struct pkt {
 	__be16 vlan_tpid; /* 0 without a tag */
 	__be16 vlan_tci;
 	__u8 family;
-	__u8 dmac[6];  /* our own MAC, as the client's frame was addressed */
 	__u32 ip_len;  /* the client's IP packet, headers included */
 };
 
@@ -410,12 +409,19 @@ static __always_inline int encap(struct xdp_md *ctx, const struct pkt *pk,
 
 		if (bpf_check_mtu(ctx, 0, &mtu_len, 0, 0) != BPF_MTU_CHK_RET_SUCCESS)
 			return END_DROP_TOO_BIG;
+		/* The source is our own MAC, as the client's frame was
+		 * addressed. Read here, not for every packet in direct(): only
+		 * this branch needs it. */
+		struct ethhdr *in = data;
+
+		if ((void *)(in + 1) > data_end)
+			return END_DROP_ADJUST;
+		__builtin_memcpy(smac, in->h_dest, 6);
 		/* Byte by byte: a memcpy would cast away volatile and let
 		 * clang fold the all-zero initializer (clang 14). */
 #pragma unroll
 		for (int i = 0; i < 6; i++)
 			dmac[i] = cfg_gateway_mac[i];
-		__builtin_memcpy(smac, pk->dmac, 6);
 	} else {
 		struct bpf_fib_lookup fib = {};
 		int rc;
@@ -554,7 +560,6 @@ static __always_inline int direct(struct xdp_md *ctx)
 
 	if ((void *)(eth + 1) > data_end)
 		return END_PASS_NOT_IP;
-	__builtin_memcpy(pk.dmac, eth->h_dest, 6);
 	h_proto = eth->h_proto;
 	if (h_proto == bpf_htons(ETH_P_8021Q) || h_proto == bpf_htons(ETH_P_8021AD)) {
 		struct vlan_hdr *vh = (void *)(eth + 1);
