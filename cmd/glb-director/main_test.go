@@ -34,7 +34,7 @@ func TestFlags(t *testing.T) {
 	if err := run(t.Context(), []string{"--help"}, &out, &out); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"--config FILE", "--state consul://", "-iface", "-src-ip", "-gateway-mac", "-xdp-mode", "-metrics-addr", "-bpffs", "SIGUSR2"} {
+	for _, want := range []string{"--config FILE", "--state consul://", "-iface", "-src-ip", "-gateway-mac", "-xdp-mode", "-metrics-addr", "-bpffs", "SIGUSR2", "CAP_PERFMON"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--help lacks %q", want)
 		}
