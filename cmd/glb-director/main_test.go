@@ -25,6 +25,7 @@ import (
 
 	"github.com/glb-project/glb/director/dataplane"
 	"github.com/glb-project/glb/director/table"
+	"github.com/glb-project/glb/internal/bpffs/bpffstest"
 	"github.com/glb-project/glb/internal/nstest"
 	"github.com/glb-project/glb/internal/testenv"
 )
@@ -116,12 +117,7 @@ func newTopology(t *testing.T) *topology {
 	tp.dirMAC = macOf(t, tp.dir, "d0")
 
 	// A private BPF filesystem for the pins.
-	mnt := t.TempDir()
-	if err := unix.Mount("bpf", mnt, "bpf", 0, "mode=0700"); err != nil {
-		testenv.Unavailable(t, "mount bpffs: %v", err)
-	}
-	t.Cleanup(func() { _ = unix.Unmount(mnt, unix.MNT_DETACH) })
-	tp.bpffs = filepath.Join(mnt, "glb")
+	tp.bpffs = filepath.Join(bpffstest.Mount(t), "glb")
 	tp.config = filepath.Join(t.TempDir(), "forwarding_table.json")
 	tp.writeConfig(t, keyA)
 	return tp

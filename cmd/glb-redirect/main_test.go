@@ -16,9 +16,9 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/glb-project/glb/internal/bpffs/bpffstest"
 	"github.com/glb-project/glb/internal/nstest"
 	"github.com/glb-project/glb/internal/testenv"
-	"golang.org/x/sys/unix"
 )
 
 func TestFlags(t *testing.T) {
@@ -153,12 +153,7 @@ func TestBinary(t *testing.T) {
 // directory on it.
 func privateBPFFS(t *testing.T) string {
 	t.Helper()
-	mnt := t.TempDir()
-	if err := unix.Mount("bpf", mnt, "bpf", 0, "mode=0700"); err != nil {
-		testenv.Unavailable(t, "mount bpffs: %v", err)
-	}
-	t.Cleanup(func() { _ = unix.Unmount(mnt, unix.MNT_DETACH) })
-	return filepath.Join(mnt, "glb-redirect", "up0")
+	return filepath.Join(bpffstest.Mount(t), "glb-redirect", "up0")
 }
 
 // newHost makes the host every binary test starts from: a namespace

@@ -22,12 +22,12 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"golang.org/x/sys/unix"
 
 	"github.com/glb-project/glb/consul"
 	"github.com/glb-project/glb/consul/consultest"
 	"github.com/glb-project/glb/director/dataplane"
 	"github.com/glb-project/glb/director/table"
+	"github.com/glb-project/glb/internal/bpffs/bpffstest"
 	"github.com/glb-project/glb/internal/nstest"
 	"github.com/glb-project/glb/internal/syncbuf"
 	"github.com/glb-project/glb/internal/testenv"
@@ -499,16 +499,7 @@ var configChecked = strings.ReplaceAll(configA, `"state": "active"}`, `"state": 
 // mountBPFFS mounts a private BPF filesystem for one test.
 func mountBPFFS(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	if err := unix.Mount("bpf", dir, "bpf", 0, "mode=0700"); err != nil {
-		testenv.Unavailable(t, "mount bpffs: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
-			t.Errorf("unmount bpffs %s: %v", dir, err)
-		}
-	})
-	return filepath.Join(dir, "glb")
+	return filepath.Join(bpffstest.Mount(t), "glb")
 }
 
 // A director that takes over a running one's tables keeps them, which

@@ -1,16 +1,15 @@
 package dataplane
 
 import (
-	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/cilium/ebpf"
-	"golang.org/x/sys/unix"
 
 	"github.com/glb-project/glb/director/table"
+	"github.com/glb-project/glb/internal/bpffs/bpffstest"
 	"github.com/glb-project/glb/internal/testenv"
 )
 
@@ -133,17 +132,7 @@ func runPacket(tb testing.TB, prog *ebpf.Program, in []byte, ctx *xdpMD) (uint32
 // with everything pinned in it, when the test ends.
 func bpffsDir(tb testing.TB) string {
 	tb.Helper()
-	testenv.RequireRoot(tb)
-	dir := tb.TempDir()
-	if err := unix.Mount("bpf", dir, "bpf", 0, "mode=0700"); err != nil {
-		testenv.Unavailable(tb, "mount bpffs: %v", err)
-	}
-	tb.Cleanup(func() {
-		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
-			tb.Errorf("unmount bpffs %s: %v", dir, err)
-		}
-	})
-	return filepath.Join(dir, "glb")
+	return filepath.Join(bpffstest.Mount(tb), "glb")
 }
 
 func exists(path string) bool {

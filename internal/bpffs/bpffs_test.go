@@ -1,30 +1,19 @@
 package bpffs
 
 import (
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/glb-project/glb/internal/testenv"
-	"golang.org/x/sys/unix"
+	"github.com/glb-project/glb/internal/bpffs/bpffstest"
 )
 
 func TestEnsure(t *testing.T) {
 	if err := Ensure(filepath.Join(t.TempDir(), "glb")); err == nil || !strings.Contains(err.Error(), "not on a BPF filesystem") {
 		t.Errorf("a tmpfs directory: %v", err)
 	}
-	testenv.RequireRoot(t)
-	dir := t.TempDir()
-	if err := unix.Mount("bpf", dir, "bpf", 0, "mode=0700"); err != nil {
-		testenv.Unavailable(t, "mount bpffs: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
-			t.Errorf("unmount bpffs %s: %v", dir, err)
-		}
-	})
+	dir := bpffstest.Mount(t)
 	sub := filepath.Join(dir, "glb", "sub")
 	if err := Ensure(sub); err != nil {
 		t.Fatal(err)

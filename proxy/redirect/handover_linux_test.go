@@ -21,22 +21,17 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 	"github.com/glb-project/glb/bpf"
+	"github.com/glb-project/glb/internal/bpffs/bpffstest"
 	"github.com/glb-project/glb/internal/nstest"
 	"github.com/glb-project/glb/internal/syncbuf"
 	"github.com/glb-project/glb/internal/testenv"
-	"golang.org/x/sys/unix"
 )
 
 // privateBPFFS mounts a BPF filesystem for one test and returns a pin
 // directory on it (not created yet).
 func privateBPFFS(tb testing.TB) string {
 	tb.Helper()
-	mnt := tb.TempDir()
-	if err := unix.Mount("bpf", mnt, "bpf", 0, "mode=0700"); err != nil {
-		testenv.Unavailable(tb, "mount bpffs: %v", err)
-	}
-	tb.Cleanup(func() { _ = unix.Unmount(mnt, unix.MNT_DETACH) })
-	return filepath.Join(mnt, "glb-redirect", "up0")
+	return filepath.Join(bpffstest.Mount(tb), "glb-redirect", "up0")
 }
 
 // pingStream sends GUE-wrapped ICMP echo requests for vip from the
