@@ -353,9 +353,7 @@ func (s *Server) run(endpoint, userID, by string, cmd Command) (string, error) {
 		result = "error"
 	}
 	s.count(endpoint, result)
-	if cmd.Changes() {
-		s.audit(endpoint, userID, by, cmd, result, err)
-	}
+	s.audit(endpoint, userID, by, cmd, result, err)
 	if err != nil {
 		if out.Len() > 0 && !bytes.HasSuffix(out.Bytes(), []byte("\n")) {
 			out.WriteByte('\n')
@@ -365,8 +363,13 @@ func (s *Server) run(endpoint, userID, by string, cmd Command) (string, error) {
 	return out.String(), err
 }
 
-// audit writes one line per change attempt.
+// audit writes one line per change attempt and counts it. Reads (status,
+// diff), refused or not, are not changes: they are only counted in
+// glb_chatops_requests_total.
 func (s *Server) audit(endpoint, userID, by string, cmd Command, result string, err error) {
+	if !cmd.Changes() {
+		return
+	}
 	attrs := []any{"audit", true, "via", endpoint, "user_id", userID, "by", by, "verb", cmd.Verb,
 		"host", cmd.Host, "reason", cmd.Reason, "force", cmd.Force, "result", result}
 	if err != nil {

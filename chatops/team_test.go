@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // TestAllowListTeams checks who BySlack accepts for each shape of the
@@ -60,8 +63,9 @@ func TestSlackTeams(t *testing.T) {
 		t.Fatal(err)
 	}
 	fe := &fakeExec{}
+	reg := prometheus.NewPedanticRegistry()
 	s, err := New(Config{SigningSecret: []byte("s3cret"), Allow: allow, Exec: fe.exec, Now: func() time.Time { return now },
-		AnswerWithin: time.Hour})
+		AnswerWithin: time.Hour, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,6 +108,16 @@ func TestSlackTeams(t *testing.T) {
 				t.Fatalf("ran %v, want %q", calls, tc.ran)
 			}
 		})
+	}
+	// Changes are counted, refused ones too; a refused read is not a
+	// change (it shows in glb_chatops_requests_total as denied).
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP glb_chatops_changes_total Host state changes asked for in chat, by verb and result (ok, refused, error, denied).
+# TYPE glb_chatops_changes_total counter
+glb_chatops_changes_total{result="denied",verb="drain"} 2
+glb_chatops_changes_total{result="ok",verb="drain"} 2
+`), "glb_chatops_changes_total"); err != nil {
+		t.Error(err)
 	}
 }
 
