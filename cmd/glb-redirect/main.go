@@ -219,7 +219,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("--log-level %q: want debug, info, warn or error", *logLevel)
 	}
-	if *iface == "" || len(vips) == 0 && !*cleanup {
+	switch {
+	case *cleanup && *iface == "":
+		return errors.New("--cleanup needs --iface, the uplink to clean up (see glb-redirect --help)")
+	case !*cleanup && (*iface == "" || len(vips) == 0):
 		return errors.New("--iface and at least one --vip are required (see glb-redirect --help)")
 	}
 	if strings.ContainsRune(*iface, '/') || *iface == "." || *iface == ".." {
