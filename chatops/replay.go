@@ -7,10 +7,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/glb-project/glb/internal/atomicfile"
 )
 
 // The replay file holds one line per Slack signature served within the
@@ -49,22 +50,7 @@ func saveReplay(path string, seen map[string]time.Time) error {
 	for sig, t := range seen {
 		fmt.Fprintf(&b, "%d %s\n", t.Unix(), sig)
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("write replay file: %w", err)
-	}
-	_, err = f.Write(b.Bytes())
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		os.Remove(f.Name())
+	if err := atomicfile.Write(path, b.Bytes(), 0o600, true); err != nil {
 		return fmt.Errorf("write replay file: %w", err)
 	}
 	return nil

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/glb-project/glb/director/table"
+	"github.com/glb-project/glb/internal/atomicfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -339,23 +340,7 @@ func (f *FileStore) PublishHealth(ctx context.Context, r HealthReport) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, ".tmp-*")
-	if err != nil {
-		return fmt.Errorf("publish health: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return fmt.Errorf("publish health: %w", err)
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return fmt.Errorf("publish health: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("publish health: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, r.Source+".json")); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, r.Source+".json"), b, 0o644, false); err != nil {
 		return fmt.Errorf("publish health: %w", err)
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/glb-project/glb/bpf"
+	"github.com/glb-project/glb/internal/atomicfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -148,22 +149,7 @@ func (a *Agent) saveState() error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create state directory: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, filepath.Base(a.cfg.StateFile)+".*")
-	if err != nil {
-		return fmt.Errorf("write state file: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // fails harmlessly after the rename
-	_, err = tmp.Write(append(b, '\n'))
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), a.cfg.StateFile)
-	}
-	if err != nil {
+	if err := atomicfile.Write(a.cfg.StateFile, append(b, '\n'), 0o600, true); err != nil {
 		return fmt.Errorf("write state file: %w", err)
 	}
 	return nil
