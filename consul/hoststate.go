@@ -70,7 +70,7 @@ type Holder struct {
 }
 
 func (h Holder) String() string {
-	return fmt.Sprintf("%s is %s%s", hostLabel(h.Backend.IP, h.Backend.Name), h.Backend.State, provenance(h.Backend.Reason, h.Backend.By, h.Backend.At))
+	return fmt.Sprintf("%s is %s%s", table.HostLabel(h.Backend.IP, h.Backend.Name), h.Backend.State, provenance(h.Backend.Reason, h.Backend.By, h.Backend.At))
 }
 
 // provenance renders " (by alice, 2026-01-02T15:04:05Z: reason)".
@@ -93,13 +93,6 @@ func provenance(reason, by string, at time.Time) string {
 		return ""
 	}
 	return " (" + s + ")"
-}
-
-func hostLabel(ip netip.Addr, name string) string {
-	if name != "" {
-		return fmt.Sprintf("%s (%s)", name, ip)
-	}
-	return ip.String()
 }
 
 // ErrUnknownHost means no table lists the host.
@@ -149,7 +142,7 @@ func (e *SlotError) Error() string {
 
 // finish is the advice that frees the slot a host in b's state holds.
 func finish(b table.Backend) string {
-	h := hostOf(b)
+	h := b.Host()
 	switch b.State {
 	case table.Draining:
 		return fmt.Sprintf("glbctl remove %s once it is drained, or glbctl activate %s to end the drain", h, h)
@@ -163,13 +156,6 @@ func finish(b table.Backend) string {
 
 // Refusal marks the error as an operator-facing refusal, not a failure.
 func (e *SlotError) Refusal() bool { return true }
-
-func hostOf(b table.Backend) string {
-	if b.Name != "" {
-		return b.Name
-	}
-	return b.IP.String()
-}
 
 // Apply makes the change to cfg: it checks the state machine and the
 // one-at-a-time rule in every table that lists the host, then sets the
@@ -205,7 +191,7 @@ func (c Change) Apply(cfg *table.Config) (Applied, error) {
 	}
 	first := hits[0].b
 	a.IP, a.Name, a.From, a.To = first.IP, first.Name, first.State, c.To
-	label := hostLabel(first.IP, first.Name)
+	label := table.HostLabel(first.IP, first.Name)
 
 	noop := true
 	for _, h := range hits {
@@ -246,7 +232,7 @@ func (c Change) Apply(cfg *table.Config) (Applied, error) {
 	if len(a.Overridden) > 0 {
 		var held []string
 		for _, h := range a.Overridden {
-			held = append(held, fmt.Sprintf("%s %s in %s", hostOf(h.Backend), h.Backend.State, h.Table))
+			held = append(held, fmt.Sprintf("%s %s in %s", h.Backend.Host(), h.Backend.State, h.Table))
 		}
 		note := "[forced over the one-at-a-time rule: " + strings.Join(held, ", ") + "]"
 		reason = strings.TrimSpace(reason + " " + note)
@@ -266,7 +252,7 @@ func knownHosts(cfg *table.Config) string {
 		for _, b := range t.Backends {
 			if !seen[b.IP] {
 				seen[b.IP] = true
-				list = append(list, hostLabel(b.IP, b.Name))
+				list = append(list, table.HostLabel(b.IP, b.Name))
 			}
 		}
 	}

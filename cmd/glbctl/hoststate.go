@@ -97,10 +97,7 @@ func changeHost(ctx context.Context, e env, spec string, c consul.Change, dryRun
 	if err != nil {
 		return err
 	}
-	label := applied.IP.String()
-	if applied.Name != "" {
-		label = fmt.Sprintf("%s (%s)", applied.Name, applied.IP)
-	}
+	label := table.HostLabel(applied.IP, applied.Name)
 	if applied.NoOp {
 		fmt.Fprintf(e.stdout, "%s is already %s: nothing to do\n", label, applied.To)
 		return nil

@@ -135,19 +135,12 @@ func buildStatus(store string, cfg *table.Config, health table.Health, reports [
 				Reason: b.Reason, By: b.By, At: b.At,
 			})
 			if b.State != table.Active {
-				ts.SlotHeld = append(ts.SlotHeld, hostName(b))
+				ts.SlotHeld = append(ts.SlotHeld, b.Host())
 			}
 		}
 		s.Tables = append(s.Tables, ts)
 	}
 	return s
-}
-
-func hostName(b table.Backend) string {
-	if b.Name != "" {
-		return b.Name
-	}
-	return b.IP.String()
 }
 
 func (s status) write(w io.Writer, now time.Time) error {

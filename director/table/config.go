@@ -408,6 +408,23 @@ func (t *Spec) decode(data []byte) error {
 	return errors.Join(errs...)
 }
 
+// Host is how operators name the backend: its name, or its address.
+func (b Backend) Host() string {
+	if b.Name != "" {
+		return b.Name
+	}
+	return b.IP.String()
+}
+
+// HostLabel names the backend with its address: "proxy-2 (10.1.0.12)", or
+// the address alone.
+func HostLabel(ip netip.Addr, name string) string {
+	if name != "" {
+		return fmt.Sprintf("%s (%s)", name, ip)
+	}
+	return ip.String()
+}
+
 // decode fills the backend from its JSON object, naming the field of every
 // error.
 func (b *Backend) decode(data []byte) error {

@@ -291,3 +291,21 @@ func TestMatch(t *testing.T) {
 		}
 	}
 }
+
+func TestHostNames(t *testing.T) {
+	ip := netip.MustParseAddr("10.1.0.12")
+	for _, tc := range []struct {
+		name, host, label string
+	}{
+		{"proxy-2", "proxy-2", "proxy-2 (10.1.0.12)"},
+		{"", "10.1.0.12", "10.1.0.12"},
+	} {
+		b := Backend{IP: ip, Name: tc.name}
+		if got := b.Host(); got != tc.host {
+			t.Errorf("Host() of %q = %q, want %q", tc.name, got, tc.host)
+		}
+		if got := HostLabel(ip, tc.name); got != tc.label {
+			t.Errorf("HostLabel of %q = %q, want %q", tc.name, got, tc.label)
+		}
+	}
+}
