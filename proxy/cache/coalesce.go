@@ -48,6 +48,12 @@ type Coalesce struct {
 	joined func() // test hook: called once a request has joined a flight
 }
 
+// freshServer is the part of Layer that answers a fresh hit without a
+// flight.
+type freshServer interface {
+	Fresh(req *http.Request) (*http.Response, bool)
+}
+
 type flight struct {
 	leader *byte
 	resp   *http.Response // headers of the leader's answer
@@ -85,6 +91,11 @@ func (c *Coalesce) RoundTrip(req *http.Request) (*http.Response, error) {
 	shareable := req.Method == http.MethodGet || req.Method == http.MethodHead || pol.GraphQL && req.Method == http.MethodPost
 	if c.Disabled || !ok || !shareable {
 		return c.next().RoundTrip(req)
+	}
+	if f, isLayer := c.Next.(freshServer); isLayer && pol.MaxAge > 0 {
+		if resp, hit := f.Fresh(req); hit {
+			return resp, nil
+		}
 	}
 	maxBytes := c.MaxBytes
 	if maxBytes <= 0 {

@@ -165,6 +165,26 @@ func normAccept(s string) string {
 	return strings.ToLower(strings.Join(strings.Fields(s), ""))
 }
 
+// Fresh answers req from the store when its policy's MaxAge allows (a
+// HIT), and reports false otherwise, doing nothing else. Coalesce asks it
+// first, so a hit needs no flight: no flight key, no goroutine, no copy
+// of the body.
+func (l *Layer) Fresh(req *http.Request) (*http.Response, bool) {
+	pol, ok := policyFrom(req.Context())
+	if !ok || pol.MaxAge <= 0 || l.Store == nil {
+		return nil, false
+	}
+	if !(pol.GraphQL && req.Method == http.MethodPost) && req.Method != http.MethodGet && req.Method != http.MethodHead {
+		return nil, false
+	}
+	now := l.now()
+	entry, ok := l.lookup(req.Context(), l.Key(req, pol), now)
+	if !ok || entry == nil || now.Sub(entry.Validated) >= pol.MaxAge {
+		return nil, false
+	}
+	return l.serve(req, entry, Hit), true
+}
+
 // RoundTrip implements http.RoundTripper.
 func (l *Layer) RoundTrip(req *http.Request) (*http.Response, error) {
 	pol, ok := policyFrom(req.Context())

@@ -292,10 +292,17 @@ func TestMaxAgeHit(t *testing.T) {
 	s := newStack(t, &Memory{MaxBytes: 1 << 20, Now: clock})
 	s.layer.Now = clock
 	pol := &Policy{MaxAge: time.Minute}
+	var flights atomic.Int32
+	s.top.joined = func() { flights.Add(1) }
 	s.do(t, "GET", "/repos/acme/widgets", pol)
 	calls := s.sim.Stats().Total.Calls
 	if r := s.do(t, "GET", "/repos/acme/widgets", pol); r.mode != Hit {
 		t.Fatalf("within max_age: %s", r.mode)
+	}
+	// The hit is answered before any flight (Layer.Fresh): only the
+	// first request, a miss, joined one.
+	if n := flights.Load(); n != 1 {
+		t.Errorf("%d requests went through a flight, want 1 (the miss)", n)
 	}
 	if r := s.do(t, "GET", "/repos/acme/widgets", nil); r.mode != Revalidated {
 		t.Fatalf("a client without max_age must revalidate: %s", r.mode)
