@@ -2,15 +2,15 @@ package cache
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/glb-project/glb/proxy/route"
 )
 
 // GraphQL queries are shared on a key built from the request's canonical
@@ -433,7 +433,7 @@ func graphQLStorable(resp *http.Response, body []byte) bool {
 		strings.Contains(strings.ToLower(h.Get("Cache-Control")), "no-store") {
 		return false
 	}
-	fields, err := topLevel(body)
+	fields, err := route.TopLevelFields(body)
 	if err != nil {
 		return false
 	}
@@ -442,36 +442,4 @@ func graphQLStorable(resp *http.Response, body []byte) bool {
 	}
 	data := fields["data"]
 	return len(data) > 0 && data[0] == '{'
-}
-
-// topLevel decodes a JSON object into its raw fields, refusing duplicate
-// keys and trailing data.
-func topLevel(body []byte) (map[string]json.RawMessage, error) {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return nil, errors.New("not a JSON object")
-	}
-	fields := map[string]json.RawMessage{}
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return nil, err
-		}
-		k, _ := t.(string)
-		if _, dup := fields[k]; dup {
-			return nil, fmt.Errorf("duplicate key %q", k)
-		}
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, err
-		}
-		fields[k] = v
-	}
-	if _, err := dec.Token(); err != nil {
-		return nil, err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("trailing data")
-	}
-	return fields, nil
 }

@@ -54,7 +54,7 @@ type graphQLBody struct {
 // and refuses anything ambiguous: duplicate keys, several operations with
 // no name to choose, subscriptions, batches.
 func ParseGraphQL(body []byte) (GraphQLRequest, error) {
-	fields, err := topLevelFields(body)
+	fields, err := TopLevelFields(body)
 	if err != nil {
 		return GraphQLRequest{}, err
 	}
@@ -129,10 +129,10 @@ func ParseGraphQL(body []byte) (GraphQLRequest, error) {
 	return GraphQLRequest{Operation: kind, Name: op.Name, Body: out, Document: doc, Variables: in.Variables}, nil
 }
 
-// topLevelFields decodes a JSON object into its raw fields, refusing
-// duplicate keys (two parsers may keep different ones), non-objects and
-// trailing data.
-func topLevelFields(body []byte) (map[string]json.RawMessage, error) {
+// TopLevelFields decodes a JSON object into its raw fields, refusing
+// duplicate keys, a non-object and trailing data (errors wrap
+// ErrBadGraphQL). The proxy's cache uses it for GraphQL answers too.
+func TopLevelFields(body []byte) (map[string]json.RawMessage, error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	t, err := dec.Token()
