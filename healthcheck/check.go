@@ -74,6 +74,19 @@ type Status struct {
 	Results uint64
 }
 
+// Checked lists, in address order, the backends of cfg that get at least
+// one check: those whose health the checker will report.
+func Checked(cfg *table.Config) []netip.Addr {
+	var out []netip.Addr
+	for _, c := range checksOf(cfg) {
+		if !slices.Contains(out, c.Backend) {
+			out = append(out, c.Backend)
+		}
+	}
+	slices.SortFunc(out, func(a, b netip.Addr) int { return a.Compare(b) })
+	return out
+}
+
 // checksOf returns the distinct checks of every backend that is not
 // inactive, sorted.
 func checksOf(cfg *table.Config) []Check {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -627,5 +628,23 @@ func TestChecksSpreadWithinTheInterval(t *testing.T) {
 	h.clk.mu.Unlock()
 	if len(at) < 2 {
 		t.Errorf("%d checks all wait until the same instant", n)
+	}
+}
+
+// TestChecked lists the backends that get a check: once each, in address
+// order, not inactive ones nor ones without a check.
+func TestChecked(t *testing.T) {
+	b := func(ip string, st table.State, hc table.Healthchecks) table.Backend {
+		return table.Backend{IP: netip.MustParseAddr(ip), State: st, Healthchecks: hc}
+	}
+	cfg := config(
+		[]table.Backend{b("10.0.0.3", table.Active, table.Healthchecks{TCP: 80}), b("10.0.0.1", table.Draining, table.Healthchecks{GUE: 19523}),
+			b("10.0.0.2", table.Active, table.Healthchecks{}), b("10.0.0.4", table.Inactive, table.Healthchecks{TCP: 80})},
+		[]table.Backend{b("10.0.0.3", table.Active, table.Healthchecks{HTTP: 8080})},
+	)
+	got := Checked(cfg)
+	want := []netip.Addr{netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.3")}
+	if !slices.Equal(got, want) {
+		t.Fatalf("Checked = %v, want %v", got, want)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/glb-project/glb/consul"
 	"github.com/glb-project/glb/director/dataplane"
 	"github.com/glb-project/glb/director/table"
+	"github.com/glb-project/glb/healthcheck"
 )
 
 // State is where the forwarding config comes from: in glb-director, a
@@ -207,10 +208,10 @@ func (d *Daemon) Start(ctx context.Context) error {
 	if d.c.OnConfig != nil {
 		d.c.OnConfig(cfg)
 	}
-	if d.c.Plane.Adopted() && d.c.FirstHealthWait > 0 && d.c.Health != nil && len(checkedBackends(cfg)) > 0 {
+	if d.c.Plane.Adopted() && d.c.FirstHealthWait > 0 && d.c.Health != nil && len(healthcheck.Checked(cfg)) > 0 {
 		d.holding = true
 		d.log.Info("took over a running director's tables: keeping them until the first health results arrive",
-			"checked_backends", len(checkedBackends(cfg)), "at_most", d.c.FirstHealthWait)
+			"checked_backends", len(healthcheck.Checked(cfg)), "at_most", d.c.FirstHealthWait)
 		return nil
 	}
 	if err := d.apply(cfg); err != nil {
@@ -459,29 +460,10 @@ func (d *Daemon) apply(cfg *table.Config) error {
 	return nil
 }
 
-// checkedBackends lists the backends of cfg that the health checker
-// checks: not inactive, with at least one check configured.
-func checkedBackends(cfg *table.Config) []netip.Addr {
-	seen := map[netip.Addr]bool{}
-	var out []netip.Addr
-	for _, t := range cfg.Tables {
-		for _, b := range t.Backends {
-			hc := b.Healthchecks
-			if b.State == table.Inactive || seen[b.IP] || hc.HTTP <= 0 && hc.TCP <= 0 && hc.GUE <= 0 {
-				continue
-			}
-			seen[b.IP] = true
-			out = append(out, b.IP)
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Less(out[j]) })
-	return out
-}
-
 // missingHealth lists the checked backends of cfg without a result in h.
 func missingHealth(cfg *table.Config, h table.Health) []netip.Addr {
 	var out []netip.Addr
-	for _, ip := range checkedBackends(cfg) {
+	for _, ip := range healthcheck.Checked(cfg) {
 		if _, ok := h[ip]; !ok {
 			out = append(out, ip)
 		}
